@@ -1,0 +1,336 @@
+//! Resource control with cgroups v1 (one hierarchy per controller) or v2 (unified).
+//!
+//! The container gets one cgroup named by the engine (e.g. `bulkhead/<id>`) under the
+//! memory, cpu and pids controllers; its processes join it before they exec.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::error::RuntimeError;
+use crate::spec::Resources;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+const CFS_PERIOD_US: u64 = 100_000;
+/// How many rounds of SIGKILL/rmdir are attempted while tearing a cgroup down.
+const TEARDOWN_ROUNDS: u32 = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// Detects the cgroup layout mounted at `/sys/fs/cgroup`.
+pub fn version() -> CgroupVersion {
+    match nix::sys::statfs::statfs(CGROUP_ROOT) {
+        Ok(st) if st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => {
+            CgroupVersion::V2
+        }
+        _ => CgroupVersion::V1,
+    }
+}
+
+/// Kills every process left in the cgroup `name` and removes its directories.
+/// Used by the engine after a crash; a cgroup that does not exist is not an error.
+pub fn cleanup(name: &str) -> Result<(), RuntimeError> {
+    Cgroup::open(name)?.destroy()
+}
+
+/// The container's cgroup: one directory per v1 controller, or one v2 directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Cgroup {
+    version: CgroupVersion,
+    /// v1: (controller, dir) for each mounted controller; v2: a single ("", dir).
+    dirs: Vec<(&'static str, PathBuf)>,
+}
+
+fn validate_name(name: &str) -> Result<(), RuntimeError> {
+    let path = Path::new(name);
+    let valid = !name.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
+    if valid {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidSpec(format!(
+            "cgroup name {name:?} must be a relative path without '..'"
+        )))
+    }
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), RuntimeError> {
+    fs::write(path, value).map_err(|e| RuntimeError::Cgroup {
+        path: path.to_path_buf(),
+        reason: format!("writing {value:?}: {e}"),
+    })
+}
+
+fn read_file(path: &Path) -> Result<String, RuntimeError> {
+    fs::read_to_string(path).map_err(|e| RuntimeError::Cgroup {
+        path: path.to_path_buf(),
+        reason: format!("reading: {e}"),
+    })
+}
+
+/// Reads a `key value` counter from a flat-keyed cgroup file.
+fn read_counter(path: &Path, key: &str) -> Result<u64, RuntimeError> {
+    let content = read_file(path)?;
+    content
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .ok_or_else(|| RuntimeError::Cgroup {
+            path: path.to_path_buf(),
+            reason: format!("no counter {key:?}"),
+        })
+}
+
+impl Cgroup {
+    /// Computes the directories of cgroup `name` without touching them.
+    pub(crate) fn open(name: &str) -> Result<Self, RuntimeError> {
+        validate_name(name)?;
+        let root = Path::new(CGROUP_ROOT);
+        let version = version();
+        let dirs = match version {
+            CgroupVersion::V2 => vec![("", root.join(name))],
+            CgroupVersion::V1 => V1_CONTROLLERS
+                .iter()
+                .filter(|c| root.join(c).is_dir())
+                .map(|c| (*c, root.join(c).join(name)))
+                .collect(),
+        };
+        Ok(Cgroup { version, dirs })
+    }
+
+    /// Creates the cgroup (enabling the v2 controllers on the way down).
+    pub(crate) fn create(name: &str) -> Result<Self, RuntimeError> {
+        let cg = Self::open(name)?;
+        if cg.version == CgroupVersion::V2 {
+            enable_v2_controllers(Path::new(CGROUP_ROOT), name)?;
+        }
+        for (_, dir) in &cg.dirs {
+            fs::create_dir_all(dir).map_err(|e| RuntimeError::Cgroup {
+                path: dir.clone(),
+                reason: format!("creating: {e}"),
+            })?;
+        }
+        Ok(cg)
+    }
+
+    fn dir(&self, controller: &'static str) -> Result<&Path, RuntimeError> {
+        let wanted = if self.version == CgroupVersion::V2 {
+            ""
+        } else {
+            controller
+        };
+        self.dirs
+            .iter()
+            .find(|(c, _)| *c == wanted)
+            .map(|(_, d)| d.as_path())
+            .ok_or_else(|| RuntimeError::Cgroup {
+                path: Path::new(CGROUP_ROOT).join(controller),
+                reason: "controller not available".to_string(),
+            })
+    }
+
+    /// Applies the limits that are set in `r`; unset ones are left unchanged.
+    pub(crate) fn apply(&self, r: &Resources) -> Result<(), RuntimeError> {
+        if let Some(mem) = r.memory_bytes {
+            self.set_memory(mem)?;
+        }
+        if let Some(cpus) = r.cpus {
+            if !(cpus.is_finite() && cpus > 0.0) {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "cpus must be positive, got {cpus}"
+                )));
+            }
+            // Rounded to whole microseconds, at least 1ms as the kernel requires.
+            let quota = ((cpus * CFS_PERIOD_US as f64).round() as u64).max(1000);
+            let dir = self.dir("cpu")?;
+            match self.version {
+                CgroupVersion::V2 => {
+                    write_file(&dir.join("cpu.max"), &format!("{quota} {CFS_PERIOD_US}"))?
+                }
+                CgroupVersion::V1 => {
+                    write_file(&dir.join("cpu.cfs_period_us"), &CFS_PERIOD_US.to_string())?;
+                    write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
+            }
+        }
+        if let Some(pids) = r.pids_limit {
+            let value = if pids > 0 {
+                pids.to_string()
+            } else {
+                "max".to_string()
+            };
+            write_file(&self.dir("pids")?.join("pids.max"), &value)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the memory limit and, where swap accounting exists, memory+swap to the same
+    /// value (v2: `memory.swap.max` 0), so the container cannot escape the limit by swapping.
+    fn set_memory(&self, bytes: u64) -> Result<(), RuntimeError> {
+        let dir = self.dir("memory")?;
+        match self.version {
+            CgroupVersion::V2 => {
+                write_file(&dir.join("memory.max"), &bytes.to_string())?;
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write_file(&swap, "0")?;
+                }
+            }
+            CgroupVersion::V1 => {
+                let limit = dir.join("memory.limit_in_bytes");
+                let memsw = dir.join("memory.memsw.limit_in_bytes");
+                let value = bytes.to_string();
+                if !memsw.exists() {
+                    return write_file(&limit, &value);
+                }
+                // memsw must stay >= limit: the order depends on the direction of the change.
+                if write_file(&limit, &value).is_ok() {
+                    write_file(&memsw, &value)?;
+                } else {
+                    write_file(&memsw, &value)?;
+                    write_file(&limit, &value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` (and, on v1, only that process) into the cgroup.
+    pub(crate) fn add_process(&self, pid: Pid) -> Result<(), RuntimeError> {
+        for (_, dir) in &self.dirs {
+            write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Number of OOM kills that happened in the cgroup.
+    pub(crate) fn oom_kills(&self) -> Result<u64, RuntimeError> {
+        let dir = self.dir("memory")?;
+        match self.version {
+            CgroupVersion::V2 => read_counter(&dir.join("memory.events"), "oom_kill"),
+            CgroupVersion::V1 => read_counter(&dir.join("memory.oom_control"), "oom_kill"),
+        }
+    }
+
+    fn pids(&self) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self
+            .dirs
+            .iter()
+            .filter_map(|(_, d)| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .map(Pid::from_raw)
+            .collect();
+        pids.sort();
+        pids.dedup();
+        pids
+    }
+
+    /// Kills every process in the cgroup and removes its directories.
+    pub(crate) fn destroy(&self) -> Result<(), RuntimeError> {
+        let kill_file = self.dirs.first().map(|(_, d)| d.join("cgroup.kill"));
+        if let Some(kill_file) = kill_file.filter(|f| f.exists()) {
+            write_file(&kill_file, "1")?;
+        }
+        for (_, dir) in &self.dirs {
+            let mut round = 0;
+            loop {
+                for pid in self.pids() {
+                    // The process may exit on its own meanwhile: ESRCH is fine.
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    Err(e) if round >= TEARDOWN_ROUNDS => {
+                        return Err(RuntimeError::Cgroup {
+                            path: dir.clone(),
+                            reason: format!("removing: {e}"),
+                        })
+                    }
+                    Err(_) => {
+                        round += 1;
+                        sleep(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Enables memory, cpu and pids for children of every ancestor of `name` (v2 only).
+fn enable_v2_controllers(root: &Path, name: &str) -> Result<(), RuntimeError> {
+    let mut dir = root.to_path_buf();
+    let components: Vec<_> = Path::new(name).components().collect();
+    for (i, component) in components.iter().enumerate() {
+        let available = read_file(&dir.join("cgroup.controllers"))?;
+        let wanted: Vec<String> = ["memory", "cpu", "pids"]
+            .iter()
+            .filter(|c| available.split_whitespace().any(|a| a == **c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !wanted.is_empty() {
+            write_file(&dir.join("cgroup.subtree_control"), &wanted.join(" "))?;
+        }
+        dir.push(component);
+        if i + 1 < components.len() {
+            fs::create_dir_all(&dir).map_err(|e| RuntimeError::Cgroup {
+                path: dir.clone(),
+                reason: format!("creating: {e}"),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_escaping_names() {
+        assert!(Cgroup::open("../x").is_err());
+        assert!(Cgroup::open("/abs").is_err());
+        assert!(Cgroup::open("").is_err());
+        assert!(Cgroup::open("bulkhead/ok").is_ok());
+    }
+
+    #[test]
+    fn create_limit_and_destroy() {
+        let name = format!("bulkhead-unit/{}", std::process::id());
+        let cg = Cgroup::create(&name).expect("create");
+        cg.apply(&Resources {
+            memory_bytes: Some(64 << 20),
+            cpus: Some(0.5),
+            pids_limit: Some(20),
+        })
+        .expect("apply");
+        let mem = cg.dir("memory").unwrap();
+        let limit = match cg.version {
+            CgroupVersion::V2 => fs::read_to_string(mem.join("memory.max")).unwrap(),
+            CgroupVersion::V1 => fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap(),
+        };
+        assert_eq!(limit.trim(), (64u64 << 20).to_string());
+        let pids = fs::read_to_string(cg.dir("pids").unwrap().join("pids.max")).unwrap();
+        assert_eq!(pids.trim(), "20");
+        assert_eq!(cg.oom_kills().unwrap(), 0);
+        cg.destroy().expect("destroy");
+        assert!(!mem.exists());
+        cleanup(&name).expect("cleanup of a removed cgroup is fine");
+    }
+}

@@ -1,0 +1,450 @@
+//! The container's filesystem view, built by the init process in its new mount
+//! namespace: the rootfs bind-mounted on itself, /proc, read-only /sys, a minimal /dev,
+//! user mounts, masked and read-only paths, then pivot_root with the old root detached.
+//! Every target is resolved inside the root (see [`crate::safe_path`]).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statvfs::{fstatvfs, FsFlags};
+
+use crate::error::RuntimeError;
+use crate::pty;
+use crate::safe_path::{ensure_file, fd_path, mkdir_all, open_in_root};
+use crate::spec::{ContainerSpec, MountSpec};
+
+/// runc's default masked paths: hidden behind /dev/null (files) or an empty read-only tmpfs.
+const MASKED_PATHS: [&str; 12] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// runc's default read-only paths.
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Character devices of the minimal /dev, bound from the caller's /dev (devtmpfs on the
+/// host; the VM agent mounts one in the guest).
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+const DEV_SYMLINKS: [(&str, &str); 5] = [
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+fn mount_err(what: String, e: Errno) -> RuntimeError {
+    RuntimeError::sys(format!("mount {what}"), e)
+}
+
+fn mount_fd(
+    source: Option<&str>,
+    target: &OwnedFd,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+    what: &str,
+) -> Result<(), RuntimeError> {
+    mount(source, fd_path(target).as_str(), fstype, flags, data)
+        .map_err(|e| mount_err(what.to_string(), e))
+}
+
+/// Flags of the mount behind `fd` that a bind remount must repeat: in a user namespace
+/// the kernel refuses to clear locked ones.
+fn locked_flags(fd: &OwnedFd) -> Result<MsFlags, RuntimeError> {
+    let st = fstatvfs(fd).map_err(|e| RuntimeError::sys("statvfs of a mount", e))?;
+    let f = st.flags();
+    let mut flags = MsFlags::empty();
+    for (st_flag, ms_flag) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(st_flag) {
+            flags |= ms_flag;
+        }
+    }
+    Ok(flags)
+}
+
+/// Adds `extra` (e.g. MS_RDONLY) to the flags of the bind mount behind `fd`.
+fn remount(fd: &OwnedFd, extra: MsFlags, what: &str) -> Result<(), RuntimeError> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked_flags(fd)?;
+    mount_fd(
+        None,
+        fd,
+        None,
+        flags,
+        None,
+        &format!("remount {what} {extra:?}"),
+    )
+}
+
+/// Makes the mount at the path behind `fd` read-only.
+fn remount_readonly(fd: &OwnedFd, what: &str) -> Result<(), RuntimeError> {
+    remount(fd, MsFlags::MS_RDONLY, what)
+}
+
+/// Sets up the filesystem inside `spec.rootfs` and pivots into it. When `terminal`, a
+/// pty is allocated from the container's devpts, its slave bound to /dev/console, and
+/// (master, slave) returned.
+pub(crate) fn build(
+    spec: &ContainerSpec,
+    terminal: bool,
+) -> Result<Option<(OwnedFd, OwnedFd)>, RuntimeError> {
+    // Nothing we mount may propagate back to the host (or the guest agent).
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| mount_err("/ private".into(), e))?;
+    let rootfs = spec.rootfs.as_path();
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| mount_err(format!("bind of {}", rootfs.display()), e))?;
+    let root = std::fs::File::open(rootfs).map_err(|e| RuntimeError::io("open", rootfs, e))?;
+    let root: OwnedFd = root.into();
+    let privileged = spec.security.privileged;
+
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let proc_dir = mkdir_all(root.as_fd(), "/proc")?;
+    mount_fd(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+        "/proc",
+    )?;
+    mount_sys(&root, privileged)?;
+    let pty = mount_dev(&root, terminal)?;
+    for m in &spec.mounts {
+        mount_user(&root, m)?;
+    }
+    if !privileged {
+        mask_paths(&root)?;
+    }
+    if spec.readonly_rootfs {
+        let current_root = open_in_root(root.as_fd(), "/", libc::O_PATH | libc::O_DIRECTORY, 0)
+            .map_err(|e| RuntimeError::sys("reopening the root", e))?;
+        remount_readonly(&current_root, "/")?;
+    }
+    pivot(&root)?;
+    Ok(pty)
+}
+
+fn mount_sys(root: &OwnedFd, privileged: bool) -> Result<(), RuntimeError> {
+    let sys = mkdir_all(root.as_fd(), "/sys")?;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if !privileged {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    match mount(
+        Some("sysfs"),
+        fd_path(&sys).as_str(),
+        Some("sysfs"),
+        flags,
+        None::<&str>,
+    ) {
+        Ok(()) => Ok(()),
+        // A user namespace without its own network namespace may not mount sysfs:
+        // bind the current one instead, like runc.
+        Err(Errno::EPERM) => {
+            mount_fd(
+                Some("/sys"),
+                &sys,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                "/sys (bind)",
+            )?;
+            if privileged {
+                return Ok(());
+            }
+            let sys = open_in_root(root.as_fd(), "/sys", libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(|e| RuntimeError::sys("reopening /sys", e))?;
+            remount_readonly(&sys, "/sys")
+        }
+        Err(e) => Err(mount_err("/sys".into(), e)),
+    }
+}
+
+/// Binds the caller's device node `/dev/<name>` into the container's /dev. Binding
+/// rather than mknod keeps the container's /dev `nodev` (so nodes created there by the
+/// container, with CAP_MKNOD, cannot be opened) and also works in a user namespace.
+fn bind_device(root: &OwnedFd, name: &str) -> Result<(), RuntimeError> {
+    let host_path = format!("/dev/{name}");
+    let target = ensure_file(root.as_fd(), &host_path)?;
+    mount_fd(
+        Some(&host_path),
+        &target,
+        None,
+        MsFlags::MS_BIND,
+        None,
+        &host_path,
+    )
+}
+
+fn mount_dev(root: &OwnedFd, terminal: bool) -> Result<Option<(OwnedFd, OwnedFd)>, RuntimeError> {
+    let dev_mount = mkdir_all(root.as_fd(), "/dev")?;
+    mount_fd(
+        Some("tmpfs"),
+        &dev_mount,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+        "/dev",
+    )?;
+    let dev = open_in_root(root.as_fd(), "/dev", libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| RuntimeError::sys("reopening /dev", e))?;
+    for name in DEVICES {
+        bind_device(root, name)?;
+    }
+    for (name, target) in DEV_SYMLINKS {
+        nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name)
+            .map_err(|e| RuntimeError::sys(format!("symlink /dev/{name}"), e))?;
+    }
+    let pts = mkdir_all(root.as_fd(), "/dev/pts")?;
+    let pts_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let with_gid = "newinstance,ptmxmode=0666,mode=0620,gid=5";
+    if mount(
+        Some("devpts"),
+        fd_path(&pts).as_str(),
+        Some("devpts"),
+        pts_flags,
+        Some(with_gid),
+    )
+    .is_err()
+    {
+        // gid 5 (tty) may be unmapped in a user namespace.
+        mount_fd(
+            Some("devpts"),
+            &pts,
+            Some("devpts"),
+            pts_flags,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+            "/dev/pts",
+        )?;
+    }
+    let shm = mkdir_all(root.as_fd(), "/dev/shm")?;
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fd(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        nosuid_nodev_noexec,
+        Some("mode=1777,size=65536k"),
+        "/dev/shm",
+    )?;
+    let mqueue = mkdir_all(root.as_fd(), "/dev/mqueue")?;
+    mount_fd(
+        Some("mqueue"),
+        &mqueue,
+        Some("mqueue"),
+        nosuid_nodev_noexec,
+        None,
+        "/dev/mqueue",
+    )?;
+    if !terminal {
+        return Ok(None);
+    }
+    let master = open_in_root(
+        root.as_fd(),
+        "/dev/pts/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY,
+        0,
+    )
+    .map_err(|e| RuntimeError::sys("opening /dev/pts/ptmx", e))?;
+    let slave = pty::open_slave(&master)?;
+    let console = ensure_file(root.as_fd(), "/dev/console")?;
+    mount(
+        Some(fd_path(&slave).as_str()),
+        fd_path(&console).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| mount_err("/dev/console".into(), e))?;
+    Ok(Some((master, slave)))
+}
+
+/// Splits docker `--tmpfs` options into mount flags and filesystem data. The defaults
+/// are docker's: nosuid, nodev, noexec.
+fn tmpfs_options(options: &str) -> (MsFlags, String) {
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let mut data = Vec::new();
+    for opt in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        match opt {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "exec" => flags &= !MsFlags::MS_NOEXEC,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "suid" => flags &= !MsFlags::MS_NOSUID,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "dev" => flags &= !MsFlags::MS_NODEV,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
+}
+
+fn mount_user(root: &OwnedFd, m: &MountSpec) -> Result<(), RuntimeError> {
+    match m {
+        MountSpec::Bind {
+            source,
+            target,
+            readonly,
+        } => {
+            let src = std::fs::File::open(source)
+                .map_err(|e| RuntimeError::io("open bind source", source, e))?;
+            let is_dir = src
+                .metadata()
+                .map_err(|e| RuntimeError::io("stat", source, e))?
+                .is_dir();
+            let src: OwnedFd = src.into();
+            let tgt = if is_dir {
+                mkdir_all(root.as_fd(), target)?
+            } else {
+                ensure_file(root.as_fd(), target)?
+            };
+            mount(
+                Some(fd_path(&src).as_str()),
+                fd_path(&tgt).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| mount_err(format!("bind {} on {target}", source.display()), e))?;
+            // nodev: device nodes the container creates in a host directory (it holds
+            // CAP_MKNOD) must not open host devices.
+            let mut extra = MsFlags::MS_NODEV;
+            if *readonly {
+                extra |= MsFlags::MS_RDONLY;
+            }
+            let mounted = open_in_root(root.as_fd(), target, libc::O_PATH, 0)
+                .map_err(|e| RuntimeError::sys(format!("reopening {target}"), e))?;
+            remount(&mounted, extra, target)
+        }
+        MountSpec::Tmpfs { target, options } => {
+            let tgt = mkdir_all(root.as_fd(), target)?;
+            let (flags, data) = tmpfs_options(options);
+            mount_fd(
+                Some("tmpfs"),
+                &tgt,
+                Some("tmpfs"),
+                flags,
+                Some(&data),
+                &format!("tmpfs on {target}"),
+            )
+        }
+    }
+}
+
+fn mask_paths(root: &OwnedFd) -> Result<(), RuntimeError> {
+    let null = open_in_root(root.as_fd(), "/dev/null", libc::O_PATH, 0)
+        .map_err(|e| RuntimeError::sys("opening /dev/null", e))?;
+    for path in MASKED_PATHS {
+        let target = match open_in_root(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(RuntimeError::sys(format!("opening {path}"), e)),
+        };
+        let is_dir = std::fs::metadata(fd_path(&target))
+            .map(|m| m.is_dir())
+            .map_err(|e| RuntimeError::io("stat", path, e))?;
+        if is_dir {
+            mount_fd(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+                path,
+            )?;
+        } else {
+            mount(
+                Some(fd_path(&null).as_str()),
+                fd_path(&target).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| mount_err(format!("mask {path}"), e))?;
+        }
+    }
+    for path in READONLY_PATHS {
+        let target = match open_in_root(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(RuntimeError::sys(format!("opening {path}"), e)),
+        };
+        mount(
+            Some(fd_path(&target).as_str()),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| mount_err(format!("bind {path}"), e))?;
+        let mounted = open_in_root(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW, 0)
+            .map_err(|e| RuntimeError::sys(format!("reopening {path}"), e))?;
+        remount_readonly(&mounted, path)?;
+    }
+    Ok(())
+}
+
+/// pivot_root(".", ".") then detaching the old root, which is stacked on the new one.
+fn pivot(root: &OwnedFd) -> Result<(), RuntimeError> {
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(|e| RuntimeError::sys("chdir to rootfs", e))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| RuntimeError::sys("pivot_root", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| RuntimeError::sys("detaching old root", e))?;
+    nix::unistd::chdir(Path::new("/")).map_err(|e| RuntimeError::sys("chdir /", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_option_parsing() {
+        let (flags, data) = tmpfs_options("size=64m,exec,mode=1777,ro");
+        assert!(!flags.contains(MsFlags::MS_NOEXEC));
+        assert!(flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+        assert_eq!(data, "size=64m,mode=1777");
+    }
+}

@@ -1,0 +1,35 @@
+//! bulkhead-runtime: the container "user mode" shared by both isolation levels.
+//!
+//! The host monitor calls it for `--isolation=process`; the VM agent (PID 1 in the
+//! guest, the same static binary) calls it unchanged inside the guest. It therefore
+//! relies on no host-only path and no NSS, and works when the caller is PID 1.
+//!
+//! [`spawn`] and [`Container::exec`] must be called from a single-threaded process.
+
+pub mod cgroups;
+pub mod rootfs;
+
+mod capabilities;
+mod channel;
+mod container;
+mod container_fs;
+mod error;
+mod network;
+mod process_setup;
+mod pty;
+mod safe_path;
+mod seccomp;
+mod spec;
+mod users;
+
+pub use cgroups::CgroupVersion;
+pub use container::{exit_code, spawn, Container, ExecProcess, Stdio};
+pub use error::RuntimeError;
+pub use nix::sys::signal::Signal;
+pub use nix::sys::wait::WaitStatus;
+pub use nix::unistd::Pid;
+pub use pty::resize_pty;
+pub use spec::{
+    ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
+    SecuritySpec,
+};

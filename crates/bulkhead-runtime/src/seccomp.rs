@@ -1,0 +1,424 @@
+//! Syscall filtering. The default policy mirrors docker's default profile as a deny
+//! list: everything is allowed except the syscalls below, which fail with EPERM unless
+//! the container holds the capability that docker's profile ties them to. `clone3` fails
+//! with ENOSYS so libc falls back to `clone`, whose namespace flags can be inspected.
+//! Docker-format JSON profiles are supported too.
+
+use std::collections::HashMap;
+
+use caps::{Capability, CapsHashSet};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use serde::Deserialize;
+
+use crate::error::RuntimeError;
+use crate::spec::SeccompPolicy;
+
+/// Syscalls denied by the default policy, each with the capability that lifts the ban.
+const DENIED: &[(&[&str], Option<Capability>)] = &[
+    (
+        &[
+            "mount",
+            "umount",
+            "umount2",
+            "pivot_root",
+            "unshare",
+            "setns",
+            "quotactl",
+            "quotactl_fd",
+            "lookup_dcookie",
+            "fanotify_init",
+            "name_to_handle_at",
+            "bpf",
+            "perf_event_open",
+            "fsopen",
+            "fsconfig",
+            "fsmount",
+            "fspick",
+            "move_mount",
+            "open_tree",
+            "mount_setattr",
+            "sethostname",
+            "setdomainname",
+        ],
+        Some(Capability::CAP_SYS_ADMIN),
+    ),
+    (&["reboot"], Some(Capability::CAP_SYS_BOOT)),
+    (
+        &[
+            "kexec_load",
+            "kexec_file_load",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "userfaultfd",
+            "vm86",
+            "vm86old",
+            "uselib",
+            "nfsservctl",
+            "create_module",
+            "get_kernel_syms",
+            "query_module",
+            "_sysctl",
+            "sysfs",
+            "ustat",
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+        ],
+        None,
+    ),
+    (
+        &["init_module", "finit_module", "delete_module"],
+        Some(Capability::CAP_SYS_MODULE),
+    ),
+    (
+        &["ptrace", "process_vm_readv", "process_vm_writev", "kcmp"],
+        Some(Capability::CAP_SYS_PTRACE),
+    ),
+    (&["acct"], Some(Capability::CAP_SYS_PACCT)),
+    (&["swapon", "swapoff"], Some(Capability::CAP_SYS_ADMIN)),
+    (&["syslog"], Some(Capability::CAP_SYSLOG)),
+    (
+        &["settimeofday", "stime", "clock_settime"],
+        Some(Capability::CAP_SYS_TIME),
+    ),
+    (&["iopl", "ioperm"], Some(Capability::CAP_SYS_RAWIO)),
+    (
+        &["mbind", "move_pages", "set_mempolicy", "migrate_pages"],
+        Some(Capability::CAP_SYS_NICE),
+    ),
+    (
+        &["open_by_handle_at"],
+        Some(Capability::CAP_DAC_READ_SEARCH),
+    ),
+];
+
+/// clone flags that create namespaces.
+const NAMESPACE_FLAGS: [u64; 7] = [
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWCGROUP as u64,
+];
+
+/// Bits of the personality(2) values docker allows besides the 0xffffffff query:
+/// PER_LINUX (0), PER_LINUX32 (0x8), UNAME26 (0x20000) and their union.
+const ALLOWED_PERSONALITY_BITS: u64 = 0x20008;
+
+/// (mask, expected) pairs whose union matches exactly the personality values docker
+/// denies. libseccomp compares an argument at most once per rule and refuses allow rules
+/// in an allow-by-default filter, so "not one of the five values" is spelled with single
+/// masked comparisons on the 32-bit argument: a value is denied iff it has a bit outside
+/// ALLOWED_PERSONALITY_BITS set and is not the query (which has every bit set). That is:
+/// (a) bit 0 clear and some other disallowed bit j set, or (b) bit 0 set (itself
+/// disallowed) and some bit i clear.
+fn personality_denials() -> Vec<(u64, u64)> {
+    let bit = |n: u32| 1u64 << n;
+    let clear_bit0_set_j = (1..32)
+        .filter(|j| bit(*j) & ALLOWED_PERSONALITY_BITS == 0)
+        .map(|j| (bit(j) | 1, bit(j)));
+    let set_bit0_clear_i = (1..32).map(|i| (bit(i) | 1, 1));
+    clear_bit0_set_j.chain(set_bit0_clear_i).collect()
+}
+
+fn seccomp_err(what: impl std::fmt::Display, e: libseccomp::error::SeccompError) -> RuntimeError {
+    RuntimeError::Seccomp(format!("{what}: {e}"))
+}
+
+/// Builds the filter for a container; `None` when no filter applies (unconfined or
+/// privileged). Built by the caller before forking: the child only loads it.
+pub(crate) fn build(
+    policy: &SeccompPolicy,
+    privileged: bool,
+    caps: &CapsHashSet,
+) -> Result<Option<ScmpFilterContext>, RuntimeError> {
+    if privileged {
+        return Ok(None);
+    }
+    match policy {
+        SeccompPolicy::Unconfined => Ok(None),
+        SeccompPolicy::Default => default_filter(caps).map(Some),
+        SeccompPolicy::Profile(json) => profile_filter(json, caps).map(Some),
+    }
+}
+
+/// Loads `filter` into the calling process.
+pub(crate) fn load(filter: &ScmpFilterContext) -> Result<(), RuntimeError> {
+    filter
+        .load()
+        .map_err(|e| seccomp_err("loading the filter", e))
+}
+
+fn add_compat_arches(ctx: &mut ScmpFilterContext) -> Result<(), RuntimeError> {
+    if ScmpArch::native() == ScmpArch::X8664 {
+        for arch in [ScmpArch::X86, ScmpArch::X32] {
+            ctx.add_arch(arch)
+                .map_err(|e| seccomp_err(format!("adding arch {arch:?}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a syscall name; names unknown to this architecture are skipped as docker does.
+fn syscall(name: &str) -> Option<ScmpSyscall> {
+    ScmpSyscall::from_name(name).ok()
+}
+
+fn default_filter(caps: &CapsHashSet) -> Result<ScmpFilterContext, RuntimeError> {
+    let eperm = ScmpAction::Errno(libc::EPERM);
+    let mut ctx = ScmpFilterContext::new_filter(ScmpAction::Allow)
+        .map_err(|e| seccomp_err("creating the filter", e))?;
+    add_compat_arches(&mut ctx)?;
+    for (names, lifting_cap) in DENIED {
+        if lifting_cap.is_some_and(|c| caps.contains(&c)) {
+            continue;
+        }
+        for sc in names.iter().filter_map(|n| syscall(n)) {
+            ctx.add_rule(eperm, sc)
+                .map_err(|e| seccomp_err(format!("denying {sc:?}"), e))?;
+        }
+    }
+    if !caps.contains(&Capability::CAP_SYS_ADMIN) {
+        if let Some(clone) = syscall("clone") {
+            for flag in NAMESPACE_FLAGS {
+                let cmp = ScmpArgCompare::new(0, ScmpCompareOp::MaskedEqual(flag), flag);
+                ctx.add_rule_conditional(eperm, clone, &[cmp])
+                    .map_err(|e| seccomp_err("restricting clone flags", e))?;
+            }
+        }
+        if let Some(clone3) = syscall("clone3") {
+            ctx.add_rule(ScmpAction::Errno(libc::ENOSYS), clone3)
+                .map_err(|e| seccomp_err("denying clone3", e))?;
+        }
+    }
+    if let Some(personality) = syscall("personality") {
+        for (mask, datum) in personality_denials() {
+            let cmp = ScmpArgCompare::new(0, ScmpCompareOp::MaskedEqual(mask), datum);
+            ctx.add_rule_conditional(eperm, personality, &[cmp])
+                .map_err(|e| seccomp_err("restricting personality", e))?;
+        }
+    }
+    Ok(ctx)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    default_action: String,
+    #[serde(default)]
+    default_errno_ret: Option<i32>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    #[serde(default)]
+    syscalls: Vec<ProfileRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileRule {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
+    action: String,
+    #[serde(default)]
+    errno_ret: Option<i32>,
+    #[serde(default)]
+    args: Vec<ProfileArg>,
+    #[serde(default)]
+    includes: Filter,
+    #[serde(default)]
+    excludes: Filter,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    #[serde(default)]
+    caps: Vec<String>,
+    #[serde(default)]
+    arches: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileArg {
+    index: u32,
+    value: u64,
+    #[serde(default)]
+    value_two: u64,
+    op: String,
+}
+
+fn parse_action(name: &str, errno: Option<i32>) -> Result<ScmpAction, RuntimeError> {
+    Ok(match name {
+        "SCMP_ACT_ALLOW" => ScmpAction::Allow,
+        "SCMP_ACT_ERRNO" => ScmpAction::Errno(errno.unwrap_or(libc::EPERM)),
+        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => ScmpAction::KillThread,
+        "SCMP_ACT_KILL_PROCESS" => ScmpAction::KillProcess,
+        "SCMP_ACT_TRAP" => ScmpAction::Trap,
+        "SCMP_ACT_TRACE" => ScmpAction::Trace(errno.unwrap_or(0).clamp(0, u16::MAX as i32) as u16),
+        "SCMP_ACT_LOG" => ScmpAction::Log,
+        other => {
+            return Err(RuntimeError::SeccompProfile(format!(
+                "unsupported action {other:?}"
+            )))
+        }
+    })
+}
+
+fn parse_op(arg: &ProfileArg) -> Result<ScmpArgCompare, RuntimeError> {
+    let (op, datum) = match arg.op.as_str() {
+        "SCMP_CMP_NE" => (ScmpCompareOp::NotEqual, arg.value),
+        "SCMP_CMP_LT" => (ScmpCompareOp::Less, arg.value),
+        "SCMP_CMP_LE" => (ScmpCompareOp::LessOrEqual, arg.value),
+        "SCMP_CMP_EQ" => (ScmpCompareOp::Equal, arg.value),
+        "SCMP_CMP_GE" => (ScmpCompareOp::GreaterEqual, arg.value),
+        "SCMP_CMP_GT" => (ScmpCompareOp::Greater, arg.value),
+        // Docker's format: `value` is the mask, `valueTwo` the expected result.
+        "SCMP_CMP_MASKED_EQ" => (ScmpCompareOp::MaskedEqual(arg.value), arg.value_two),
+        other => {
+            return Err(RuntimeError::SeccompProfile(format!(
+                "unsupported operator {other:?}"
+            )))
+        }
+    };
+    if arg.index > 5 {
+        return Err(RuntimeError::SeccompProfile(format!(
+            "argument index {} out of range",
+            arg.index
+        )));
+    }
+    Ok(ScmpArgCompare::new(arg.index, op, datum))
+}
+
+fn parse_arch(name: &str) -> Option<ScmpArch> {
+    let arches: HashMap<&str, ScmpArch> = [
+        ("SCMP_ARCH_X86_64", ScmpArch::X8664),
+        ("SCMP_ARCH_X86", ScmpArch::X86),
+        ("SCMP_ARCH_X32", ScmpArch::X32),
+        ("SCMP_ARCH_AARCH64", ScmpArch::Aarch64),
+        ("SCMP_ARCH_ARM", ScmpArch::Arm),
+    ]
+    .into_iter()
+    .collect();
+    arches.get(name).copied()
+}
+
+/// The docker name of the native architecture used in `includes.arches`.
+fn native_docker_arch() -> &'static str {
+    match ScmpArch::native() {
+        ScmpArch::X8664 => "amd64",
+        ScmpArch::Aarch64 => "arm64",
+        ScmpArch::X86 => "386",
+        _ => "unknown",
+    }
+}
+
+fn filter_matches(includes: &Filter, excludes: &Filter, caps: &CapsHashSet) -> bool {
+    let has_cap = |name: &String| {
+        name.parse::<Capability>()
+            .map(|c| caps.contains(&c))
+            .unwrap_or(false)
+    };
+    let arch = native_docker_arch();
+    let included = includes.caps.iter().all(has_cap)
+        && (includes.arches.is_empty() || includes.arches.iter().any(|a| a == arch));
+    let excluded = excludes.caps.iter().any(has_cap) || excludes.arches.iter().any(|a| a == arch);
+    included && !excluded
+}
+
+fn profile_filter(json: &str, caps: &CapsHashSet) -> Result<ScmpFilterContext, RuntimeError> {
+    let profile: Profile = serde_json::from_str(json)
+        .map_err(|e| RuntimeError::SeccompProfile(format!("invalid JSON: {e}")))?;
+    let default = parse_action(&profile.default_action, profile.default_errno_ret)?;
+    let mut ctx = ScmpFilterContext::new_filter(default)
+        .map_err(|e| seccomp_err("creating the filter", e))?;
+    for arch in profile.architectures.iter().filter_map(|a| parse_arch(a)) {
+        if arch != ScmpArch::native() {
+            ctx.add_arch(arch)
+                .map_err(|e| seccomp_err(format!("adding arch {arch:?}"), e))?;
+        }
+    }
+    for rule in &profile.syscalls {
+        if !filter_matches(&rule.includes, &rule.excludes, caps) {
+            continue;
+        }
+        let action = parse_action(&rule.action, rule.errno_ret)?;
+        if action == default {
+            continue;
+        }
+        let cmps = rule
+            .args
+            .iter()
+            .map(parse_op)
+            .collect::<Result<Vec<_>, _>>()?;
+        for name in rule.names.iter().chain(rule.name.iter()) {
+            let Some(sc) = syscall(name) else { continue };
+            ctx.add_rule_conditional(action, sc, &cmps)
+                .map_err(|e| seccomp_err(format!("rule for {name}"), e))?;
+        }
+    }
+    Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_filter_builds_with_and_without_caps() {
+        assert!(default_filter(&CapsHashSet::new()).is_ok());
+        let all = caps::runtime::thread_all_supported();
+        assert!(default_filter(&all).is_ok());
+    }
+
+    #[test]
+    fn personality_denials_match_docker() {
+        let rules = personality_denials();
+        let denied = |x: u64| rules.iter().any(|(mask, datum)| x & mask == *datum);
+        for allowed in [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff] {
+            assert!(!denied(allowed), "{allowed:#x}");
+        }
+        for bad in [
+            0x1,
+            0x9,
+            0x0040_0000,
+            0x20009,
+            0xffff_fffe,
+            0x7fff_ffff,
+            0x0800_0000,
+        ] {
+            assert!(denied(bad), "{bad:#x}");
+        }
+    }
+
+    #[test]
+    fn docker_profile_parses() {
+        let json = r#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [
+                {"names": ["read", "write", "nosuchcall"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+                 "excludes": {"caps": ["CAP_SYS_ADMIN"]}}
+            ]
+        }"#;
+        assert!(profile_filter(json, &CapsHashSet::new()).is_ok());
+        assert!(matches!(
+            profile_filter("{", &CapsHashSet::new()),
+            Err(RuntimeError::SeccompProfile(_))
+        ));
+        let bad_op = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"BOGUS"}]}]}"#;
+        assert!(profile_filter(bad_op, &CapsHashSet::new()).is_err());
+    }
+}

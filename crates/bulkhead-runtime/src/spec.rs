@@ -1,0 +1,111 @@
+//! The container description shared by the host monitor and the VM agent.
+//!
+//! Everything here is plain data with serde support: in VM mode the host serialises a
+//! [`ContainerSpec`] to JSON and the guest agent feeds it to the very same runtime code.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything needed to start a container's init process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub id: String,
+    /// An already assembled root directory (see [`crate::rootfs::assemble`]).
+    pub rootfs: PathBuf,
+    pub process: ProcessSpec,
+    pub hostname: String,
+    pub readonly_rootfs: bool,
+    pub mounts: Vec<MountSpec>,
+    pub network: NetworkMode,
+    pub userns: Option<IdMap>,
+    pub security: SecuritySpec,
+    pub resources: Resources,
+    /// Relative cgroup path such as `bulkhead/<id>`, created under each v1 controller or the v2 root.
+    pub cgroup_name: String,
+    /// Content written to the container's `/etc/hosts`.
+    pub etc_hosts: String,
+    /// Content written to the container's `/etc/resolv.conf`.
+    pub resolv_conf: String,
+}
+
+/// A process to run inside the container (the init process or an exec).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    /// `KEY=value` entries; `PATH` from here is used to find `args[0]`.
+    pub env: Vec<String>,
+    /// Absolute path inside the container; created if missing.
+    pub cwd: String,
+    /// `""`, `name`, `uid`, `name:group` or `uid:gid`, resolved with the container's /etc files.
+    pub user: String,
+    pub terminal: bool,
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// A resource limit; `kind` is `RLIMIT_NOFILE` or the short form `nofile`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub kind: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// An additional mount inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSpec {
+    /// A bind mount of a path visible to the runtime (host path, or a shared dir in the guest).
+    Bind {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+    },
+    /// A tmpfs; `options` uses the docker `--tmpfs` syntax (`size=64m,mode=1777,exec,ro`).
+    Tmpfs { target: String, options: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// A new, empty network namespace with only `lo`, brought up.
+    None,
+    /// Share the caller's network namespace.
+    Host,
+}
+
+/// Maps container ids `0..size` to host ids `host_uid..host_uid+size` (and likewise for gids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SecuritySpec {
+    /// All capabilities, no seccomp, writable /sys, no masked paths.
+    pub privileged: bool,
+    /// Capability names (`NET_ADMIN` or `CAP_NET_ADMIN`, or `ALL`).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub seccomp: SeccompPolicy,
+    /// Only meaningful for privileged containers: others always get no_new_privs.
+    pub no_new_privileges: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SeccompPolicy {
+    /// Docker's default profile (see [`crate::seccomp`]).
+    #[default]
+    Default,
+    Unconfined,
+    /// A docker-format JSON profile.
+    Profile(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+    /// `<= 0` means unlimited.
+    pub pids_limit: Option<i64>,
+}
