@@ -1,0 +1,237 @@
+//! Pulls from a real Distribution registry (`docker-registry` 2.8), anonymous and
+//! with htpasswd basic auth, images pushed by skopeo from layouts built here.
+
+mod common;
+
+use bulkhead_image::Reference;
+use bulkhead_registry::{login, pull, CredentialStore, Credentials, PullOptions, RegistryError};
+use common::layout::{busybox_image, tiny_image, write_layout};
+use common::registry::{Account, Auth, Registry};
+use common::{assert_failed_pull_left_store_clean, new_store, store_state, test_options};
+
+fn reference(registry: &Registry, name: &str) -> Reference {
+    format!("{}/{name}", registry.host()).parse().unwrap()
+}
+
+#[test]
+fn multi_layer_pull_then_second_pull_fetches_nothing() {
+    let registry = Registry::start(Auth::Anonymous);
+    let layout = tempfile::tempdir().unwrap();
+    let (images, _) = write_layout(layout.path(), "v1", &[busybox_image(512 * 1024)]);
+    registry.push(layout.path(), "v1", "apps/busybox");
+    let before_pull = registry.blob_downloads();
+
+    let (_root, store) = new_store();
+    let image_ref = reference(&registry, "apps/busybox:v1");
+    let image = pull(&store, &image_ref, &test_options()).unwrap();
+
+    assert_eq!(image.manifest_digest, images[0].manifest);
+    assert_eq!(image.id.digest(), &images[0].config);
+    assert_eq!(image.layers.len(), 3);
+    for blob in images[0].blobs() {
+        assert!(store.has_blob(&blob), "{blob} missing");
+    }
+    assert_eq!(registry.blob_downloads() - before_pull, 4);
+    let resolved = store.resolve(&image_ref.to_string()).unwrap();
+    assert_eq!(resolved.id, image.id);
+
+    // Everything is present: the second pull only fetches the manifest.
+    let again = pull(&store, &image_ref, &test_options()).unwrap();
+    assert_eq!(again.id, image.id);
+    assert_eq!(registry.blob_downloads() - before_pull, 4);
+}
+
+#[test]
+fn pull_by_digest_and_platform_selection_from_index() {
+    let registry = Registry::start(Auth::Anonymous);
+    let layout = tempfile::tempdir().unwrap();
+    let (images, index_digest) = write_layout(
+        layout.path(),
+        "multi",
+        &[busybox_image(1024), tiny_image("arm64")],
+    );
+    registry.push(layout.path(), "multi", "multi");
+
+    let (_root, store) = new_store();
+    let amd64 = pull(
+        &store,
+        &reference(&registry, "multi:multi"),
+        &test_options(),
+    )
+    .unwrap();
+    assert_eq!(amd64.manifest_digest, images[0].manifest);
+
+    let (_root2, store2) = new_store();
+    let arm64_opts = PullOptions {
+        platform: "linux/arm64".parse().unwrap(),
+        ..test_options()
+    };
+    let by_digest = reference(&registry, &format!("multi@{index_digest}"));
+    let arm64 = pull(&store2, &by_digest, &arm64_opts).unwrap();
+    assert_eq!(arm64.manifest_digest, images[1].manifest);
+
+    let (root3, store3) = new_store();
+    let before = store_state(&root3, &store3);
+    let s390x = PullOptions {
+        platform: "linux/s390x".parse().unwrap(),
+        ..test_options()
+    };
+    let err = pull(&store3, &reference(&registry, "multi:multi"), &s390x).unwrap_err();
+    assert!(
+        matches!(err, RegistryError::PlatformNotFound { .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("linux/s390x") && msg.contains("linux/amd64, linux/arm64"),
+        "{msg}"
+    );
+    assert!(msg.contains(&registry.host()), "{msg}");
+    assert_eq!(store_state(&root3, &store3), before);
+}
+
+#[test]
+fn unknown_tag_is_a_clear_404_and_changes_nothing() {
+    let registry = Registry::start(Auth::Anonymous);
+    let layout = tempfile::tempdir().unwrap();
+    write_layout(layout.path(), "v1", &[tiny_image("amd64")]);
+    registry.push(layout.path(), "v1", "present");
+
+    let (root, store) = new_store();
+    let before = store_state(&root, &store);
+    for missing in ["present:nope", "absent:v1"] {
+        let err = pull(&store, &reference(&registry, missing), &test_options()).unwrap_err();
+        assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("manifest of {}/{missing}", registry.host())),
+            "{msg}"
+        );
+        assert!(msg.contains("404"), "{msg}");
+        assert_failed_pull_left_store_clean(&root, &store, &before);
+        assert_eq!(store_state(&root, &store), before);
+    }
+}
+
+#[test]
+fn basic_auth_registry_requires_the_right_credentials() {
+    let account = Account {
+        user: "alice",
+        password: "correct horse",
+    };
+    let registry = Registry::start(Auth::Htpasswd(&account));
+    let layout = tempfile::tempdir().unwrap();
+    let (images, _) = write_layout(layout.path(), "v1", &[busybox_image(1024)]);
+    registry.push(layout.path(), "v1", "private/app");
+    let image_ref = reference(&registry, "private/app:v1");
+
+    let (root, store) = new_store();
+    let before = store_state(&root, &store);
+    let anonymous = pull(&store, &image_ref, &test_options()).unwrap_err();
+    assert!(
+        matches!(anonymous, RegistryError::AuthFailed { .. }),
+        "{anonymous}"
+    );
+    assert!(
+        anonymous.to_string().contains("bulkhead login"),
+        "{anonymous}"
+    );
+
+    let wrong = PullOptions {
+        credentials: Some(Credentials::new("alice", "wrong")),
+        ..test_options()
+    };
+    let err = pull(&store, &image_ref, &wrong).unwrap_err();
+    assert!(matches!(err, RegistryError::AuthFailed { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&registry.host()) && msg.contains("private/app:v1"),
+        "{msg}"
+    );
+    assert_eq!(store_state(&root, &store), before);
+
+    let right = PullOptions {
+        credentials: Some(Credentials::new("alice", "correct horse")),
+        ..test_options()
+    };
+    let image = pull(&store, &image_ref, &right).unwrap();
+    assert_eq!(image.manifest_digest, images[0].manifest);
+}
+
+#[test]
+fn login_verifies_before_saving() {
+    let account = Account {
+        user: "bob",
+        password: "hunter2",
+    };
+    let registry = Registry::start(Auth::Htpasswd(&account));
+    let host = registry.host();
+    let root = tempfile::tempdir().unwrap();
+    let creds = CredentialStore::open(root.path()).unwrap();
+
+    let err = creds
+        .login(&host, "bob", "nope", |c| login(&host, c, false))
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::AuthFailed { .. }), "{err}");
+    assert!(err.to_string().contains(&host), "{err}");
+    assert!(!creds.path().exists(), "rejected credentials were saved");
+
+    creds
+        .login(&host, "bob", "hunter2", |c| login(&host, c, false))
+        .unwrap();
+    assert_eq!(
+        creds.get(&host).unwrap(),
+        Some(Credentials::new("bob", "hunter2"))
+    );
+
+    // Anonymous registries accept any login, like docker.
+    let open = Registry::start(Auth::Anonymous);
+    login(&open.host(), &Credentials::new("x", "y"), false).unwrap();
+}
+
+#[test]
+fn token_auth_registry_with_jwt_issuer() {
+    let account = Account {
+        user: "dave",
+        password: "t0ken pass",
+    };
+    let registry = Registry::start(Auth::Token(&account));
+    let layout = tempfile::tempdir().unwrap();
+    let (images, _) = write_layout(layout.path(), "v1", &[busybox_image(1024)]);
+    registry.push(layout.path(), "v1", "team/app");
+    let image_ref = reference(&registry, "team/app:v1");
+
+    let (root, store) = new_store();
+    let before = store_state(&root, &store);
+    let anonymous = pull(&store, &image_ref, &test_options()).unwrap_err();
+    assert!(
+        matches!(anonymous, RegistryError::AuthFailed { .. }),
+        "{anonymous}"
+    );
+    assert!(
+        anonymous.to_string().contains("bulkhead login"),
+        "{anonymous}"
+    );
+    let wrong = PullOptions {
+        credentials: Some(Credentials::new("dave", "nope")),
+        ..test_options()
+    };
+    let err = pull(&store, &image_ref, &wrong).unwrap_err();
+    assert!(err.to_string().contains("refused the credentials"), "{err}");
+    assert_eq!(store_state(&root, &store), before);
+
+    let issued_before = registry.tokens_issued();
+    let right = PullOptions {
+        credentials: Some(Credentials::new("dave", "t0ken pass")),
+        ..test_options()
+    };
+    let image = pull(&store, &image_ref, &right).unwrap();
+    assert_eq!(image.manifest_digest, images[0].manifest);
+    // One token for the repository scope serves the manifest and all blobs.
+    assert_eq!(registry.tokens_issued() - issued_before, 1);
+
+    let host = registry.host();
+    login(&host, &Credentials::new("dave", "t0ken pass"), false).unwrap();
+    let err = login(&host, &Credentials::new("dave", "x"), false).unwrap_err();
+    assert!(matches!(err, RegistryError::AuthFailed { .. }), "{err}");
+}
