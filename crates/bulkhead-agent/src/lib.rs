@@ -1,0 +1,36 @@
+//! Serves one container over a bulkhead-proto stream.
+//!
+//! The same loop runs in two places: as the VM guest's PID 1 (behind a virtio-serial port) and on the host
+//! in process mode (behind a socketpair to the container monitor). It owns the container's processes: it
+//! starts them with `bulkhead-runtime`, turns their stdio into frames, applies stdin, signals, resizes and
+//! exec requests from the peer, and reports each exit. Everything is one thread with `poll`, because the
+//! runtime forks and must be called from a single-threaded process.
+//!
+//! The peer (the host monitor) is trusted by the agent; the reverse is not true and is handled on the host.
+
+mod process;
+mod session;
+
+pub use session::serve;
+
+use bulkhead_proto::ProtoError;
+
+/// Why serving a container failed before it could report an exit.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("protocol error talking to the monitor: {0}")]
+    Proto(#[from] ProtoError),
+    #[error("expected a Start message first, got {0}")]
+    NoStart(String),
+    #[error("invalid container spec in Start: {0}")]
+    BadSpec(serde_json::Error),
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        source: nix::Error,
+    },
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> AgentError {
+    move |source| AgentError::Sys { what, source }
+}

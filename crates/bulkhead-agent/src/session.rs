@@ -1,0 +1,378 @@
+//! The serve loop: one container, its exec sessions, and the frames that drive them.
+
+use crate::process::{self, Proc};
+use crate::{sys, AgentError};
+use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
+use bulkhead_runtime::{exit_code, resize_pty, Container, ContainerSpec, ProcessSpec, Resources};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long output may stay open after its process exited (a background child holding the pipe).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Serves one container on `conn`: handshake, `Start`, run, relay, `Exited`. Returns the main exit status.
+///
+/// If the monitor goes away mid-run the container keeps running to its end with output discarded, so a
+/// killed monitor never kills a container; the host reconciles its state later.
+pub fn serve(conn: OwnedFd, rootfs: &Path) -> Result<ExitStatus, AgentError> {
+    let mut conn = Conn::new(File::from(conn));
+    handshake(&mut &conn.file, &mut &conn.file)?;
+    let mut spec: ContainerSpec = match Message::recv(&mut &conn.file)? {
+        Message::Start { spec } => serde_json::from_value(spec).map_err(AgentError::BadSpec)?,
+        other => return Err(AgentError::NoStart(format!("{other:?}"))),
+    };
+    spec.rootfs = rootfs.to_path_buf();
+    // Exec sessions are forked grandchildren; as subreaper we can still reap them.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+
+    let (stdio, ends) =
+        process::stdio(spec.process.terminal).map_err(sys("creating stdio pipes"))?;
+    let mut container = match bulkhead_runtime::spawn(&spec, stdio) {
+        Ok(c) => c,
+        Err(e) => {
+            let status = ExitStatus {
+                code: e.exit_code_hint(),
+                oom_killed: false,
+                reason: Some(e.to_string()),
+            };
+            conn.send(&Message::Error {
+                stream: 0,
+                message: e.to_string(),
+            });
+            conn.send(&Message::Exited {
+                stream: 0,
+                status: status.clone(),
+            });
+            return Ok(status);
+        }
+    };
+    let pty = container.pty_master.take();
+    let main = Proc::new(container.pid, ends, pty);
+    conn.send(&Message::Started {
+        stream: 0,
+        pid: main.pid.as_raw(),
+    });
+    let mut session = Session {
+        conn,
+        spec,
+        container,
+        procs: BTreeMap::from([(0, main)]),
+        exited_at: BTreeMap::new(),
+    };
+    let status = session.run()?;
+    let Session { container, .. } = session;
+    if let Err(e) = container.destroy() {
+        tracing::warn!("cleaning up the container: {e}");
+    }
+    Ok(status)
+}
+
+/// The monitor link; once it fails we stop writing to it but keep the container going.
+struct Conn {
+    file: File,
+    alive: bool,
+}
+
+impl Conn {
+    fn new(file: File) -> Conn {
+        Conn { file, alive: true }
+    }
+
+    fn send(&mut self, msg: &Message) {
+        if self.alive && msg.send(&mut &self.file).is_err() {
+            self.alive = false;
+        }
+    }
+}
+
+struct Session {
+    conn: Conn,
+    spec: ContainerSpec,
+    container: Container,
+    procs: BTreeMap<u32, Proc>,
+    exited_at: BTreeMap<u32, Instant>,
+}
+
+/// What a ready fd in the poll set stands for.
+#[derive(Clone, Copy)]
+enum Source {
+    Conn,
+    Out(u32, bool),
+    Exit,
+}
+
+impl Session {
+    fn run(&mut self) -> Result<ExitStatus, AgentError> {
+        loop {
+            let (sources, ready) = self.wait()?;
+            for (source, revents) in sources.into_iter().zip(ready) {
+                if revents.is_empty() {
+                    continue;
+                }
+                match source {
+                    Source::Conn => self.on_conn(),
+                    Source::Out(stream, stderr) => self.on_output(stream, stderr),
+                    Source::Exit => {}
+                }
+            }
+            self.reap();
+            if let Some(status) = self.finish_streams() {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// Polls every fd of interest; returns what each stands for and its events.
+    fn wait(&self) -> Result<(Vec<Source>, Vec<PollFlags>), AgentError> {
+        let mut sources = Vec::new();
+        let mut fds: Vec<BorrowedFd> = Vec::new();
+        if self.conn.alive {
+            sources.push(Source::Conn);
+            fds.push(self.conn.file.as_fd());
+        }
+        for (&stream, p) in &self.procs {
+            if let Some(fd) = &p.stdout {
+                sources.push(Source::Out(stream, false));
+                fds.push(fd.as_fd());
+            }
+            if let Some(fd) = &p.stderr {
+                sources.push(Source::Out(stream, true));
+                fds.push(fd.as_fd());
+            }
+            if let (Some(fd), None) = (&p.pidfd, p.exit) {
+                sources.push(Source::Exit);
+                fds.push(fd.as_fd());
+            }
+        }
+        let mut pollfds: Vec<PollFd> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        // A timeout keeps reaping and drain deadlines moving even when nothing is readable.
+        match poll(&mut pollfds, PollTimeout::from(250u16)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                return Err(AgentError::Sys {
+                    what: "poll",
+                    source: e,
+                })
+            }
+        }
+        let ready = pollfds
+            .iter()
+            .map(|p| p.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        Ok((sources, ready))
+    }
+
+    fn on_conn(&mut self) {
+        match Message::recv(&mut &self.conn.file) {
+            Ok(msg) => self.handle(msg),
+            Err(ProtoError::Closed) => self.conn.alive = false,
+            Err(e) => {
+                tracing::warn!("dropping the monitor link: {e}");
+                self.conn.alive = false;
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Message) {
+        match msg {
+            Message::Stdin { stream, data } => {
+                let failed = match self.procs.get(&stream).and_then(|p| p.stdin.as_ref()) {
+                    Some(fd) => write_all(fd, &data).is_err(),
+                    None => false,
+                };
+                if failed {
+                    if let Some(p) = self.procs.get_mut(&stream) {
+                        p.stdin = None;
+                    }
+                }
+            }
+            Message::StdinClose { stream } => {
+                if let Some(p) = self.procs.get_mut(&stream) {
+                    // A pty's "stdin" is the master, which must stay open for output; only pipes close.
+                    if !p.terminal {
+                        p.stdin = None;
+                    }
+                }
+            }
+            Message::Resize { stream, rows, cols } => {
+                let pty = self.procs.get(&stream).filter(|p| p.terminal);
+                if let Some(fd) = pty.and_then(|p| p.stdout.as_ref()) {
+                    let _ = resize_pty(fd.as_fd(), rows, cols);
+                }
+            }
+            Message::Signal { stream, signal } => {
+                if let (Some(p), Ok(sig)) = (self.procs.get(&stream), Signal::try_from(signal)) {
+                    if p.exit.is_none() {
+                        let _ = nix::sys::signal::kill(p.pid, sig);
+                    }
+                }
+            }
+            Message::Exec { stream, process } => self.exec(stream, process),
+            Message::Update { resources } => {
+                let result = serde_json::from_value::<Resources>(resources)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        self.container
+                            .update_resources(&r)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(message) = result {
+                    self.conn.send(&Message::Error { stream: 0, message });
+                }
+            }
+            other => {
+                let message = format!("unexpected message from the monitor: {other:?}");
+                self.conn.send(&Message::Error { stream: 0, message });
+            }
+        }
+    }
+
+    fn exec(&mut self, stream: u32, process: serde_json::Value) {
+        let fail = |conn: &mut Conn, code: i32, message: String| {
+            conn.send(&Message::Error {
+                stream,
+                message: message.clone(),
+            });
+            let status = ExitStatus {
+                code,
+                oom_killed: false,
+                reason: Some(message),
+            };
+            conn.send(&Message::Exited { stream, status });
+        };
+        if stream == 0 || self.procs.contains_key(&stream) {
+            return fail(
+                &mut self.conn,
+                125,
+                format!("exec stream {stream} is already in use"),
+            );
+        }
+        let process: ProcessSpec = match serde_json::from_value(process) {
+            Ok(p) => p,
+            Err(e) => return fail(&mut self.conn, 125, format!("invalid exec process: {e}")),
+        };
+        let (stdio, ends) = match process::stdio(process.terminal) {
+            Ok(s) => s,
+            Err(e) => return fail(&mut self.conn, 125, format!("creating exec stdio: {e}")),
+        };
+        match self.container.exec(&self.spec, &process, stdio) {
+            Ok(mut child) => {
+                let proc = Proc::new(child.pid, ends, child.pty_master.take());
+                self.conn.send(&Message::Started {
+                    stream,
+                    pid: proc.pid.as_raw(),
+                });
+                self.procs.insert(stream, proc);
+            }
+            Err(e) => fail(&mut self.conn, e.exit_code_hint(), e.to_string()),
+        }
+    }
+
+    fn on_output(&mut self, stream: u32, stderr: bool) {
+        let Some(p) = self.procs.get_mut(&stream) else {
+            return;
+        };
+        let slot = if stderr { &mut p.stderr } else { &mut p.stdout };
+        let Some(fd) = slot.as_ref() else { return };
+        let mut buf = vec![0u8; READ_CHUNK];
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(0) | Err(Errno::EIO) => *slot = None, // EIO: pty master after the last slave closed
+            Ok(n) => {
+                buf.truncate(n);
+                let msg = if stderr {
+                    Message::Stderr { stream, data: buf }
+                } else {
+                    Message::Stdout { stream, data: buf }
+                };
+                self.conn.send(&msg);
+            }
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+            Err(_) => *slot = None,
+        }
+    }
+
+    /// Collects every exited child; exec helpers reparented to us are reaped here too.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    let Some(pid) = status.pid() else { continue };
+                    for (&stream, p) in self.procs.iter_mut() {
+                        if p.pid == pid && p.exit.is_none() {
+                            p.exit = Some(exit_code(status));
+                            p.pidfd = None;
+                            self.exited_at.insert(stream, Instant::now());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports finished processes; returns the main status once the main process is done.
+    fn finish_streams(&mut self) -> Option<ExitStatus> {
+        let now = Instant::now();
+        for (stream, at) in &self.exited_at {
+            if now.duration_since(*at) > DRAIN_GRACE {
+                if let Some(p) = self.procs.get_mut(stream) {
+                    p.stdout = None;
+                    p.stderr = None;
+                }
+            }
+        }
+        let done: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.done())
+            .map(|(s, _)| *s)
+            .collect();
+        let mut main_status = None;
+        for stream in done {
+            let Some(p) = self.procs.remove(&stream) else {
+                continue;
+            };
+            self.exited_at.remove(&stream);
+            let status = ExitStatus {
+                code: p.exit.unwrap_or(-1),
+                oom_killed: stream == 0 && self.container.oom_killed(),
+                reason: None,
+            };
+            self.conn.send(&Message::Exited {
+                stream,
+                status: status.clone(),
+            });
+            if stream == 0 {
+                main_status = Some(status);
+            }
+        }
+        main_status
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

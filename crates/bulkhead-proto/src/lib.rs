@@ -1,0 +1,41 @@
+//! The one framed, versioned protocol bulkhead speaks on its session streams: CLI <-> container monitor
+//! (a unix socket) and host monitor <-> VM agent (a virtio-serial port).
+//!
+//! Threat model: on the VM link the peer is a guest kernel we assume compromised. Every frame is therefore
+//! bounded before it is read ([`MAX_PAYLOAD`]), every unknown kind or malformed payload is an error (never a
+//! panic), and the reader never allocates more than one bounded frame. A caller that gets an error treats the
+//! peer as broken and closes the stream.
+//!
+//! Wire format, big-endian: `u32 len | u8 kind | u32 stream | payload[len - 5]`. Data frames (stdio) carry raw
+//! bytes; control frames carry a small JSON object. `stream` 0 is the container's main process, other values
+//! name `exec` sessions.
+
+mod frame;
+mod message;
+
+pub use frame::{read_frame, write_frame, Frame, Kind, MAX_PAYLOAD};
+pub use message::{handshake, ExitStatus, Message};
+
+/// Protocol version carried in `Hello`; peers with another version are refused.
+pub const VERSION: u16 = 1;
+
+/// Everything that can go wrong decoding or moving frames.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("peer closed the stream")]
+    Closed,
+    #[error("i/o error on the session stream: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    Oversized { len: usize, max: usize },
+    #[error("frame shorter than its header ({0} bytes)")]
+    Truncated(usize),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("malformed {kind:?} frame: {reason}")]
+    Malformed { kind: Kind, reason: String },
+    #[error("peer speaks protocol version {0}, this bulkhead speaks {VERSION}")]
+    Version(u16),
+    #[error("expected {expected}, got a {got:?} frame")]
+    Unexpected { expected: &'static str, got: Kind },
+}

@@ -1,0 +1,394 @@
+//! Typed messages on top of frames: what each kind means and which payload it carries.
+
+use crate::{Frame, Kind, ProtoError, MAX_PAYLOAD};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How a process ended, docker-style: `code` is the exit code or 128+signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub code: i32,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why the engine (not the process) ended it, e.g. "guest sent a malformed frame".
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One protocol message. `stream` 0 is the main process, others are exec sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// First message in each direction.
+    Hello {
+        version: u16,
+    },
+    /// Host to agent: start the container; `spec` is a runtime `ContainerSpec` as JSON.
+    Start {
+        spec: Value,
+    },
+    /// A process of `stream` runs with this pid (in the namespace of whoever reports it).
+    Started {
+        stream: u32,
+        pid: i32,
+    },
+    Stdin {
+        stream: u32,
+        data: Vec<u8>,
+    },
+    StdinClose {
+        stream: u32,
+    },
+    Stdout {
+        stream: u32,
+        data: Vec<u8>,
+    },
+    Stderr {
+        stream: u32,
+        data: Vec<u8>,
+    },
+    Resize {
+        stream: u32,
+        rows: u16,
+        cols: u16,
+    },
+    Signal {
+        stream: u32,
+        signal: i32,
+    },
+    /// Start an exec session; `process` is a runtime `ProcessSpec` as JSON.
+    Exec {
+        stream: u32,
+        process: Value,
+    },
+    Exited {
+        stream: u32,
+        status: ExitStatus,
+    },
+    Error {
+        stream: u32,
+        message: String,
+    },
+    /// Change resource limits of the running container (runtime `Resources` as JSON).
+    Update {
+        resources: Value,
+    },
+    /// CLI to monitor: send me the main process' output; with `stdin`, I also feed its input.
+    Attach {
+        stdin: bool,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct HelloBody {
+    version: u16,
+}
+#[derive(Serialize, Deserialize)]
+struct PidBody {
+    pid: i32,
+}
+#[derive(Serialize, Deserialize)]
+struct ResizeBody {
+    rows: u16,
+    cols: u16,
+}
+#[derive(Serialize, Deserialize)]
+struct SignalBody {
+    signal: i32,
+}
+#[derive(Serialize, Deserialize)]
+struct ErrorBody {
+    message: String,
+}
+#[derive(Serialize, Deserialize)]
+struct AttachBody {
+    stdin: bool,
+}
+
+fn json<T: Serialize>(kind: Kind, stream: u32, body: &T) -> Result<Frame, ProtoError> {
+    let payload = serde_json::to_vec(body).map_err(|e| ProtoError::Malformed {
+        kind,
+        reason: e.to_string(),
+    })?;
+    Ok(Frame {
+        kind,
+        stream,
+        payload,
+    })
+}
+
+fn parse<T: DeserializeOwned>(f: &Frame) -> Result<T, ProtoError> {
+    serde_json::from_slice(&f.payload).map_err(|e| ProtoError::Malformed {
+        kind: f.kind,
+        reason: e.to_string(),
+    })
+}
+
+fn empty(f: &Frame) -> Result<(), ProtoError> {
+    if f.payload.is_empty() {
+        Ok(())
+    } else {
+        Err(ProtoError::Malformed {
+            kind: f.kind,
+            reason: format!("{} unexpected payload bytes", f.payload.len()),
+        })
+    }
+}
+
+impl Message {
+    /// Encodes into one frame; stdio data larger than a frame must be chunked with [`Message::chunks`].
+    pub fn to_frame(&self) -> Result<Frame, ProtoError> {
+        use Message::*;
+        let raw = |kind, stream: &u32, data: &Vec<u8>| Frame {
+            kind,
+            stream: *stream,
+            payload: data.clone(),
+        };
+        let frame = match self {
+            Hello { version } => json(Kind::Hello, 0, &HelloBody { version: *version })?,
+            Start { spec } => json(Kind::Start, 0, spec)?,
+            Started { stream, pid } => json(Kind::Started, *stream, &PidBody { pid: *pid })?,
+            Stdin { stream, data } => raw(Kind::Stdin, stream, data),
+            StdinClose { stream } => Frame {
+                kind: Kind::StdinClose,
+                stream: *stream,
+                payload: Vec::new(),
+            },
+            Stdout { stream, data } => raw(Kind::Stdout, stream, data),
+            Stderr { stream, data } => raw(Kind::Stderr, stream, data),
+            Resize { stream, rows, cols } => json(
+                Kind::Resize,
+                *stream,
+                &ResizeBody {
+                    rows: *rows,
+                    cols: *cols,
+                },
+            )?,
+            Signal { stream, signal } => {
+                json(Kind::Signal, *stream, &SignalBody { signal: *signal })?
+            }
+            Exec { stream, process } => json(Kind::Exec, *stream, process)?,
+            Exited { stream, status } => json(Kind::Exited, *stream, status)?,
+            Error { stream, message } => json(
+                Kind::Error,
+                *stream,
+                &ErrorBody {
+                    message: message.clone(),
+                },
+            )?,
+            Update { resources } => json(Kind::Update, 0, resources)?,
+            Attach { stdin } => json(Kind::Attach, 0, &AttachBody { stdin: *stdin })?,
+        };
+        if frame.payload.len() > MAX_PAYLOAD {
+            return Err(ProtoError::Oversized {
+                len: frame.payload.len(),
+                max: MAX_PAYLOAD,
+            });
+        }
+        Ok(frame)
+    }
+
+    /// Decodes a frame; any payload that does not fit its kind is an error, never a panic.
+    pub fn from_frame(f: &Frame) -> Result<Message, ProtoError> {
+        let s = f.stream;
+        Ok(match f.kind {
+            Kind::Hello => {
+                let b: HelloBody = parse(f)?;
+                Message::Hello { version: b.version }
+            }
+            Kind::Start => Message::Start { spec: parse(f)? },
+            Kind::Started => Message::Started {
+                stream: s,
+                pid: parse::<PidBody>(f)?.pid,
+            },
+            Kind::Stdin => Message::Stdin {
+                stream: s,
+                data: f.payload.clone(),
+            },
+            Kind::StdinClose => {
+                empty(f)?;
+                Message::StdinClose { stream: s }
+            }
+            Kind::Stdout => Message::Stdout {
+                stream: s,
+                data: f.payload.clone(),
+            },
+            Kind::Stderr => Message::Stderr {
+                stream: s,
+                data: f.payload.clone(),
+            },
+            Kind::Resize => {
+                let b: ResizeBody = parse(f)?;
+                Message::Resize {
+                    stream: s,
+                    rows: b.rows,
+                    cols: b.cols,
+                }
+            }
+            Kind::Signal => Message::Signal {
+                stream: s,
+                signal: parse::<SignalBody>(f)?.signal,
+            },
+            Kind::Exec => Message::Exec {
+                stream: s,
+                process: parse(f)?,
+            },
+            Kind::Exited => Message::Exited {
+                stream: s,
+                status: parse(f)?,
+            },
+            Kind::Error => Message::Error {
+                stream: s,
+                message: parse::<ErrorBody>(f)?.message,
+            },
+            Kind::Update => Message::Update {
+                resources: parse(f)?,
+            },
+            Kind::Attach => Message::Attach {
+                stdin: parse::<AttachBody>(f)?.stdin,
+            },
+        })
+    }
+
+    /// Splits output bytes into messages that each fit one frame.
+    pub fn chunks(stream: u32, data: &[u8], stderr: bool) -> impl Iterator<Item = Message> + '_ {
+        data.chunks(MAX_PAYLOAD).map(move |c| {
+            if stderr {
+                Message::Stderr {
+                    stream,
+                    data: c.to_vec(),
+                }
+            } else {
+                Message::Stdout {
+                    stream,
+                    data: c.to_vec(),
+                }
+            }
+        })
+    }
+
+    /// Writes this message as one frame.
+    pub fn send(&self, w: &mut impl std::io::Write) -> Result<(), ProtoError> {
+        crate::write_frame(w, &self.to_frame()?)
+    }
+
+    /// Reads and decodes one message.
+    pub fn recv(r: &mut impl std::io::Read) -> Result<Message, ProtoError> {
+        Message::from_frame(&crate::read_frame(r)?)
+    }
+}
+
+/// Sends our `Hello` and checks the peer's; the peer must answer with `Hello` of the same version.
+pub fn handshake(
+    r: &mut impl std::io::Read,
+    w: &mut impl std::io::Write,
+) -> Result<(), ProtoError> {
+    Message::Hello {
+        version: crate::VERSION,
+    }
+    .send(w)?;
+    let f = crate::read_frame(r)?;
+    match Message::from_frame(&f)? {
+        Message::Hello { version } if version == crate::VERSION => Ok(()),
+        Message::Hello { version } => Err(ProtoError::Version(version)),
+        _ => Err(ProtoError::Unexpected {
+            expected: "Hello",
+            got: f.kind,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips() {
+        let msgs = vec![
+            Message::Hello { version: 1 },
+            Message::Start {
+                spec: serde_json::json!({"id": "x"}),
+            },
+            Message::Started { stream: 2, pid: 7 },
+            Message::Stdin {
+                stream: 0,
+                data: b"in".to_vec(),
+            },
+            Message::StdinClose { stream: 0 },
+            Message::Stdout {
+                stream: 0,
+                data: vec![0, 255],
+            },
+            Message::Stderr {
+                stream: 3,
+                data: b"e".to_vec(),
+            },
+            Message::Resize {
+                stream: 0,
+                rows: 24,
+                cols: 80,
+            },
+            Message::Signal {
+                stream: 0,
+                signal: 15,
+            },
+            Message::Exec {
+                stream: 4,
+                process: serde_json::json!({"args": ["sh"]}),
+            },
+            Message::Exited {
+                stream: 0,
+                status: ExitStatus {
+                    code: 137,
+                    oom_killed: true,
+                    reason: None,
+                },
+            },
+            Message::Error {
+                stream: 1,
+                message: "no".into(),
+            },
+            Message::Update {
+                resources: serde_json::json!({}),
+            },
+            Message::Attach { stdin: true },
+        ];
+        for m in msgs {
+            let mut buf = Vec::new();
+            m.send(&mut buf).unwrap();
+            assert_eq!(Message::recv(&mut buf.as_slice()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn garbage_payloads_are_errors() {
+        for kind in [
+            Kind::Hello,
+            Kind::Started,
+            Kind::Resize,
+            Kind::Exited,
+            Kind::StdinClose,
+        ] {
+            let f = Frame {
+                kind,
+                stream: 0,
+                payload: b"\xff{not json".to_vec(),
+            };
+            assert!(matches!(
+                Message::from_frame(&f),
+                Err(ProtoError::Malformed { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn handshake_refuses_other_versions() {
+        let mut peer = Vec::new();
+        Message::Hello { version: 99 }.send(&mut peer).unwrap();
+        let mut out = Vec::new();
+        assert!(matches!(
+            handshake(&mut peer.as_slice(), &mut out),
+            Err(ProtoError::Version(99))
+        ));
+    }
+}
