@@ -1,0 +1,427 @@
+//! The command line, docker-shaped. Values are parsed here; meaning is given by the engine.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "bulkhead",
+    version,
+    about = "Containers with per-container process or VM isolation"
+)]
+pub struct Cli {
+    /// Directory that holds all of bulkhead's state.
+    #[arg(
+        long,
+        global = true,
+        env = "BULKHEAD_ROOT",
+        default_value = "/var/lib/bulkhead"
+    )]
+    pub root: PathBuf,
+    /// Log filter: error, warn, info, debug, trace.
+    #[arg(long, global = true, env = "BULKHEAD_LOG", default_value = "warn")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create and start a container.
+    Run(RunArgs),
+    /// Create a container without starting it.
+    Create(CreateArgs),
+    /// Start one or more stopped containers.
+    Start(StartArgs),
+    /// Stop running containers (stop signal, then SIGKILL).
+    Stop(StopArgs),
+    /// Send a signal to running containers.
+    Kill(KillArgs),
+    /// Stop and start containers again.
+    Restart(StopArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Show a container's output.
+    Logs(LogsArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(NamesArgs),
+    /// Show containers' details as JSON.
+    Inspect(NamesArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Change resources or (while stopped) the isolation of containers.
+    Update(UpdateArgs),
+    /// Pull an image from a registry.
+    Pull(PullArgs),
+    /// List images.
+    Images,
+    /// Give an image another name.
+    Tag(TagArgs),
+    /// Remove images.
+    Rmi(RmiArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Save credentials for a registry.
+    Login(LoginArgs),
+    /// Remove saved credentials for a registry.
+    Logout(LogoutArgs),
+    /// Show system-wide information.
+    Info,
+    /// Show the version.
+    Version,
+    /// Build or show the VM guest kernel.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+    /// Internal: the per-container monitor.
+    #[command(name = "__monitor", hide = true)]
+    Monitor(MonitorArgs),
+}
+
+#[derive(Args, Clone)]
+#[command(disable_help_flag = true)]
+pub struct CreateArgs {
+    /// Print help (-h is --hostname, as in docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to copy ours).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from files.
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Override the image's entrypoint ("" clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Bind mount HOST:CONTAINER[:ro] (process isolation only).
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs: PATH[:OPTIONS].
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Container host name.
+    #[arg(long, short = 'h')]
+    pub hostname: Option<String>,
+    /// Memory limit (e.g. 512m); in vm isolation also the guest's RAM.
+    #[arg(short, long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPUs (e.g. 1.5); in vm isolation rounded up to vCPUs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes (-1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Network: none (default) or host.
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    /// Isolation: process (default), vm, or hyperv (same as vm).
+    #[arg(long, default_value = "process")]
+    pub isolation: String,
+    /// VM accelerator: auto, kvm or tcg.
+    #[arg(long)]
+    pub accel: Option<String>,
+    /// User namespace: host (default), auto, or HOSTUID:HOSTGID:SIZE.
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// Add Linux capabilities.
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Security options: seccomp=unconfined|FILE, no-new-privileges.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Turn off the security defaults (all capabilities, no seccomp, writable /sys).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Signal to stop the container.
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait before killing on stop.
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
+    /// Resource limits NAME=SOFT[:HARD].
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Size of the container's writable layer (default 10g; sparse).
+    #[arg(long, value_parser = parse_size)]
+    pub disk_size: Option<u64>,
+    /// Image to run.
+    pub image: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Attach to the container's output (and exit with its code).
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach stdin.
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL.
+    #[arg(short, long)]
+    pub time: Option<u64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send.
+    #[arg(short, long, default_value = "SIGKILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only print ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow new output.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines (records) from the end, or "all".
+    #[arg(long, short = 'n', default_value = "all")]
+    pub tail: String,
+    /// Show timestamps.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Run in the background.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    #[arg(short, long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// process, vm or hyperv; only while the container is stopped.
+    #[arg(long)]
+    pub isolation: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// os/arch[/variant] to pick from a multi-platform image.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry to reach over plain HTTP (repeatable); localhost and 127.0.0.1 always are.
+    #[arg(long)]
+    pub insecure_registry: Vec<String>,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub reference: String,
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Args)]
+pub struct RmiArgs {
+    /// Remove even if containers use it.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// List images.
+    Ls,
+    /// Show images' details as JSON.
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Import an OCI layout directory, an OCI archive, or a `docker save` tar.
+    Import { path: PathBuf },
+    /// Import a plain root filesystem tarball as a one-layer image.
+    ImportRootfs {
+        tar: PathBuf,
+        #[arg(long)]
+        tag: String,
+    },
+    /// Write an image as an OCI archive.
+    Export { image: String, file: PathBuf },
+    /// Remove blobs no image uses.
+    Prune,
+    /// Remove images.
+    Rm(RmiArgs),
+    /// Name an image.
+    Tag(TagArgs),
+    /// Pull an image.
+    Pull(PullArgs),
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: String,
+    /// Password (or use --password-stdin).
+    #[arg(short, long)]
+    pub password: Option<String>,
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Use plain HTTP.
+    #[arg(long)]
+    pub insecure: bool,
+    pub registry: String,
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    pub registry: String,
+}
+
+#[derive(Subcommand)]
+pub enum KernelCommand {
+    /// Build (or reuse) the cached guest kernel.
+    Build,
+    /// Show the cached guest kernel.
+    Info,
+}
+
+#[derive(Args)]
+pub struct MonitorArgs {
+    pub id: String,
+    #[arg(long)]
+    pub attach_first: bool,
+}
+
+/// Parses docker sizes: `1024`, `512k`, `64m`, `2g` (binary units, optional trailing `b`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
+        _ => (lower, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (use e.g. 512m or 2g)"))?;
+    if n < 0.0 || !n.is_finite() {
+        return Err(format!("invalid size {s:?}"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("lots").is_err());
+    }
+}

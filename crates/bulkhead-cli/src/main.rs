@@ -1,0 +1,72 @@
+//! `bulkhead`: the docker-shaped command line. Parsing and printing live here; everything else is in
+//! the library crates. The same static binary is also the per-container monitor (hidden `__monitor`)
+//! and, as PID 1 of a VM guest, the guest agent.
+
+mod args;
+mod container_cmds;
+mod format;
+mod image_cmds;
+mod system_cmds;
+
+use args::{Cli, Command};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    if std::process::id() == 1 {
+        // PID 1 of a bulkhead VM guest: the initramfs /init is this binary.
+        bulkhead_vm::guest::main();
+    }
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bulkhead: {e:#}");
+            e.downcast_ref::<bulkhead_engine::EngineError>()
+                .map(|e| e.exit_code())
+                .unwrap_or(125)
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let root = cli.root;
+    match cli.command {
+        Command::Run(a) => container_cmds::run(&root, a),
+        Command::Create(a) => container_cmds::create(&root, a),
+        Command::Start(a) => container_cmds::start(&root, a),
+        Command::Stop(a) => container_cmds::stop(&root, a),
+        Command::Kill(a) => container_cmds::kill(&root, a),
+        Command::Restart(a) => container_cmds::restart(&root, a),
+        Command::Rm(a) => container_cmds::rm(&root, a),
+        Command::Ps(a) => container_cmds::ps(&root, a),
+        Command::Logs(a) => container_cmds::logs(&root, a),
+        Command::Wait(a) => container_cmds::wait(&root, a),
+        Command::Inspect(a) => container_cmds::inspect(&root, a),
+        Command::Exec(a) => container_cmds::exec(&root, a),
+        Command::Update(a) => container_cmds::update(&root, a),
+        Command::Pull(a) => image_cmds::pull(&root, a),
+        Command::Images => image_cmds::images(&root),
+        Command::Tag(a) => image_cmds::tag(&root, a),
+        Command::Rmi(a) => image_cmds::rmi(&root, a),
+        Command::Image(a) => image_cmds::image(&root, a),
+        Command::Login(a) => image_cmds::login(&root, a),
+        Command::Logout(a) => image_cmds::logout(&root, a),
+        Command::Info => system_cmds::info(&root),
+        Command::Version => system_cmds::version(),
+        Command::Kernel(a) => system_cmds::kernel(a),
+        Command::Monitor(a) => system_cmds::monitor(&root, a),
+    }
+}

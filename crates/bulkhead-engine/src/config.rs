@@ -1,0 +1,109 @@
+//! What a container is: fixed at create time (isolation and resources may be changed by `update`).
+
+use bulkhead_runtime::{IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, SecuritySpec};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The isolation level of a container; switchable while it is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    #[default]
+    Process,
+    Vm,
+}
+
+impl FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(Isolation::Process),
+            "vm" | "hyperv" => Ok(Isolation::Vm),
+            other => Err(format!(
+                "unknown isolation \"{other}\" (expected process, vm or hyperv)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Isolation::Process => "process",
+            Isolation::Vm => "vm",
+        })
+    }
+}
+
+/// Guest sizing for VM isolation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmOptions {
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// `auto`, `kvm` or `tcg`.
+    pub accel: String,
+}
+
+/// A container's definition, persisted as `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub id: String,
+    pub name: String,
+    pub created: DateTime<Utc>,
+    /// The image reference as the user gave it, and the image id it resolved to.
+    pub image: String,
+    pub image_id: String,
+    pub isolation: Isolation,
+    pub process: ProcessSpec,
+    /// `-i`: stdin stays open for attach.
+    pub open_stdin: bool,
+    pub hostname: String,
+    pub readonly_rootfs: bool,
+    pub mounts: Vec<MountSpec>,
+    pub network: NetworkMode,
+    pub userns: Option<IdMap>,
+    pub security: SecuritySpec,
+    pub resources: Resources,
+    pub stop_signal: String,
+    pub stop_timeout: u64,
+    pub auto_remove: bool,
+    pub vm: VmOptions,
+    pub disk_size: u64,
+}
+
+/// Everything `create`/`run` accept, as parsed by the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub image: String,
+    pub name: Option<String>,
+    pub cmd: Vec<String>,
+    /// `Some("")` clears the image's entrypoint, as in docker.
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub interactive: bool,
+    pub tty: bool,
+    pub volumes: Vec<String>,
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    pub hostname: Option<String>,
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub network: Option<String>,
+    pub isolation: Isolation,
+    pub userns: Option<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub privileged: bool,
+    pub auto_remove: bool,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
+    pub ulimits: Vec<String>,
+    pub accel: Option<String>,
+    pub disk_size: Option<u64>,
+}

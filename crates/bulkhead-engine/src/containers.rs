@@ -1,0 +1,164 @@
+//! The container records on disk: create, find by name or id prefix, list, update state under lock.
+
+use crate::fsutil::{self, Lock};
+use crate::layout::{ContainerPaths, Layout};
+use crate::state::{self, ContainerState};
+use crate::{ContainerConfig, EngineError};
+use std::fs;
+use std::io::Read;
+
+/// One container as recorded on disk.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub paths: ContainerPaths,
+    pub config: ContainerConfig,
+    pub state: ContainerState,
+}
+
+impl Container {
+    /// Loads a container and reconciles its state with the processes that really exist.
+    pub fn load(layout: &Layout, id: &str) -> Result<Container, EngineError> {
+        let paths = layout.container(id);
+        if !paths.config().exists() {
+            return Err(EngineError::NoSuchContainer(id.to_string()));
+        }
+        let config: ContainerConfig = fsutil::read_json(&paths.config())?;
+        let state: ContainerState = fsutil::read_json(&paths.state())?;
+        let mut c = Container {
+            paths,
+            config,
+            state,
+        };
+        let mut probe = c.state.clone();
+        if state::reconcile(&mut probe) {
+            c.update_state(|s| {
+                state::reconcile(s);
+            })?;
+        }
+        Ok(c)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.config.id[..12]
+    }
+
+    pub fn lock(&self) -> Result<Lock, EngineError> {
+        fsutil::lock(&self.paths.lock())
+    }
+
+    /// Re-reads the state under the container lock, applies `f`, and writes it back atomically.
+    pub fn update_state(&mut self, f: impl FnOnce(&mut ContainerState)) -> Result<(), EngineError> {
+        let _lock = self.lock()?;
+        let mut current: ContainerState = fsutil::read_json(&self.paths.state())?;
+        f(&mut current);
+        fsutil::write_json(&self.paths.state(), &current)?;
+        self.state = current;
+        Ok(())
+    }
+
+    pub fn save_config(&self) -> Result<(), EngineError> {
+        fsutil::write_json(&self.paths.config(), &self.config)
+    }
+}
+
+/// Creates the record of a new container; the name must be free.
+pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, EngineError> {
+    fs::create_dir_all(layout.containers()).map_err(EngineError::io(layout.containers()))?;
+    let _lock = fsutil::lock(&layout.containers_lock())?;
+    if list(layout)?.iter().any(|c| c.config.name == config.name) {
+        return Err(EngineError::NameInUse(config.name));
+    }
+    let paths = layout.container(&config.id);
+    // Written to a temp dir and renamed, so a crash never leaves a container without its files.
+    let tmp = layout.containers().join(format!(".new-{}", config.id));
+    fs::create_dir_all(&tmp).map_err(EngineError::io(&tmp))?;
+    let staged = layout.container(&config.id).dir;
+    let result = (|| {
+        fsutil::write_json(&tmp.join("config.json"), &config)?;
+        fsutil::write_json(&tmp.join("state.json"), &ContainerState::default())?;
+        fs::rename(&tmp, &staged).map_err(EngineError::io(&staged))
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    Ok(Container {
+        paths,
+        config,
+        state: ContainerState::default(),
+    })
+}
+
+/// All containers, newest first. Records that cannot be read are skipped with a warning.
+pub fn list(layout: &Layout) -> Result<Vec<Container>, EngineError> {
+    let dir = layout.containers();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(EngineError::io(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        match Container::load(layout, &name) {
+            Ok(c) => out.push(c),
+            Err(EngineError::NoSuchContainer(_)) => {}
+            Err(e) => tracing::warn!("skipping container {name}: {e}"),
+        }
+    }
+    out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
+    Ok(out)
+}
+
+/// Finds a container by full id, exact name, or unique id prefix, like docker.
+pub fn find(layout: &Layout, key: &str) -> Result<Container, EngineError> {
+    if key.is_empty() {
+        return Err(EngineError::NoSuchContainer(key.to_string()));
+    }
+    if key.len() == 64 && layout.container(key).config().exists() {
+        return Container::load(layout, key);
+    }
+    let all = list(layout)?;
+    if let Some(c) = all.iter().find(|c| c.config.name == key) {
+        return Ok(c.clone());
+    }
+    let matches: Vec<&Container> = all
+        .iter()
+        .filter(|c| c.config.id.starts_with(key))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(EngineError::NoSuchContainer(key.to_string())),
+        _ => Err(EngineError::Ambiguous(key.to_string())),
+    }
+}
+
+/// A new random 64-hex-digit container id.
+pub fn new_id() -> Result<String, EngineError> {
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(EngineError::io("/dev/urandom"))?;
+    Ok(hex::encode(bytes))
+}
+
+/// A docker-style `adjective_noun` name derived from the id.
+pub fn generated_name(id: &str) -> String {
+    const ADJ: [&str; 16] = [
+        "brave", "calm", "eager", "fond", "keen", "lucid", "merry", "nifty", "proud", "quiet",
+        "sharp", "stoic", "swift", "tender", "vivid", "witty",
+    ];
+    const NOUN: [&str; 16] = [
+        "babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper", "kepler", "lovelace",
+        "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak",
+    ];
+    let b = |i: usize| usize::from_str_radix(&id[i..i + 2], 16).unwrap_or(0);
+    format!("{}_{}_{}", ADJ[b(0) % 16], NOUN[b(2) % 16], &id[4..8])
+}

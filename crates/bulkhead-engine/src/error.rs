@@ -1,0 +1,70 @@
+//! Engine errors, each naming the container or file it is about.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    #[error("container name \"{0}\" is already in use")]
+    NameInUse(String),
+    #[error("container id prefix {0} is ambiguous")]
+    Ambiguous(String),
+    #[error("container {id} is {status}: {what}")]
+    WrongState {
+        id: String,
+        status: String,
+        what: String,
+    },
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error(transparent)]
+    Image(#[from] bulkhead_image::ImageError),
+    #[error(transparent)]
+    Registry(#[from] bulkhead_registry::RegistryError),
+    #[error(transparent)]
+    Runtime(#[from] bulkhead_runtime::RuntimeError),
+    #[error(transparent)]
+    Vm(#[from] bulkhead_vm::VmError),
+    #[error(transparent)]
+    Initramfs(#[from] bulkhead_vm::initramfs::InitramfsError),
+    #[error("talking to the monitor of {id}: {source}")]
+    Monitor {
+        id: String,
+        source: bulkhead_proto::ProtoError,
+    },
+    #[error("monitor of {id} failed to start the container: {message}")]
+    StartFailed { id: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt state file: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{what}: {source}")]
+    Sys { what: String, source: nix::Error },
+}
+
+impl EngineError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EngineError {
+        let path = path.into();
+        move |source| EngineError::Io { path, source }
+    }
+
+    pub(crate) fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> EngineError {
+        let what = what.into();
+        move |source| EngineError::Sys { what, source }
+    }
+
+    /// Docker's convention: 125 when the engine itself failed, or the runtime's hint (126/127).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::Runtime(e) => e.exit_code_hint(),
+            _ => 125,
+        }
+    }
+}

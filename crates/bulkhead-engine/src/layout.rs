@@ -1,0 +1,72 @@
+//! Where everything of a container lives, in one place.
+
+use std::path::{Path, PathBuf};
+
+/// Paths under the bulkhead root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    /// Serialises name reservation and listing against creation and removal.
+    pub fn containers_lock(&self) -> PathBuf {
+        self.containers().join(".lock")
+    }
+
+    pub fn container(&self, id: &str) -> ContainerPaths {
+        ContainerPaths {
+            dir: self.containers().join(id),
+            run: PathBuf::from("/run/bulkhead").join(&id[..id.len().min(16)]),
+        }
+    }
+}
+
+/// The files of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerPaths {
+    pub dir: PathBuf,
+    /// Sockets and VM runtime files (short path for the 108-byte socket limit).
+    pub run: PathBuf,
+}
+
+impl ContainerPaths {
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("rw.img")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub fn monitor_log(&self) -> PathBuf {
+        self.dir.join("monitor.log")
+    }
+    pub fn mnt(&self) -> PathBuf {
+        self.dir.join("mnt")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.run.join("monitor.sock")
+    }
+}

@@ -1,0 +1,389 @@
+//! The per-container monitor: the parent of a running container (the role of conmon or a containerd
+//! shim). It outlives the CLI that started it, brings up the agent (process or VM backend), writes the
+//! logs, serves CLI clients on a unix socket (attach, exec, signals, resize, update), records the exit,
+//! cleans up, and removes the container when it was created with `--rm`.
+//!
+//! In VM mode the agent's bytes come from a guest we assume hostile: a malformed frame, a frame that makes
+//! no sense, or a guest that dies ends the container with a recorded reason. The monitor never panics on
+//! them and never waits on the guest without a bound.
+
+mod backend;
+mod clients;
+
+use crate::containers::Container;
+use crate::layout::Layout;
+use crate::logs::{self, Stream};
+use crate::state::{start_time, Status};
+use crate::{spec, EngineError};
+use backend::Backend;
+use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
+use chrono::Utc;
+use clients::Clients;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+/// How long a monitor started for an attached run waits for its client.
+const ATTACH_WAIT: Duration = Duration::from_secs(30);
+/// How long the agent has to answer the handshake (a TCG VM boot takes a few seconds).
+const AGENT_HELLO_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs the monitor for container `id` until the container has ended and is cleaned up.
+/// `ready` gets one line, `ok` or `error: ...`, once the caller may proceed.
+pub fn run(layout: &Layout, id: &str, attach_first: bool, mut ready: Option<std::fs::File>) -> i32 {
+    let mut report = |line: &str| {
+        if let Some(mut r) = ready.take() {
+            let _ = writeln!(r, "{line}");
+        }
+    };
+    let mut container = match Container::load(layout, id) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&format!("error: {e}"));
+            return 1;
+        }
+    };
+    match Monitor::new(layout, &mut container, attach_first) {
+        Ok(mut m) => m.run(&mut report),
+        Err(e) => {
+            record_exit(&mut container, 125, false, Some(e.to_string()));
+            report(&format!("error: {e}"));
+            1
+        }
+    }
+}
+
+struct Monitor<'a> {
+    layout: &'a Layout,
+    container: &'a mut Container,
+    listener: UnixListener,
+    clients: Clients,
+    log: logs::Writer,
+    attach_first: bool,
+    /// Client messages that arrived before the agent was up.
+    pending: Vec<Message>,
+}
+
+impl<'a> Monitor<'a> {
+    fn new(
+        layout: &'a Layout,
+        container: &'a mut Container,
+        attach_first: bool,
+    ) -> Result<Self, EngineError> {
+        let run = container.paths.run.clone();
+        std::fs::create_dir_all(&run).map_err(EngineError::io(&run))?;
+        let sock = container.paths.socket();
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).map_err(EngineError::io(&sock))?;
+        let log = logs::Writer::open(&container.paths.log())?;
+        Ok(Monitor {
+            layout,
+            container,
+            listener,
+            clients: Clients::default(),
+            log,
+            attach_first,
+            pending: Vec::new(),
+        })
+    }
+
+    fn run(&mut self, report: &mut dyn FnMut(&str)) -> i32 {
+        if self.attach_first {
+            report("ok");
+            if let Err(e) = self.wait_for_attach() {
+                record_exit(self.container, 125, false, Some(e.to_string()));
+                return 1;
+            }
+        }
+        let outcome = self.start_backend();
+        let (mut backend, mut agent) = match outcome {
+            Ok(pair) => pair,
+            Err(e) => {
+                let msg = e.to_string();
+                record_exit(self.container, e.exit_code(), false, Some(msg.clone()));
+                report(&format!("error: {msg}"));
+                self.clients.broadcast(&Message::Error {
+                    stream: 0,
+                    message: msg,
+                });
+                self.finish(125);
+                return 1;
+            }
+        };
+        let (status, reason) = self.relay(&mut agent, report);
+        if reason.is_some() {
+            backend.kill();
+        }
+        drop(agent);
+        let teardown = backend.teardown(&format!("bulkhead/{}", self.container.config.id));
+        let reason = reason.or_else(|| teardown.err().map(|e| format!("cleanup failed: {e}")));
+        let code = status
+            .as_ref()
+            .map(|s| s.code)
+            .unwrap_or(crate::state::LOST_EXIT_CODE);
+        let oom = status.as_ref().is_some_and(|s| s.oom_killed);
+        record_exit(self.container, code, oom, reason.clone());
+        report(&match &reason {
+            Some(r) if status.is_none() => format!("error: {r}"),
+            _ => "ok".to_string(),
+        });
+        if let Some(r) = reason {
+            self.clients.broadcast(&Message::Error {
+                stream: 0,
+                message: r,
+            });
+        }
+        self.finish(code);
+        0
+    }
+
+    /// Blocks until the CLI that started us attaches (bounded), so no early output is lost. Messages the
+    /// client sends meanwhile (early stdin) are kept for the agent.
+    fn wait_for_attach(&mut self) -> Result<(), EngineError> {
+        let deadline = Instant::now() + ATTACH_WAIT;
+        while !self.clients.any_attached() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(EngineError::StartFailed {
+                    id: self.container.config.id.clone(),
+                    message: "no client attached in time".into(),
+                });
+            }
+            let client_fds = self.clients.fds();
+            let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            fds.extend(
+                client_fds
+                    .iter()
+                    .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)),
+            );
+            let ms = left.as_millis().min(1000) as u16;
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+            let ready = readable(&fds);
+            let keys: Vec<u64> = client_fds.iter().map(|(k, _)| *k).collect();
+            drop(fds);
+            if ready[0] {
+                self.accept();
+            }
+            for (key, r) in keys.into_iter().zip(&ready[1..]) {
+                if *r {
+                    let early = self.clients.read(key);
+                    self.pending.extend(early);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_backend(&mut self) -> Result<(Backend, UnixStream), EngineError> {
+        let store = bulkhead_image::Store::open(self.layout.root())?;
+        let image = store.resolve(&self.container.config.image_id)?;
+        let artifact = store.rootfs_artifact(&image)?;
+        let (backend, mut agent) =
+            backend::start(&self.container.config, &self.container.paths, &artifact)?;
+        let id = self.container.config.id.clone();
+        let proto = |source| EngineError::Monitor {
+            id: id.clone(),
+            source,
+        };
+        agent
+            .set_read_timeout(Some(AGENT_HELLO_WAIT))
+            .map_err(EngineError::io("agent socket"))?;
+        handshake(&mut &agent, &mut &agent).map_err(proto)?;
+        agent
+            .set_read_timeout(None)
+            .map_err(EngineError::io("agent socket"))?;
+        let spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
+        let spec =
+            serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
+        Message::Start { spec }.send(&mut agent).map_err(proto)?;
+        if !self.container.config.open_stdin {
+            Message::StdinClose { stream: 0 }
+                .send(&mut agent)
+                .map_err(proto)?;
+        }
+        for msg in self.pending.drain(..) {
+            msg.send(&mut agent).map_err(proto)?;
+        }
+        let host_pid = backend.host_pid();
+        self.container.update_state(|s| {
+            s.pid = Some(host_pid);
+            s.pid_start = start_time(host_pid);
+        })?;
+        Ok((backend, agent))
+    }
+
+    /// Moves frames until the main process has exited. Returns its status, or the reason the agent was
+    /// given up on.
+    fn relay(
+        &mut self,
+        agent: &mut UnixStream,
+        report: &mut dyn FnMut(&str),
+    ) -> (Option<ExitStatus>, Option<String>) {
+        loop {
+            let mut fds = vec![
+                PollFd::new(agent.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+            ];
+            let client_fds = self.clients.fds();
+            fds.extend(
+                client_fds
+                    .iter()
+                    .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)),
+            );
+            if let Err(e) = poll(&mut fds, PollTimeout::from(1000u16)) {
+                if e != nix::errno::Errno::EINTR {
+                    return (None, Some(format!("monitor poll failed: {e}")));
+                }
+            }
+            let ready = readable(&fds);
+            let ready_clients: Vec<u64> = client_fds
+                .iter()
+                .zip(&ready[2..])
+                .filter(|(_, r)| **r)
+                .map(|((key, _), _)| *key)
+                .collect();
+            drop(fds);
+            if ready[0] {
+                match Message::recv(agent) {
+                    Ok(msg) => match self.from_agent(msg, report) {
+                        Ok(Some(status)) => return (Some(status), None),
+                        Ok(None) => {}
+                        Err(reason) => return (None, Some(reason)),
+                    },
+                    Err(ProtoError::Closed) => {
+                        return (None, Some(self.agent_gone("closed the connection")));
+                    }
+                    Err(e) => {
+                        return (
+                            None,
+                            Some(self.agent_gone(&format!("sent a bad frame ({e})"))),
+                        )
+                    }
+                }
+            }
+            if ready[1] {
+                self.accept();
+            }
+            for key in ready_clients {
+                for msg in self.clients.read(key) {
+                    if let Err(e) = msg.send(agent) {
+                        return (
+                            None,
+                            Some(self.agent_gone(&format!("stopped accepting frames ({e})"))),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn agent_gone(&self, what: &str) -> String {
+        match self.container.config.isolation {
+            crate::Isolation::Vm => format!("the VM guest {what}"),
+            crate::Isolation::Process => format!("the container agent {what}"),
+        }
+    }
+
+    /// Handles one agent message; `Ok(Some)` once the main process has exited, `Err` if the agent broke
+    /// the protocol.
+    fn from_agent(
+        &mut self,
+        msg: Message,
+        report: &mut dyn FnMut(&str),
+    ) -> Result<Option<ExitStatus>, String> {
+        match msg {
+            Message::Started { stream: 0, pid } => {
+                if self.container.config.isolation == crate::Isolation::Process {
+                    let _ = self.container.update_state(|s| {
+                        s.pid = Some(pid);
+                        s.pid_start = start_time(pid);
+                    });
+                }
+                report("ok");
+            }
+            Message::Stdout { stream: 0, data } | Message::Stderr { stream: 0, data }
+                if data.is_empty() => {}
+            Message::Stdout {
+                stream: 0,
+                ref data,
+            } => {
+                let _ = self.log.write(Stream::Stdout, data);
+                self.clients.broadcast(&msg);
+            }
+            Message::Stderr {
+                stream: 0,
+                ref data,
+            } => {
+                let _ = self.log.write(Stream::Stderr, data);
+                self.clients.broadcast(&msg);
+            }
+            Message::Exited { stream: 0, status } => return Ok(Some(status)),
+            Message::Error { stream: 0, message } => {
+                let _ = self
+                    .container
+                    .update_state(|s| s.error = Some(message.clone()));
+                report(&format!("error: {message}"));
+                self.clients
+                    .broadcast(&Message::Error { stream: 0, message });
+            }
+            Message::Started { stream, .. }
+            | Message::Stdout { stream, .. }
+            | Message::Stderr { stream, .. }
+            | Message::Exited { stream, .. }
+            | Message::Error { stream, .. } => self.clients.to_exec(stream, &msg),
+            other => {
+                return Err(format!(
+                    "{} sent an unexpected {other:?}",
+                    self.agent_gone("").trim()
+                ))
+            }
+        }
+        Ok(None)
+    }
+
+    fn accept(&mut self) {
+        if let Ok((stream, _)) = self.listener.accept() {
+            self.clients.add(stream);
+        }
+    }
+
+    /// After the exit is recorded: remove if `--rm`, tell clients, and go.
+    fn finish(&mut self, code: i32) {
+        if self.container.config.auto_remove {
+            if let Err(e) = crate::lifecycle::remove_files(self.layout, self.container) {
+                tracing::warn!("removing {}: {e}", self.container.config.id);
+            }
+        }
+        self.clients.finish(&ExitStatus {
+            code,
+            oom_killed: self.container.state.oom_killed,
+            reason: None,
+        });
+        let _ = std::fs::remove_file(self.container.paths.socket());
+        let _ = std::fs::remove_dir(&self.container.paths.run);
+    }
+}
+
+fn readable(fds: &[PollFd]) -> Vec<bool> {
+    fds.iter()
+        .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+        .collect()
+}
+
+/// Records the end of a run in the container's state.
+fn record_exit(container: &mut Container, code: i32, oom: bool, reason: Option<String>) {
+    let result = container.update_state(|s| {
+        s.status = Status::Exited;
+        s.exit_code = Some(code);
+        s.oom_killed = oom;
+        s.finished_at = Some(Utc::now());
+        if reason.is_some() {
+            s.error = reason;
+        }
+    });
+    if let Err(e) = result {
+        tracing::error!("recording the exit of {}: {e}", container.config.id);
+    }
+}

@@ -1,0 +1,423 @@
+//! Turns CLI options plus the image's config into a container definition, and a definition into the
+//! runtime spec that either isolation level runs. Docker's precedence rules apply throughout.
+
+use crate::config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
+use crate::EngineError;
+use bulkhead_runtime::{
+    ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
+    SecuritySpec,
+};
+use oci_spec::image::ImageConfiguration;
+use std::path::{Path, PathBuf};
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const DEFAULT_DISK: u64 = 10 << 30;
+const DEFAULT_VM_MEMORY_MIB: u64 = 256;
+const MIN_VM_MEMORY_MIB: u64 = 64;
+const MIB: u64 = 1 << 20;
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::InvalidOption(msg.into())
+}
+
+/// Builds the persistent definition of a new container.
+pub fn container_config(
+    id: &str,
+    name: String,
+    opts: &CreateOptions,
+    image_id: &str,
+    image: &ImageConfiguration,
+) -> Result<ContainerConfig, EngineError> {
+    let cfg = image.config().clone().unwrap_or_default();
+    let entrypoint: Vec<String> = match &opts.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => cfg.entrypoint().clone().unwrap_or_default(),
+    };
+    // As in docker, --entrypoint drops the image's Cmd.
+    let cmd = if !opts.cmd.is_empty() {
+        opts.cmd.clone()
+    } else if opts.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        cfg.cmd().clone().unwrap_or_default()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(invalid(format!(
+            "no command specified and image {} has no Entrypoint or Cmd",
+            opts.image
+        )));
+    }
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    let mut env = merge_env(cfg.env().as_deref().unwrap_or(&[]), &opts.env)?;
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_string());
+    }
+    set_default(&mut env, "HOSTNAME", &hostname);
+    if opts.tty {
+        set_default(&mut env, "TERM", "xterm");
+    }
+    let process = ProcessSpec {
+        args,
+        env,
+        cwd: opts
+            .workdir
+            .clone()
+            .or_else(|| cfg.working_dir().clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".to_string()),
+        user: opts
+            .user
+            .clone()
+            .or_else(|| cfg.user().clone())
+            .unwrap_or_default(),
+        terminal: opts.tty,
+        rlimits: opts
+            .ulimits
+            .iter()
+            .map(|u| parse_ulimit(u))
+            .collect::<Result<_, _>>()?,
+    };
+    if !process.cwd.starts_with('/') {
+        return Err(invalid(format!(
+            "working directory {} is not absolute",
+            process.cwd
+        )));
+    }
+    let mut mounts = Vec::new();
+    for v in &opts.volumes {
+        mounts.push(parse_volume(v)?);
+    }
+    for t in &opts.tmpfs {
+        mounts.push(parse_tmpfs(t)?);
+    }
+    let resources = Resources {
+        memory_bytes: opts.memory,
+        cpus: opts.cpus,
+        pids_limit: opts.pids_limit,
+    };
+    validate_resources(&resources)?;
+    let config = ContainerConfig {
+        id: id.to_string(),
+        name,
+        created: chrono::Utc::now(),
+        image: opts.image.clone(),
+        image_id: image_id.to_string(),
+        isolation: opts.isolation,
+        process,
+        open_stdin: opts.interactive,
+        hostname,
+        readonly_rootfs: opts.read_only,
+        mounts,
+        network: parse_network(opts.network.as_deref())?,
+        userns: parse_userns(opts.userns.as_deref())?,
+        security: parse_security(opts)?,
+        resources,
+        stop_signal: opts
+            .stop_signal
+            .clone()
+            .or_else(|| cfg.stop_signal().clone())
+            .unwrap_or_else(|| "SIGTERM".to_string()),
+        stop_timeout: opts.stop_timeout.unwrap_or(10),
+        auto_remove: opts.auto_remove,
+        vm: VmOptions {
+            memory_mib: vm_memory_mib(opts.memory),
+            vcpus: vm_vcpus(opts.cpus),
+            accel: opts.accel.clone().unwrap_or_else(|| "auto".to_string()),
+        },
+        disk_size: opts.disk_size.unwrap_or(DEFAULT_DISK),
+    };
+    check_isolation(&config, config.isolation)?;
+    parse_signal(&config.stop_signal)?;
+    Ok(config)
+}
+
+/// Refuses what an isolation level cannot honour, before anything runs.
+pub fn check_isolation(config: &ContainerConfig, isolation: Isolation) -> Result<(), EngineError> {
+    if isolation == Isolation::Vm {
+        if config
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountSpec::Bind { .. }))
+        {
+            return Err(invalid(
+                "-v bind mounts are refused with --isolation=vm: the guest sees no host directory \
+                 (use --tmpfs, or the container's own filesystem, which survives restarts)",
+            ));
+        }
+        if config.network == NetworkMode::Host {
+            return Err(invalid(
+                "--network host is refused with --isolation=vm: the guest has no host network",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The runtime spec for a run of `config` on the assembled `rootfs`.
+pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
+    ContainerSpec {
+        id: config.id.clone(),
+        rootfs: rootfs.to_path_buf(),
+        process: config.process.clone(),
+        hostname: config.hostname.clone(),
+        readonly_rootfs: config.readonly_rootfs,
+        mounts: config.mounts.clone(),
+        network: config.network,
+        userns: config.userns,
+        security: config.security.clone(),
+        resources: config.resources,
+        cgroup_name: format!("bulkhead/{}", config.id),
+        etc_hosts: format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            config.hostname
+        ),
+        resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    }
+}
+
+pub fn vm_memory_mib(memory: Option<u64>) -> u64 {
+    memory
+        .map(|m| (m / MIB).max(MIN_VM_MEMORY_MIB))
+        .unwrap_or(DEFAULT_VM_MEMORY_MIB)
+}
+
+pub fn vm_vcpus(cpus: Option<f64>) -> u32 {
+    cpus.map(|c| c.ceil().max(1.0) as u32).unwrap_or(1)
+}
+
+pub fn validate_resources(r: &Resources) -> Result<(), EngineError> {
+    if let Some(m) = r.memory_bytes {
+        if m < 6 * MIB {
+            return Err(invalid("--memory must be at least 6m"));
+        }
+    }
+    if let Some(c) = r.cpus {
+        if !(c > 0.0 && c <= 1024.0) {
+            return Err(invalid(format!("--cpus {c} is out of range")));
+        }
+    }
+    Ok(())
+}
+
+/// Image env first, then `-e` values override by key; a bare `-e KEY` is taken from our environment.
+fn merge_env(image: &[String], overrides: &[String]) -> Result<Vec<String>, EngineError> {
+    let mut env: Vec<String> = image.to_vec();
+    for e in overrides {
+        let entry = match e.split_once('=') {
+            Some((k, _)) if k.is_empty() => {
+                return Err(invalid(format!("invalid environment variable {e}")))
+            }
+            Some(_) => e.clone(),
+            None => match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    Ok(env)
+}
+
+fn set_default(env: &mut Vec<String>, key: &str, value: &str) {
+    if !env.iter().any(|e| e.split('=').next() == Some(key)) {
+        env.push(format!("{key}={value}"));
+    }
+}
+
+fn parse_volume(v: &str) -> Result<MountSpec, EngineError> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (host, target, readonly) = match parts.as_slice() {
+        [h, t] => (*h, *t, false),
+        [h, t, "ro"] => (*h, *t, true),
+        [h, t, "rw"] => (*h, *t, false),
+        _ => {
+            return Err(invalid(format!(
+                "invalid volume {v}: expected HOST:CONTAINER[:ro|rw]"
+            )))
+        }
+    };
+    if !host.starts_with('/') {
+        return Err(invalid(format!(
+            "invalid volume {v}: named volumes are not supported, the host path must be absolute"
+        )));
+    }
+    if !target.starts_with('/') || target == "/" {
+        return Err(invalid(format!(
+            "invalid volume {v}: the container path must be absolute and not /"
+        )));
+    }
+    let source = PathBuf::from(host);
+    // Docker creates a missing host directory for -v.
+    std::fs::create_dir_all(&source)
+        .or_else(|e| if source.exists() { Ok(()) } else { Err(e) })
+        .map_err(EngineError::io(&source))?;
+    Ok(MountSpec::Bind {
+        source,
+        target: target.to_string(),
+        readonly,
+    })
+}
+
+fn parse_tmpfs(t: &str) -> Result<MountSpec, EngineError> {
+    let (target, options) = t.split_once(':').unwrap_or((t, ""));
+    if !target.starts_with('/') || target == "/" {
+        return Err(invalid(format!(
+            "invalid --tmpfs {t}: the path must be absolute and not /"
+        )));
+    }
+    Ok(MountSpec::Tmpfs {
+        target: target.to_string(),
+        options: options.to_string(),
+    })
+}
+
+fn parse_network(n: Option<&str>) -> Result<NetworkMode, EngineError> {
+    match n.unwrap_or("none") {
+        "none" => Ok(NetworkMode::None),
+        "host" => Ok(NetworkMode::Host),
+        other => Err(invalid(format!(
+            "--network {other} is not supported (use none or host; bridge networking is not built yet)"
+        ))),
+    }
+}
+
+fn parse_userns(u: Option<&str>) -> Result<Option<IdMap>, EngineError> {
+    let Some(u) = u else { return Ok(None) };
+    match u {
+        "" | "host" => Ok(None),
+        "auto" => Ok(Some(IdMap {
+            host_uid: 100_000,
+            host_gid: 100_000,
+            size: 65_536,
+        })),
+        spec => {
+            let nums: Vec<u32> = spec
+                .split(':')
+                .map(|p| p.parse::<u32>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    invalid(format!(
+                        "invalid --userns {spec}: expected host, auto or UID:GID:SIZE"
+                    ))
+                })?;
+            match nums.as_slice() {
+                [uid, gid, size] if *size > 0 => Ok(Some(IdMap {
+                    host_uid: *uid,
+                    host_gid: *gid,
+                    size: *size,
+                })),
+                _ => Err(invalid(format!(
+                    "invalid --userns {spec}: expected host, auto or UID:GID:SIZE"
+                ))),
+            }
+        }
+    }
+}
+
+fn parse_security(opts: &CreateOptions) -> Result<SecuritySpec, EngineError> {
+    let mut sec = SecuritySpec {
+        privileged: opts.privileged,
+        cap_add: opts.cap_add.clone(),
+        cap_drop: opts.cap_drop.clone(),
+        seccomp: if opts.privileged {
+            SeccompPolicy::Unconfined
+        } else {
+            SeccompPolicy::Default
+        },
+        no_new_privileges: false,
+    };
+    for o in &opts.security_opt {
+        let (key, value) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => sec.seccomp = SeccompPolicy::Unconfined,
+            ("seccomp", "") => {
+                return Err(invalid("--security-opt seccomp needs =unconfined or =FILE"))
+            }
+            ("seccomp", file) => {
+                let json = std::fs::read_to_string(file).map_err(EngineError::io(file))?;
+                serde_json::from_str::<serde_json::Value>(&json).map_err(|e| {
+                    invalid(format!("seccomp profile {file} is not valid JSON: {e}"))
+                })?;
+                sec.seccomp = SeccompPolicy::Profile(json);
+            }
+            ("no-new-privileges", "" | "true") => sec.no_new_privileges = true,
+            ("no-new-privileges", "false") => sec.no_new_privileges = false,
+            _ => return Err(invalid(format!("unsupported --security-opt {o}"))),
+        }
+    }
+    Ok(sec)
+}
+
+fn parse_ulimit(u: &str) -> Result<Rlimit, EngineError> {
+    let bad = || invalid(format!("invalid --ulimit {u}: expected NAME=SOFT[:HARD]"));
+    let (kind, values) = u.split_once('=').ok_or_else(bad)?;
+    let (soft, hard) = values.split_once(':').unwrap_or((values, values));
+    let num = |s: &str| -> Result<u64, EngineError> {
+        if s == "-1" || s == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            s.parse().map_err(|_| bad())
+        }
+    };
+    Ok(Rlimit {
+        kind: kind.to_string(),
+        soft: num(soft)?,
+        hard: num(hard)?,
+    })
+}
+
+/// Parses `SIGTERM`, `TERM`, or `15`.
+pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, EngineError> {
+    use nix::sys::signal::Signal;
+    use std::str::FromStr;
+    let bad = || invalid(format!("invalid signal {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_by_key() {
+        let env = merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]).unwrap();
+        assert_eq!(env, vec!["A=1", "B=3", "C=4"]);
+    }
+
+    #[test]
+    fn parses_options() {
+        assert_eq!(
+            parse_signal("term").unwrap(),
+            nix::sys::signal::Signal::SIGTERM
+        );
+        assert_eq!(
+            parse_signal("9").unwrap(),
+            nix::sys::signal::Signal::SIGKILL
+        );
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_network(Some("bridge")).is_err());
+        assert_eq!(parse_ulimit("nofile=10:20").unwrap().hard, 20);
+        assert!(parse_volume("relative:/x").is_err());
+        assert!(parse_tmpfs("/tmp:size=1m").is_ok());
+        assert_eq!(parse_userns(Some("1:2:3")).unwrap().unwrap().size, 3);
+        assert!(parse_userns(Some("1:2")).is_err());
+        assert_eq!(vm_memory_mib(Some(512 * MIB)), 512);
+        assert_eq!(vm_vcpus(Some(1.5)), 2);
+    }
+}
