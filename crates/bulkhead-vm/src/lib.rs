@@ -1,0 +1,39 @@
+//! The VM isolation backend: every container runs in its own QEMU microVM with its own guest kernel.
+//!
+//! Pieces, one module each: [`kernel`] builds (and caches) the guest kernel from Debian's
+//! linux-source package, [`initramfs`] packs the running static `bulkhead` binary as the guest's `/init`,
+//! [`accel`] decides between KVM and TCG, [`qemu`] turns a [`VmConfig`] into a QEMU command line,
+//! [`host`] launches the VM and hands back the agent's stream, and [`guest`] is what `/init` does
+//! inside the VM.
+//!
+//! # Threat model
+//!
+//! The guest runs untrusted code with a kernel we must assume compromised: everything that comes out of
+//! the VM is attacker-controlled. The host therefore
+//! - talks to the guest only through one virtio-serial port carrying bounded `bulkhead-proto` frames
+//!   (decoding errors end the session, never panic, never allocate beyond one bounded frame), and through
+//!   the serial console, which is only appended to a log file and never parsed;
+//! - exposes exactly two disks: the image's erofs artifact, attached `readonly=on` and shared by every VM
+//!   of that image (a guest can corrupt only its page cache view, never the file), and the container's own
+//!   writable ext4 image, which the host must treat as hostile data after the VM ran (never mount it on the
+//!   host without a fresh `fsck`);
+//! - gives the VM no network device, no shared host directory, no PCI bus, no option ROMs, no ACPI tables;
+//! - runs QEMU with `-sandbox on` (seccomp: no spawning, no obsolete syscalls, no privilege changes), in its
+//!   own process group so a stuck VM can be killed as a whole.
+//!
+//! What remains exposed is QEMU's virtio-mmio, virtio-blk and virtio-serial device emulation and, under
+//! KVM, the host kernel's KVM interface. Under TCG (no usable KVM) the isolation is the same, only slower.
+
+pub mod accel;
+mod cache;
+pub mod guest;
+pub mod host;
+pub mod initramfs;
+pub mod kernel;
+pub mod qemu;
+mod tsc;
+
+pub use accel::{Accel, AccelChoice, AccelKind};
+pub use cache::default_cache_dir;
+pub use host::{Vm, VmConfig, VmError};
+pub use kernel::Kernel;

@@ -1,0 +1,146 @@
+//! A fake guest behind a real unix socket (standing in for QEMU's chardev server) misbehaves; the host side
+//! must fail with a clear error, without panicking or hanging.
+
+use bulkhead_proto::{Frame, Kind, Message, ProtoError};
+use bulkhead_vm::host::{agent_handshake, connect_agent};
+use bulkhead_vm::VmError;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::thread;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one connection at `socket` with `guest`, returns the host's handshake result.
+fn handshake_against(guest: impl FnOnce(UnixStream) + Send + 'static) -> Result<(), VmError> {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        // Like QEMU's chardev, consume what the host sends, so closing never resets the connection.
+        let hello = bulkhead_proto::read_frame(&mut conn).unwrap();
+        assert_eq!(hello.kind, Kind::Hello);
+        let mut rest = conn.try_clone().unwrap();
+        guest(conn);
+        let _ = rest.shutdown(std::net::Shutdown::Write);
+        let _ = rest.read_to_end(&mut Vec::new());
+    });
+    let stream = connect_agent(&socket, TIMEOUT, || Ok(None)).unwrap();
+    let result = agent_handshake(&stream, TIMEOUT);
+    drop(stream);
+    server.join().unwrap();
+    result
+}
+
+#[test]
+fn oversized_frame_is_refused() {
+    let result = handshake_against(|mut conn| {
+        // Claims a 4 GiB frame; the host must refuse before allocating it.
+        let _ = conn.write_all(&u32::MAX.to_be_bytes());
+        let _ = conn.write_all(&[Kind::Hello as u8, 0, 0, 0, 0]);
+    });
+    assert!(
+        matches!(
+            result,
+            Err(VmError::Handshake(ProtoError::Oversized { .. }))
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn random_bytes_are_refused() {
+    let result = handshake_against(|mut conn| {
+        let _ = conn.write_all(&[0, 0, 0, 9, 0xee, 1, 2, 3, 4, 5, 6, 7, 8]);
+    });
+    assert!(
+        matches!(
+            result,
+            Err(VmError::Handshake(ProtoError::UnknownKind(0xee)))
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn malformed_hello_is_refused() {
+    let result = handshake_against(|mut conn| {
+        let frame = Frame {
+            kind: Kind::Hello,
+            stream: 0,
+            payload: b"\xff\xfe not json".to_vec(),
+        };
+        let _ = bulkhead_proto::write_frame(&mut conn, &frame);
+    });
+    assert!(
+        matches!(
+            result,
+            Err(VmError::Handshake(ProtoError::Malformed { .. }))
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn truncated_frame_then_hangup_is_refused() {
+    let result = handshake_against(|mut conn| {
+        let _ = conn.write_all(&[0, 0]);
+    });
+    assert!(
+        matches!(result, Err(VmError::Handshake(ProtoError::Truncated(2)))),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn guest_error_before_hello_is_reported() {
+    let result = handshake_against(|mut conn| {
+        let _ = Message::Error {
+            stream: 0,
+            message: "mounting erofs on /run/bulkhead/lower: EINVAL".into(),
+        }
+        .send(&mut conn);
+    });
+    match result {
+        Err(VmError::Guest(message)) => assert!(message.contains("erofs"), "{message}"),
+        other => panic!("expected VmError::Guest, got {other:?}"),
+    }
+}
+
+#[test]
+fn silent_guest_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let stream = connect_agent(&socket, TIMEOUT, || Ok(None)).unwrap();
+    let (mut guest, _) = listener.accept().unwrap();
+    let result = agent_handshake(&stream, Duration::from_millis(200));
+    assert!(
+        matches!(result, Err(VmError::HandshakeTimeout(_))),
+        "{result:?}"
+    );
+    // The host did send its Hello before giving up.
+    let mut hello = [0u8; 4];
+    guest.read_exact(&mut hello).unwrap();
+    assert!(u32::from_be_bytes(hello) >= 5);
+}
+
+#[test]
+fn dead_qemu_ends_the_connect_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let never = dir.path().join("never.sock");
+    let result = connect_agent(&never, TIMEOUT, || Ok(Some(ExitStatus::from_raw(1 << 8))));
+    assert!(
+        matches!(result, Err(VmError::EarlyExit { .. })),
+        "{result:?}"
+    );
+    let result = connect_agent(Path::new(&never), Duration::ZERO, || Ok(None));
+    assert!(
+        matches!(result, Err(VmError::SocketTimeout { .. })),
+        "{result:?}"
+    );
+}
