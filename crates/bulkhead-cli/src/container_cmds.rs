@@ -279,11 +279,16 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         }
         .into());
     }
+    let process = engine.exec_process(&c, a.command, &a.env, a.workdir, a.user, a.tty && !a.detach);
+    let session = bulkhead_engine::client::Session::connect(&c)?;
     if a.detach {
-        bail!("exec -d is not supported yet: run the command with `sh -c '... &'` instead");
+        session.exec_detached(&process)?;
+        return Ok(0);
     }
-    let process = engine.exec_process(&c, a.command, &a.env, a.workdir, a.user, a.tty);
-    let status = bulkhead_engine::client::Session::connect(&c)?.exec(&process, a.interactive)?;
+    let status = session.exec(&process, a.interactive)?;
+    if let Some(reason) = status.reason.as_ref().filter(|_| status.code >= 125) {
+        eprintln!("bulkhead: {reason}");
+    }
     Ok(status.code)
 }
 

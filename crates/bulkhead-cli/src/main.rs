@@ -17,7 +17,14 @@ fn main() -> ExitCode {
         // PID 1 of a bulkhead VM guest: the initramfs /init is this binary.
         bulkhead_vm::guest::main();
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Usage errors are engine errors (125), as in docker; help and version are not errors.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 125 } else { 0 });
+        }
+    };
     init_logging(&cli.log_level);
     let code = match dispatch(cli) {
         Ok(code) => code,

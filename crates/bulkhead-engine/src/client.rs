@@ -32,6 +32,15 @@ impl Session {
     pub fn connect(container: &Container) -> Result<Session, EngineError> {
         let id = container.config.id.clone();
         let path = container.paths.socket();
+        // A dead monitor's listening socket can outlive it in its forked agent, where a connection is
+        // accepted by the kernel but never served: check the monitor itself first.
+        if !container.state.monitor_alive() {
+            return Err(EngineError::WrongState {
+                id,
+                status: container.state.status.to_string(),
+                what: "its monitor is not running".into(),
+            });
+        }
         let stream = UnixStream::connect(&path).map_err(|e| EngineError::WrongState {
             id: id.clone(),
             status: container.state.status.to_string(),
@@ -68,20 +77,44 @@ impl Session {
         process: &bulkhead_runtime::ProcessSpec,
         stdin: bool,
     ) -> Result<ExitStatus, EngineError> {
-        let tty = process.terminal;
+        let stream = match self.start_exec(process)? {
+            Ok(stream) => stream,
+            Err(status) => return Ok(status),
+        };
+        if !stdin {
+            self.send(&Message::StdinClose { stream })?;
+        }
+        self.relay(stream, stdin, process.terminal)
+    }
+
+    /// Starts an exec session and leaves it running in the background (`exec -d`); its output is dropped.
+    pub fn exec_detached(
+        mut self,
+        process: &bulkhead_runtime::ProcessSpec,
+    ) -> Result<(), EngineError> {
+        if let Ok(stream) = self.start_exec(process)? {
+            self.send(&Message::StdinClose { stream })?;
+        }
+        Ok(())
+    }
+
+    /// Asks for an exec session; `Ok(stream)` once it runs, or `Err(status)` if it ended at once.
+    fn start_exec(
+        &mut self,
+        process: &bulkhead_runtime::ProcessSpec,
+    ) -> Result<Result<u32, ExitStatus>, EngineError> {
         let process =
             serde_json::to_value(process).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
         self.send(&Message::Exec { stream: 0, process })?;
-        let stream = loop {
+        let mut error = None;
+        loop {
             match self.recv() {
-                Ok(Message::Started { stream, .. }) => break stream,
-                Ok(Message::Error { message, .. }) => {
-                    return Err(EngineError::StartFailed {
-                        id: self.id.clone(),
-                        message,
-                    })
+                Ok(Message::Started { stream, .. }) => return Ok(Ok(stream)),
+                Ok(Message::Error { message, .. }) => error = Some(message),
+                Ok(Message::Exited { mut status, .. }) => {
+                    status.reason = status.reason.or(error);
+                    return Ok(Err(status));
                 }
-                Ok(Message::Exited { status, .. }) => return Ok(status),
                 Ok(_) => {}
                 Err(source) => {
                     return Err(EngineError::Monitor {
@@ -90,11 +123,7 @@ impl Session {
                     })
                 }
             }
-        };
-        if !stdin {
-            self.send(&Message::StdinClose { stream })?;
         }
-        self.relay(stream, stdin, tty)
     }
 
     fn relay(&mut self, stream: u32, stdin: bool, tty: bool) -> Result<ExitStatus, EngineError> {

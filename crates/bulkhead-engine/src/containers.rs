@@ -113,7 +113,7 @@ pub fn list(layout: &Layout) -> Result<Vec<Container>, EngineError> {
             Err(e) => tracing::warn!("skipping container {name}: {e}"),
         }
     }
-    out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
+    out.sort_by_key(|c| std::cmp::Reverse(c.config.created));
     Ok(out)
 }
 

@@ -103,7 +103,8 @@ impl Engine {
             return Err(wrong_state(&c, "it is already running"));
         }
         let exe = std::env::current_exe().map_err(EngineError::io("/proc/self/exe"))?;
-        let (ready_r, ready_w) = nix::unistd::pipe().map_err(EngineError::sys("pipe"))?;
+        let (ready_r, ready_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(EngineError::sys("pipe"))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -125,6 +126,7 @@ impl Engine {
         unsafe {
             cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
+                // dup2 clears close-on-exec on fd 3 only.
                 if libc::dup2(ready_raw, 3) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -147,7 +149,7 @@ impl Engine {
         fsutil::write_json(&c.paths.state(), &state)?;
         drop(lock);
         // The monitor is reparented to init when we exit; it is never waited on here.
-        std::mem::forget(child);
+        drop(child);
         let mut line = String::new();
         let _ = std::io::BufReader::new(std::fs::File::from(ready_r)).read_line(&mut line);
         let line = line.trim();

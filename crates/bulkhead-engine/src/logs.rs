@@ -92,7 +92,7 @@ impl Writer {
     }
 }
 
-/// Reads the log: the last `tail` records (all if None), then, with `follow`, new records until
+/// Reads the log: the last `tail` lines (all if None), then, with `follow`, new records until
 /// `running()` turns false and nothing more arrives. A torn last line (a crash mid-write) is skipped.
 pub fn read(
     path: &Path,
@@ -109,6 +109,7 @@ pub fn read(
     let mut reader = BufReader::new(file);
     let mut records = Vec::new();
     let mut pos = read_complete_lines(&mut reader, &mut records, path)?;
+    let records = split_lines(records);
     let skip = tail.map(|t| records.len().saturating_sub(t)).unwrap_or(0);
     for r in &records[skip..] {
         if out(r).is_err() {
@@ -125,6 +126,7 @@ pub fn read(
             .map_err(EngineError::io(path))?;
         let mut fresh = Vec::new();
         pos += read_complete_lines(&mut reader, &mut fresh, path)?;
+        let fresh = split_lines(fresh);
         for r in &fresh {
             if out(r).is_err() {
                 return Ok(());
@@ -135,6 +137,25 @@ pub fn read(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Splits chunk records into one record per output line, as docker's `--tail` and `-t` count them.
+fn split_lines(records: Vec<Record>) -> Vec<Record> {
+    let mut lines = Vec::with_capacity(records.len());
+    for r in records {
+        let bytes = r.bytes();
+        if bytes.iter().filter(|b| **b == b'\n').count() <= 1 {
+            lines.push(r);
+            continue;
+        }
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            lines.push(Record {
+                time: r.time,
+                ..Record::new(r.stream, line)
+            });
+        }
+    }
+    lines
 }
 
 /// Parses whole lines from the reader's position; returns the bytes consumed (a partial last line is not).
@@ -196,5 +217,26 @@ mod tests {
                 (Stream::Stdout, b"three\n".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn tails_lines_not_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut w = Writer::open(&path).unwrap();
+        w.write(Stream::Stdout, b"a\nb\nc\npartial").unwrap();
+        let mut got = Vec::new();
+        read(
+            &path,
+            Some(2),
+            false,
+            || false,
+            |r| {
+                got.push(r.bytes());
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(got, vec![b"c\n".to_vec(), b"partial".to_vec()]);
     }
 }

@@ -209,9 +209,7 @@ fn merge_env(image: &[String], overrides: &[String]) -> Result<Vec<String>, Engi
     let mut env: Vec<String> = image.to_vec();
     for e in overrides {
         let entry = match e.split_once('=') {
-            Some((k, _)) if k.is_empty() => {
-                return Err(invalid(format!("invalid environment variable {e}")))
-            }
+            Some(("", _)) => return Err(invalid(format!("invalid environment variable {e}"))),
             Some(_) => e.clone(),
             None => match std::env::var(e) {
                 Ok(v) => format!("{e}={v}"),

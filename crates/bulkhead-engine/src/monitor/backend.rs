@@ -124,7 +124,7 @@ impl Backend {
                 let _ = kill(*agent, Signal::SIGKILL);
             }
             Backend::Vm { vm } => {
-                let _ = vm.kill();
+                vm.kill();
             }
         }
     }

@@ -133,7 +133,7 @@ impl Clients {
     }
 
     /// Sends an exec session's message to the client that owns it.
-    pub fn to_exec(&mut self, stream: u32, msg: &Message) {
+    pub fn send_to_exec(&mut self, stream: u32, msg: &Message) {
         let owner = self.map.iter_mut().find(|(_, c)| c.exec == Some(stream));
         if let Some((k, c)) = owner {
             let key = *k;

@@ -180,8 +180,10 @@ impl<'a> Monitor<'a> {
         let store = bulkhead_image::Store::open(self.layout.root())?;
         let image = store.resolve(&self.container.config.image_id)?;
         let artifact = store.rootfs_artifact(&image)?;
+        let t0 = Instant::now();
         let (backend, mut agent) =
             backend::start(&self.container.config, &self.container.paths, &artifact)?;
+        tracing::debug!("backend up in {:?}", t0.elapsed());
         let id = self.container.config.id.clone();
         let proto = |source| EngineError::Monitor {
             id: id.clone(),
@@ -190,7 +192,11 @@ impl<'a> Monitor<'a> {
         agent
             .set_read_timeout(Some(AGENT_HELLO_WAIT))
             .map_err(EngineError::io("agent socket"))?;
-        handshake(&mut &agent, &mut &agent).map_err(proto)?;
+        handshake(&mut &agent, &mut &agent).map_err(|e| EngineError::StartFailed {
+            id: id.clone(),
+            message: self.agent_gone(&format!("failed the protocol handshake ({e})")),
+        })?;
+        tracing::debug!("agent handshake done at {:?}", t0.elapsed());
         agent
             .set_read_timeout(None)
             .map_err(EngineError::io("agent socket"))?;
@@ -247,7 +253,7 @@ impl<'a> Monitor<'a> {
             drop(fds);
             if ready[0] {
                 match Message::recv(agent) {
-                    Ok(msg) => match self.from_agent(msg, report) {
+                    Ok(msg) => match self.on_agent_message(msg, report) {
                         Ok(Some(status)) => return (Some(status), None),
                         Ok(None) => {}
                         Err(reason) => return (None, Some(reason)),
@@ -288,13 +294,14 @@ impl<'a> Monitor<'a> {
 
     /// Handles one agent message; `Ok(Some)` once the main process has exited, `Err` if the agent broke
     /// the protocol.
-    fn from_agent(
+    fn on_agent_message(
         &mut self,
         msg: Message,
         report: &mut dyn FnMut(&str),
     ) -> Result<Option<ExitStatus>, String> {
         match msg {
             Message::Started { stream: 0, pid } => {
+                tracing::debug!("main process started");
                 if self.container.config.isolation == crate::Isolation::Process {
                     let _ = self.container.update_state(|s| {
                         s.pid = Some(pid);
@@ -319,7 +326,10 @@ impl<'a> Monitor<'a> {
                 let _ = self.log.write(Stream::Stderr, data);
                 self.clients.broadcast(&msg);
             }
-            Message::Exited { stream: 0, status } => return Ok(Some(status)),
+            Message::Exited { stream: 0, status } => {
+                tracing::debug!("main process exited: {status:?}");
+                return Ok(Some(status));
+            }
             Message::Error { stream: 0, message } => {
                 let _ = self
                     .container
@@ -332,7 +342,7 @@ impl<'a> Monitor<'a> {
             | Message::Stdout { stream, .. }
             | Message::Stderr { stream, .. }
             | Message::Exited { stream, .. }
-            | Message::Error { stream, .. } => self.clients.to_exec(stream, &msg),
+            | Message::Error { stream, .. } => self.clients.send_to_exec(stream, &msg),
             other => {
                 return Err(format!(
                     "{} sent an unexpected {other:?}",
