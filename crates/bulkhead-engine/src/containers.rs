@@ -80,7 +80,9 @@ pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, Eng
     let result = (|| {
         fsutil::write_json(&tmp.join("config.json"), &config)?;
         fsutil::write_json(&tmp.join("state.json"), &ContainerState::default())?;
-        fs::rename(&tmp, &staged).map_err(EngineError::io(&staged))
+        fsutil::sync_dir(&tmp)?;
+        fs::rename(&tmp, &staged).map_err(EngineError::io(&staged))?;
+        fsutil::sync_dir(&layout.containers())
     })();
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);

@@ -7,6 +7,10 @@ use std::io::Write;
 use std::path::Path;
 
 /// Replaces `path` with `bytes` so readers see the old or the new content, never a mix, even on a crash.
+///
+/// The data is synced before the rename, so a power loss leaves the old or the new file, never an empty
+/// one. The directory is not synced: a rename lost to a power cut only leaves the previous state, which
+/// reconciliation already handles. Creating a container syncs its parent directory once (`sync_dir`).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -18,8 +22,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        fs::rename(&tmp, path)
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -28,6 +31,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
             source: e,
         }
     })
+}
+
+/// Makes the entries of `dir` (a rename into it) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), EngineError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(EngineError::io(dir))
 }
 
 /// Writes JSON atomically.

@@ -9,6 +9,7 @@
 //! containers/<id>/state.json  what it is doing (status, pids, exit), rewritten atomically under lock
 //! containers/<id>/lock        per-container lock for state changes
 //! containers/<id>/rw.img      the writable layer: an ext4 disk image used by both isolation modes
+//! templates/rw-<size>.img     a formatted empty writable layer, cloned sparsely for each container
 //! containers/<id>/container.log  stdout/stderr, one JSON record per chunk, with timestamps
 //! containers/<id>/mnt/        process mode: lower (image erofs), rw (rw.img), rootfs (overlay)
 //! ```
@@ -21,6 +22,7 @@
 pub mod client;
 mod config;
 mod containers;
+mod disk;
 mod error;
 mod fsutil;
 mod layout;

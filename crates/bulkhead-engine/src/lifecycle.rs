@@ -82,12 +82,13 @@ impl Engine {
         // Built now so `start` does not pay for it; cached per image.
         self.store.rootfs_artifact(&image)?;
         let container = containers::create(&self.layout, config)?;
-        if let Err(e) = bulkhead_runtime::rootfs::create_writable_disk(
+        if let Err(e) = crate::disk::create(
+            self.layout.root(),
             &container.paths.disk(),
             container.config.disk_size,
         ) {
             let _ = remove_files(&self.layout, &container);
-            return Err(e.into());
+            return Err(e);
         }
         Ok(container)
     }

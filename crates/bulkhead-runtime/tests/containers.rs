@@ -583,6 +583,7 @@ fn main() {
     ];
     let image = build_image();
     let mut failed = Vec::new();
+    let mut passed = 0;
     for (name, test) in tests {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
@@ -594,8 +595,16 @@ fn main() {
         );
         if result.is_err() {
             failed.push(*name);
+        } else {
+            passed += 1;
         }
     }
+    // The closing line libtest would print, so runners and CI logs count these tests too.
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len()
+    );
     if !failed.is_empty() {
         eprintln!("failed: {failed:?}");
         std::process::exit(1);

@@ -9,7 +9,7 @@ use bulkhead_vm::{AccelChoice, Vm, VmConfig};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +47,7 @@ fn start_process(
     match unsafe { fork() }.map_err(EngineError::sys("forking the agent"))? {
         ForkResult::Child => {
             drop(ours);
+            close_all_but(theirs.as_raw_fd());
             let code = match bulkhead_agent::serve(OwnedFd::from(theirs), &root) {
                 Ok(_) => 0,
                 Err(e) => {
@@ -61,6 +62,18 @@ fn start_process(
             drop(theirs);
             Ok((Backend::Process { agent: child, mnt }, ours))
         }
+    }
+}
+
+/// Closes every fd above stderr except `keep`. The agent must not hold the monitor's listening socket or
+/// the CLI's ready pipe: if the monitor dies, clients must see it gone, not a socket nobody serves.
+fn close_all_but(keep: RawFd) {
+    // SAFETY: close_range on fd ranges of our own process; `keep` stays open.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
     }
 }
 
