@@ -94,11 +94,16 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
     }
     let started = engine.start(c.id(), true)?;
     let session = bulkhead_engine::client::Session::connect(&started)?;
-    let status = session.attach(interactive, tty)?;
-    if let Some(reason) = status.reason.filter(|_| status.code == 125) {
+    Ok(exit_code(session.attach(interactive, tty)?))
+}
+
+/// The process' exit code; when the engine or the runtime ended it (125 to 127), the reason goes to stderr
+/// first, as docker prints it.
+fn exit_code(status: bulkhead_proto::ExitStatus) -> i32 {
+    if let Some(reason) = status.reason.filter(|_| status.code >= 125) {
         eprintln!("bulkhead: {reason}");
     }
-    Ok(status.code)
+    status.code
 }
 
 pub fn start(root: &Path, a: StartArgs) -> Result<i32> {
@@ -110,7 +115,7 @@ pub fn start(root: &Path, a: StartArgs) -> Result<i32> {
         let c = engine.start(one, true)?;
         let tty = c.config.process.terminal;
         let status = bulkhead_engine::client::Session::connect(&c)?.attach(a.interactive, tty)?;
-        return Ok(status.code);
+        return Ok(exit_code(status));
     }
     each(&a.containers, |key| {
         engine.start(key, false)?;
@@ -285,11 +290,7 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         session.exec_detached(&process)?;
         return Ok(0);
     }
-    let status = session.exec(&process, a.interactive)?;
-    if let Some(reason) = status.reason.as_ref().filter(|_| status.code >= 125) {
-        eprintln!("bulkhead: {reason}");
-    }
-    Ok(status.code)
+    Ok(exit_code(session.exec(&process, a.interactive)?))
 }
 
 pub fn update(root: &Path, a: UpdateArgs) -> Result<i32> {

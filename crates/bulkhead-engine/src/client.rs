@@ -169,7 +169,10 @@ impl Session {
                 match self.recv() {
                     Ok(Message::Stdout { data, .. }) => write_out(&mut std::io::stdout(), &data),
                     Ok(Message::Stderr { data, .. }) => write_out(&mut std::io::stderr(), &data),
-                    Ok(Message::Exited { status, .. }) => return Ok(status),
+                    Ok(Message::Exited { mut status, .. }) => {
+                        status.reason = status.reason.or(last_error);
+                        return Ok(status);
+                    }
                     Ok(Message::Error { message, .. }) => last_error = Some(message),
                     Ok(_) => {}
                     Err(ProtoError::Closed) => {

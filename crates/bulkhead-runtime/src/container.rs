@@ -304,8 +304,14 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         if let Some(map) = &spec.userns {
             write_id_maps(pid, map)?;
         }
-        cgroup.add_process(pid)?;
-        parent_chan.send_go()?;
+        let joined = cgroup.add_process(pid).and_then(|()| parent_chan.send_go());
+        if let Err(join_error) = joined {
+            // The child builds its filesystem while we join it to the cgroup; if that failed first, the
+            // child has exited with its reason already queued, and that reason is the one to report.
+            kill_and_reap(pid);
+            collect(&parent_chan, "container init", &mut reported)?;
+            return Err(join_error);
+        }
         collect(&parent_chan, "container init", &mut reported)
     })();
     match started {
@@ -331,8 +337,9 @@ fn init_process(
 ) -> Result<Infallible, RuntimeError> {
     process_setup::reset_signals()?;
     process_setup::set_non_dumpable()?;
-    chan.wait_go()?;
     if spec.userns.is_some() {
+        // The id maps must be written before we act as root in the new user namespace.
+        chan.wait_go()?;
         let root_gid = Gid::from_raw(0);
         let root_uid = Uid::from_raw(0);
         nix::unistd::setresgid(root_gid, root_gid, root_gid)
@@ -340,9 +347,6 @@ fn init_process(
         nix::unistd::setresuid(root_uid, root_uid, root_uid)
             .map_err(|e| RuntimeError::sys("setresuid in the user namespace", e))?;
     }
-    // Only now, inside its cgroup, so the namespace is rooted there.
-    unshare(CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| RuntimeError::sys("unshare cgroup namespace", e))?;
     nix::unistd::setsid().map_err(|e| RuntimeError::sys("setsid", e))?;
     if let PreparedStdio::Pipes(fds) = stdio {
         install_pipes(fds)?;
@@ -358,6 +362,14 @@ fn init_process(
     if spec.network == NetworkMode::None {
         network::bring_loopback_up()?;
     }
+    if spec.userns.is_none() {
+        // Joining a cgroup waits for an RCU grace period on v1 (about 10 ms here): the parent does it
+        // while we build the filesystem above, and nothing of the user's runs before this point.
+        chan.wait_go()?;
+    }
+    // Only now, inside its cgroup, so the namespace is rooted there.
+    unshare(CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| RuntimeError::sys("unshare cgroup namespace", e))?;
     process_setup::exec_process(&spec.process, confinement, true)
 }
 
