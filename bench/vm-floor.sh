@@ -35,7 +35,7 @@ append="console=ttyS0 quiet reboot=t panic=-1 8250.nr_uarts=1 rdinit=/init"
 case "$accel" in
     kvm) accel_args="-accel kvm -cpu host" ;;
     *)
-        accel_args="-accel tcg,thread=multi -cpu max"
+        accel_args="-accel tcg,thread=multi,tb-size=16 -cpu max"
         # The host TSC frequency, measured like src/tsc.rs does (TCG guests read the host's TSC).
         cat > "$work/tsc.c" <<'C'
 #include <stdio.h>

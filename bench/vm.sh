@@ -24,7 +24,7 @@ scripts/busybox-rootfs.sh "$tarball"
 bh image import-rootfs "$tarball" --tag demo >/dev/null
 accel=$(bh info | sed -n 's/^VM Accelerator: //p')
 
-median_of() { python3 -c 'import json,statistics,sys; print(f"{statistics.median(json.load(open(sys.argv[1]))["results"][0]["times"]):.3f}")' "$1"; }
+median_of() { python3 -c 'import json,statistics,sys; t = json.load(open(sys.argv[1]))["results"][0]["times"]; print("%.3f" % statistics.median(t))' "$1"; }
 
 echo "### VM start: bulkhead versus the bare-QEMU floor"
 echo
@@ -52,10 +52,19 @@ guest_mib=$(bh inspect "$id" | python3 -c 'import json,sys; print(json.load(sys.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # The guest's RAM is QEMU's one anonymous mapping of exactly the guest size; its resident part is the
 # guest's, everything else QEMU holds is overhead.
-guest_rss=$(awk -v size=$((guest_mib * 1024)) '
-  /^[0-9a-f]+-[0-9a-f]+ / { split($1, r, "-"); cur = (strtonum("0x" r[2]) - strtonum("0x" r[1])) / 1024 }
-  /^Rss:/ { if (cur == size) sum += $2 }
-  END { print sum + 0 }' "/proc/$qemu/smaps")
+# (Python rather than awk: Debian's default awk is mawk, which has no strtonum.)
+guest_rss=$(python3 - "/proc/$qemu/smaps" $((guest_mib * 1024)) <<'PY'
+import re, sys
+size, cur, total = int(sys.argv[2]), None, 0
+for line in open(sys.argv[1]):
+    m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+    if m:
+        cur = (int(m[2], 16) - int(m[1], 16)) // 1024
+    elif line.startswith("Rss:") and cur == size:
+        total += int(line.split()[1])
+print(total)
+PY
+)
 qemu_rss=$(rss_kib "$qemu")
 monitor_rss=$(rss_kib "$monitor")
 overhead=$(( (qemu_rss - guest_rss + monitor_rss) / 1024 ))
