@@ -3,13 +3,13 @@
 # same root filesystem as a bundle and `podman run --rm` of the same image imported into podman.
 # All three use no network. Issue 3's goals: bulkhead <= 0.3x podman and <= 1.0x runc.
 #
-# Usage: bench/run.sh [runs]          (default 10, after 2 warmup runs each)
+# Usage: bench/run.sh [runs]          (default 20, after 2 warmup runs each)
 # Env:   BULKHEAD=path/to/bulkhead    (default target/x86_64-unknown-linux-gnu/release/bulkhead)
 # Prints a markdown table: median and min per tool, and the ratios.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-runs=${1:-10}
+runs=${1:-20}
 warmup=2
 bulkhead=${BULKHEAD:-$here/target/x86_64-unknown-linux-gnu/release/bulkhead}
 [ -x "$bulkhead" ] || { echo "no bulkhead binary at $bulkhead (cargo build --release -p bulkhead-cli)" >&2; exit 1; }
@@ -52,21 +52,31 @@ podman_cmd=(podman run --rm --network none --runtime runc
             --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$podman_image" true)
 
 # Times one command N times (after warmups); prints the seconds of each run, one per line.
-time_runs() {
-    local n=$1; shift
-    local i start end
-    for ((i = 0; i < warmup; i++)); do "$@" >/dev/null; done
-    for ((i = 0; i < n; i++)); do
-        start=$(date +%s%N)
-        "$@" >/dev/null
-        end=$(date +%s%N)
-        echo $(( end - start ))
-    done
+# One run of a command, in nanoseconds, appended to the tool's file.
+time_one() {
+    local out=$1; shift
+    local start end
+    start=$(date +%s%N)
+    "$@" >/dev/null
+    end=$(date +%s%N)
+    echo $(( end - start )) >> "$out"
 }
 
-time_runs "$runs" "${bulkhead_cmd[@]}" > "$work/bulkhead.ns"
-time_runs "$runs" "${runc_cmd[@]}" > "$work/runc.ns"
-time_runs "$runs" "${podman_cmd[@]}" > "$work/podman.ns"
+for ((i = 0; i < warmup; i++)); do
+    "${bulkhead_cmd[@]}" >/dev/null; "${runc_cmd[@]}" >/dev/null; "${podman_cmd[@]}" >/dev/null
+done
+# Interleaved rounds with a rotating order, so neither machine load nor what the previous tool left
+# running (podman's cleanup process) favours one tool.
+run_tool() {
+    case $1 in
+        0) time_one "$work/bulkhead.ns" "${bulkhead_cmd[@]}" ;;
+        1) time_one "$work/runc.ns" "${runc_cmd[@]}" ;;
+        2) time_one "$work/podman.ns" "${podman_cmd[@]}" ;;
+    esac
+}
+for ((i = 0; i < runs; i++)); do
+    for ((k = 0; k < 3; k++)); do run_tool $(( (i + k) % 3 )); done
+done
 
 python3 - "$work" "$runs" <<'PY'
 import statistics, sys

@@ -28,7 +28,8 @@ const ROOTFS: &str = "rootfs";
 ///
 /// Choices: the journal is kept (a container restarted after a host crash must not need
 /// fsck), but `lazy_itable_init`/`lazy_journal_init` and `nodiscard` make mkfs only write
-/// metadata, so creation is fast and the file stays sparse. The directories are populated
+/// metadata, and without `resize_inode` (no online growth) that metadata is about 240 KiB, so creation
+/// is fast and the file stays sparse. The directories are populated
 /// with `mkfs.ext4 -d`, so no mount is needed. Requires `mkfs.ext4` (e2fsprogs) on the host.
 pub fn create_writable_disk(path: &Path, size_bytes: u64) -> Result<(), RuntimeError> {
     let file = fs::File::options()
@@ -57,6 +58,9 @@ pub fn create_writable_disk(path: &Path, size_bytes: u64) -> Result<(), RuntimeE
                 "-F",
                 "-E",
                 "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+                // No reserved blocks for online growth: 4.3 MiB less written (and cloned) per 10 GiB disk.
+                "-O",
+                "^resize_inode",
                 "-d",
             ])
             .arg(&template)
