@@ -30,7 +30,11 @@ pub fn info(root: &Path) -> Result<i32> {
         running,
         containers.len() - running
     );
-    println!("Cgroup Version: {:?}", bulkhead_runtime::cgroups::version());
+    let cgroups = match bulkhead_runtime::cgroups::version() {
+        bulkhead_runtime::cgroups::CgroupVersion::V1 => "v1",
+        bulkhead_runtime::cgroups::CgroupVersion::V2 => "v2",
+    };
+    println!("Cgroup Version: {cgroups}");
     let cache = bulkhead_vm::default_cache_dir();
     match bulkhead_vm::accel::detect(AccelChoice::Auto) {
         Ok(a) => println!(
