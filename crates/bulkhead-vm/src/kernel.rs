@@ -2,9 +2,11 @@
 //! bulkhead fragment merged on top, `make olddefconfig`, `make vmlinux`. The uncompressed `vmlinux` boots
 //! through its PVH entry with QEMU `-kernel`. Results are cached under
 //! `<cache>/kernel/<key>/vmlinux`, keyed by the source package version and the fragment text, so a new
-//! fragment or a source update rebuilds and everything else reuses the cached kernel.
+//! fragment or a source update rebuilds and everything else reuses the cached kernel. The cached
+//! `vmlinux` is the load image of the built one ([`crate::load_image`]), with `System.map` beside it.
 
 use crate::cache::{sha256_hex, temp_sibling};
+use crate::load_image::{load_image, LoadImageError};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -17,6 +19,8 @@ pub const FRAGMENT: &str = include_str!("../kernel/bulkhead.config");
 /// The Debian package providing the source tarball.
 pub const SOURCE_PACKAGE: &str = "linux-source-6.1";
 const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
+/// The post-processing applied to the built `vmlinux`; part of the cache key, so a change re-publishes.
+const IMAGE_FORMAT: &str = "load image: zero page runs and symbols dropped";
 /// Lines of build output kept for the error message when a build step fails.
 const LOG_TAIL: usize = 30;
 
@@ -57,6 +61,12 @@ pub enum KernelError {
         step: String,
         status: String,
         tail: String,
+    },
+    #[error("writing the load image of {path}: {source}")]
+    LoadImage {
+        path: PathBuf,
+        #[source]
+        source: LoadImageError,
     },
     #[error("the built kernel config {config} lacks required options (unmet dependencies?): {missing:?}")]
     MissingOptions {
@@ -109,7 +119,8 @@ fn source_version() -> Result<String, KernelError> {
 }
 
 fn cache_key(source_version: &str) -> String {
-    sha256_hex(format!("{SOURCE_PACKAGE} {source_version}\n{FRAGMENT}").as_bytes())[..16]
+    sha256_hex(format!("{SOURCE_PACKAGE} {source_version}\n{IMAGE_FORMAT}\n{FRAGMENT}").as_bytes())
+        [..16]
         .to_string()
 }
 
@@ -181,7 +192,20 @@ pub fn build(cache_dir: &Path, progress: impl Fn(&str)) -> Result<Kernel, Kernel
     let tmp = temp_sibling(&final_dir);
     fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
     let built = build_dir.join("vmlinux");
-    fs::copy(&built, tmp.join("vmlinux")).map_err(io_err("copying", &built))?;
+    let elf = fs::read(&built).map_err(io_err("reading", &built))?;
+    let image = load_image(&elf).map_err(|source| KernelError::LoadImage {
+        path: built.clone(),
+        source,
+    })?;
+    progress(&format!(
+        "vmlinux: load image of {} KiB ({} KiB built)",
+        image.len() / 1024,
+        elf.len() / 1024
+    ));
+    let published = tmp.join("vmlinux");
+    fs::write(&published, &image).map_err(io_err("writing", &published))?;
+    let map = build_dir.join("System.map");
+    fs::copy(&map, tmp.join("System.map")).map_err(io_err("copying", &map))?;
     fs::copy(&config, tmp.join("config")).map_err(io_err("copying", &config))?;
     if final_dir.exists() {
         fs::remove_dir_all(&final_dir).map_err(io_err("removing", &final_dir))?;

@@ -4,7 +4,7 @@
 //! linux-source package, [`initramfs`] packs the running static `bulkhead` binary as the guest's `/init`,
 //! [`accel`] decides between KVM and TCG, [`qemu`] turns a [`VmConfig`] into a QEMU command line,
 //! [`host`] launches the VM and hands back the agent's stream, and [`guest`] is what `/init` does
-//! inside the VM.
+//! inside the VM. [`load_image`] reduces the built kernel to what QEMU loads.
 //!
 //! # Threat model
 //!
@@ -30,6 +30,7 @@ pub mod guest;
 pub mod host;
 pub mod initramfs;
 pub mod kernel;
+pub mod load_image;
 pub mod qemu;
 mod tsc;
 
