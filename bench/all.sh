@@ -21,13 +21,19 @@ tmp=$(mktemp)
   echo
   echo "## Pull and unpack (bench/pull.sh)"
   echo
+  echo "Goal (issue 2): bulkhead <= 1.0x skopeo + umoci."
   bench/pull.sh
   echo
   echo "## Container start, process isolation (bench/run.sh)"
   echo
+  echo "Goals (issue 3): <= 0.3x podman, <= 1.0x runc. Tools interleaved in rotating order."
+  echo
   bench/run.sh
   echo
   echo "## VM isolation (bench/vm.sh)"
+  echo
+  echo "Goals (issue 4): run <= 1.3x the floor, floor <= 1.2 s, <= 64 MiB per idle vm container beyond"
+  echo "guest RAM, 20 vm containers at once all correct."
   echo
   bench/vm.sh
 } > "$tmp"
