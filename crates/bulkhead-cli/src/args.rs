@@ -21,6 +21,9 @@ pub struct Cli {
     /// Log filter: error, warn, info, debug, trace.
     #[arg(long, global = true, env = "BULKHEAD_LOG", default_value = "warn")]
     pub log_level: String,
+    /// Most bytes one image may unpack to (guard against tar and gzip bombs), e.g. 16g.
+    #[arg(long, global = true, value_parser = parse_size)]
+    pub max_unpacked_size: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -26,6 +26,13 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
+    if let Some(bytes) = cli.max_unpacked_size {
+        // Through the environment, so the monitors this process starts apply the same limit.
+        std::env::set_var(
+            bulkhead_engine::lifecycle::MAX_UNPACKED_ENV,
+            bytes.to_string(),
+        );
+    }
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

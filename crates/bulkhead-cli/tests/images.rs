@@ -371,3 +371,34 @@ fn killed_pull_leaves_no_trace_and_the_next_attempt_completes() {
     assert_eq!(listing().len(), 2);
     assert_blobs_intact(puller.path());
 }
+
+/// The unpack cap is configurable; an image over it is refused with one line and leaves nothing behind.
+#[test]
+fn unpacked_size_cap_refuses_big_images() {
+    let root = Root::new();
+    let before = image_rows(&root.ok(&["images"]));
+    let tar = common::image_tar().to_str().unwrap();
+    let refused = root.bh(&[
+        "--max-unpacked-size",
+        "512k",
+        "image",
+        "import-rootfs",
+        tar,
+        "--tag",
+        "capped:1",
+    ]);
+    assert_ne!(refused.status.code(), Some(0));
+    let msg = stderr(&refused);
+    assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+    assert_eq!(image_rows(&root.ok(&["images"])), before);
+    assert_blobs_intact(root.path());
+    root.ok(&[
+        "--max-unpacked-size",
+        "64m",
+        "image",
+        "import-rootfs",
+        tar,
+        "--tag",
+        "capped:1",
+    ]);
+}

@@ -35,7 +35,7 @@ impl Engine {
         std::fs::create_dir_all(root).map_err(EngineError::io(root))?;
         Ok(Engine {
             layout: Layout::new(root),
-            store: Store::open(root)?,
+            store: open_store(root)?,
         })
     }
 
@@ -382,6 +382,30 @@ impl Engine {
                 "Image": cfg.image,
             },
         }))
+    }
+}
+
+/// Environment variable that caps the bytes unpacked from one image (zip-bomb guard); docker-style size.
+/// The CLI's `--max-unpacked-size` sets it, so monitors it starts inherit the same limit.
+pub const MAX_UNPACKED_ENV: &str = "BULKHEAD_MAX_UNPACKED_SIZE";
+
+/// Opens the image store under `root` with the limits configured for this process.
+pub(crate) fn open_store(root: &Path) -> Result<Store, EngineError> {
+    let store = Store::open(root)?;
+    match std::env::var(MAX_UNPACKED_ENV) {
+        Ok(v) => {
+            let bytes = v.parse::<u64>().map_err(|_| {
+                EngineError::InvalidOption(format!(
+                    "{MAX_UNPACKED_ENV}={v} is not a number of bytes"
+                ))
+            })?;
+            let limits = bulkhead_image::Limits {
+                max_unpacked_bytes: bytes,
+                ..store.limits().clone()
+            };
+            Ok(store.with_limits(limits))
+        }
+        Err(_) => Ok(store),
     }
 }
 

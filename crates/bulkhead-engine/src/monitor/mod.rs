@@ -177,7 +177,7 @@ impl<'a> Monitor<'a> {
     }
 
     fn start_backend(&mut self) -> Result<(Backend, UnixStream), EngineError> {
-        let store = bulkhead_image::Store::open(self.layout.root())?;
+        let store = crate::lifecycle::open_store(self.layout.root())?;
         let image = store.resolve(&self.container.config.image_id)?;
         let artifact = store.rootfs_artifact(&image)?;
         let t0 = Instant::now();
