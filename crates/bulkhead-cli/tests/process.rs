@@ -1021,3 +1021,105 @@ fn rm_leaves_nothing_after_many_cycles() {
     assert_eq!(files_under(&containers), files_before);
     assert!(r.all_ids().is_empty());
 }
+
+/// `-it` follows the terminal's size: the initial size reaches the container, and a resize of the local
+/// terminal (SIGWINCH to the CLI) resizes the container's pty while it runs.
+#[test]
+fn tty_size_follows_the_terminal() {
+    use nix::pty::{openpty, Winsize};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let r = Root::new();
+    let size = |rows, cols| Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size(40, 100)), None).expect("openpty");
+    let slave = std::fs::File::from(pty.slave);
+    let mut cmd = r.cmd(&[
+        "run",
+        "--rm",
+        "-it",
+        IMAGE,
+        "sh",
+        "-c",
+        "stty size; while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size",
+    ]);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: only async-signal-safe calls between fork and exec: make the pty our controlling terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawning bulkhead");
+    // The command holds copies of the slave; only the child may keep it open, or the master never sees EOF.
+    drop(cmd);
+    let master = std::fs::File::from(pty.master);
+    let master_fd = master.as_raw_fd();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut master = master;
+        let mut buf = [0u8; 1024];
+        // EIO once the last slave closes.
+        while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !seen.contains("40 100") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "initial size never shown: {seen:?}"
+        );
+        if let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            seen.push_str(&chunk);
+        }
+    }
+    // Resizing the terminal signals the CLI (the foreground process group) with SIGWINCH.
+    let new = size(50, 120);
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer we pass; the master fd is open.
+    assert_eq!(unsafe { libc::ioctl(master_fd, libc::TIOCSWINSZ, &new) }, 0);
+    let status = wait_output_status(&mut child);
+    while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        seen.push_str(&chunk);
+    }
+    drop(rx);
+    let _ = reader.join();
+    assert_eq!(status, Some(0), "{seen:?}");
+    assert!(
+        seen.contains("50 120"),
+        "the container never saw the new size: {seen:?}"
+    );
+}
+
+/// Waits (hang-guarded) for a child whose stdio is not piped.
+fn wait_output_status(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting") {
+            return status.code();
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("bulkhead run -it hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
