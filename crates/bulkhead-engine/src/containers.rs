@@ -69,7 +69,7 @@ impl Container {
 pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, EngineError> {
     fs::create_dir_all(layout.containers()).map_err(EngineError::io(layout.containers()))?;
     let _lock = fsutil::lock(&layout.containers_lock())?;
-    if list(layout)?.iter().any(|c| c.config.name == config.name) {
+    if configs(layout)?.iter().any(|c| c.name == config.name) {
         return Err(EngineError::NameInUse(config.name));
     }
     let paths = layout.container(&config.id);
@@ -95,31 +95,53 @@ pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, Eng
     })
 }
 
-/// All containers, newest first. Records that cannot be read are skipped with a warning.
-pub fn list(layout: &Layout) -> Result<Vec<Container>, EngineError> {
+/// Ids of the container directories (temp and doomed directories start with a dot).
+fn ids(layout: &Layout) -> Result<Vec<String>, EngineError> {
     let dir = layout.containers();
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(EngineError::io(dir)(e)),
     };
+    Ok(entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|name| !name.starts_with('.'))
+        .collect())
+}
+
+/// Every container's definition, without touching its state: enough to match names, ids and images.
+pub fn configs(layout: &Layout) -> Result<Vec<ContainerConfig>, EngineError> {
     let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') {
-            continue;
+    for id in ids(layout)? {
+        let path = layout.container(&id).config();
+        match fsutil::read_json::<ContainerConfig>(&path) {
+            Ok(c) => out.push(c),
+            Err(EngineError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("skipping container {id}: {e}"),
         }
-        match Container::load(layout, &name) {
+    }
+    Ok(out)
+}
+
+/// All containers with reconciled state, newest first. Records that cannot be read are skipped with a
+/// warning.
+pub fn list(layout: &Layout) -> Result<Vec<Container>, EngineError> {
+    let mut out = Vec::new();
+    for id in ids(layout)? {
+        match Container::load(layout, &id) {
             Ok(c) => out.push(c),
             Err(EngineError::NoSuchContainer(_)) => {}
-            Err(e) => tracing::warn!("skipping container {name}: {e}"),
+            Err(e) => tracing::warn!("skipping container {id}: {e}"),
         }
     }
     out.sort_by_key(|c| std::cmp::Reverse(c.config.created));
     Ok(out)
 }
 
-/// Finds a container by full id, exact name, or unique id prefix, like docker.
+/// Finds a container by full id, exact name, or unique id prefix, like docker. Only the match is loaded
+/// and reconciled.
 pub fn find(layout: &Layout, key: &str) -> Result<Container, EngineError> {
     if key.is_empty() {
         return Err(EngineError::NoSuchContainer(key.to_string()));
@@ -127,16 +149,13 @@ pub fn find(layout: &Layout, key: &str) -> Result<Container, EngineError> {
     if key.len() == 64 && layout.container(key).config().exists() {
         return Container::load(layout, key);
     }
-    let all = list(layout)?;
-    if let Some(c) = all.iter().find(|c| c.config.name == key) {
-        return Ok(c.clone());
+    let all = configs(layout)?;
+    if let Some(c) = all.iter().find(|c| c.name == key) {
+        return Container::load(layout, &c.id);
     }
-    let matches: Vec<&Container> = all
-        .iter()
-        .filter(|c| c.config.id.starts_with(key))
-        .collect();
+    let matches: Vec<&ContainerConfig> = all.iter().filter(|c| c.id.starts_with(key)).collect();
     match matches.as_slice() {
-        [one] => Ok((*one).clone()),
+        [one] => Container::load(layout, &one.id),
         [] => Err(EngineError::NoSuchContainer(key.to_string())),
         _ => Err(EngineError::Ambiguous(key.to_string())),
     }

@@ -62,8 +62,8 @@ impl Engine {
     /// Whether any container (in any state) was created from image `id`.
     pub fn image_in_use(&self, id: &ImageId) -> bool {
         let id = id.to_string();
-        containers::list(&self.layout)
-            .map(|l| l.iter().any(|c| c.config.image_id == id))
+        containers::configs(&self.layout)
+            .map(|l| l.iter().any(|c| c.image_id == id))
             .unwrap_or(true)
     }
 
