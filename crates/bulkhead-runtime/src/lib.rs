@@ -29,6 +29,7 @@ pub use nix::sys::signal::Signal;
 pub use nix::sys::wait::WaitStatus;
 pub use nix::unistd::Pid;
 pub use pty::resize_pty;
+pub use seccomp::compile as compile_seccomp;
 pub use spec::{
     ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
     SecuritySpec,

@@ -8,7 +8,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use caps::CapsHashSet;
-use libseccomp::ScmpFilterContext;
 use nix::errno::Errno;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::{Gid, Uid};
@@ -24,7 +23,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Security settings computed by the caller before forking.
 pub(crate) struct Confinement {
     pub caps: CapsHashSet,
-    pub seccomp: Option<ScmpFilterContext>,
+    pub seccomp: Option<seccomp::Program>,
     pub no_new_privs: bool,
 }
 

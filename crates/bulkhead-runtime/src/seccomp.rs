@@ -3,8 +3,12 @@
 //! the container holds the capability that docker's profile ties them to. `clone3` fails
 //! with ENOSYS so libc falls back to `clone`, whose namespace flags can be inspected.
 //! Docker-format JSON profiles are supported too.
+//!
+//! libseccomp compiles a policy to a classic BPF program; the runtime loads that program with
+//! `seccomp(2)` itself, so a program compiled elsewhere ([`SeccompPolicy::Compiled`]) loads the same way.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek};
 
 use caps::{Capability, CapsHashSet};
 use libseccomp::{
@@ -13,7 +17,9 @@ use libseccomp::{
 use serde::Deserialize;
 
 use crate::error::RuntimeError;
-use crate::spec::SeccompPolicy;
+use crate::spec::{SeccompPolicy, SecuritySpec};
+use nix::errno::Errno;
+use nix::sys::memfd::MemFdCreateFlag;
 
 /// Syscalls denied by the default policy, each with the capability that lifts the ban.
 const DENIED: &[(&[&str], Option<Capability>)] = &[
@@ -130,28 +136,114 @@ fn seccomp_err(what: impl std::fmt::Display, e: libseccomp::error::SeccompError)
     RuntimeError::Seccomp(format!("{what}: {e}"))
 }
 
+/// A compiled seccomp filter, ready to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Program(Vec<libc::sock_filter>);
+
+const INSN_SIZE: usize = std::mem::size_of::<libc::sock_filter>();
+
+impl Program {
+    /// Decodes `struct sock_filter` records as libseccomp exports them (native byte order).
+    fn from_bytes(bytes: &[u8]) -> Result<Program, RuntimeError> {
+        let count = bytes.len() / INSN_SIZE;
+        if bytes.len() != count * INSN_SIZE || count == 0 || count > libc::BPF_MAXINSNS as usize {
+            return Err(RuntimeError::Seccomp(format!(
+                "a compiled filter of {} bytes is not 1 to {} BPF instructions",
+                bytes.len(),
+                libc::BPF_MAXINSNS
+            )));
+        }
+        let insns = bytes
+            .chunks_exact(INSN_SIZE)
+            .map(|b| libc::sock_filter {
+                code: u16::from_ne_bytes([b[0], b[1]]),
+                jt: b[2],
+                jf: b[3],
+                k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            })
+            .collect();
+        Ok(Program(insns))
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.len() * INSN_SIZE);
+        for insn in &self.0 {
+            out.extend_from_slice(&insn.code.to_ne_bytes());
+            out.extend_from_slice(&[insn.jt, insn.jf]);
+            out.extend_from_slice(&insn.k.to_ne_bytes());
+        }
+        out
+    }
+
+    /// Compiles a libseccomp filter.
+    fn compile(ctx: &ScmpFilterContext) -> Result<Program, RuntimeError> {
+        let memfd = nix::sys::memfd::memfd_create(c"seccomp-bpf", MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| RuntimeError::sys("memfd_create", e))?;
+        let mut file = std::fs::File::from(memfd);
+        ctx.export_bpf(&mut file)
+            .map_err(|e| seccomp_err("compiling the filter", e))?;
+        let mut bytes = Vec::new();
+        file.rewind()
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| RuntimeError::Seccomp(format!("reading the compiled filter: {e}")))?;
+        Program::from_bytes(&bytes)
+    }
+}
+
 /// Builds the filter for a container; `None` when no filter applies (unconfined or
 /// privileged). Built by the caller before forking: the child only loads it.
 pub(crate) fn build(
     policy: &SeccompPolicy,
     privileged: bool,
     caps: &CapsHashSet,
-) -> Result<Option<ScmpFilterContext>, RuntimeError> {
+) -> Result<Option<Program>, RuntimeError> {
     if privileged {
         return Ok(None);
     }
-    match policy {
-        SeccompPolicy::Unconfined => Ok(None),
-        SeccompPolicy::Default => default_filter(caps).map(Some),
-        SeccompPolicy::Profile(json) => profile_filter(json, caps).map(Some),
-    }
+    let ctx = match policy {
+        SeccompPolicy::Unconfined => return Ok(None),
+        SeccompPolicy::Compiled(bytes) => return Program::from_bytes(bytes).map(Some),
+        SeccompPolicy::Default => default_filter(caps)?,
+        SeccompPolicy::Profile(json) => profile_filter(json, caps)?,
+    };
+    Program::compile(&ctx).map(Some)
 }
 
-/// Loads `filter` into the calling process.
-pub(crate) fn load(filter: &ScmpFilterContext) -> Result<(), RuntimeError> {
-    filter
-        .load()
-        .map_err(|e| seccomp_err("loading the filter", e))
+/// The policy in `security` compiled for the capabilities it grants: [`SeccompPolicy::Compiled`], or
+/// [`SeccompPolicy::Unconfined`] when no filter applies.
+pub fn compile(security: &SecuritySpec) -> Result<SeccompPolicy, RuntimeError> {
+    let caps = crate::capabilities::resolve(security)?;
+    Ok(
+        match build(&security.seccomp, security.privileged, &caps)? {
+            Some(program) => SeccompPolicy::Compiled(program.to_bytes()),
+            None => SeccompPolicy::Unconfined,
+        },
+    )
+}
+
+/// Loads `program` into the calling thread. Needs no_new_privs (or CAP_SYS_ADMIN), like any filter.
+pub(crate) fn load(program: &Program) -> Result<(), RuntimeError> {
+    let fprog = libc::sock_fprog {
+        // from_bytes bounds the length by BPF_MAXINSNS.
+        len: program.0.len() as u16,
+        filter: program.0.as_ptr().cast_mut(),
+    };
+    // SAFETY: fprog points at `len` valid instructions that outlive the call; the kernel copies them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(RuntimeError::sys(
+            "seccomp(SECCOMP_SET_MODE_FILTER)",
+            Errno::last(),
+        ));
+    }
+    Ok(())
 }
 
 fn add_compat_arches(ctx: &mut ScmpFilterContext) -> Result<(), RuntimeError> {
@@ -376,6 +468,37 @@ mod tests {
         assert!(default_filter(&CapsHashSet::new()).is_ok());
         let all = caps::runtime::thread_all_supported();
         assert!(default_filter(&all).is_ok());
+    }
+
+    #[test]
+    fn compiled_programs_round_trip_and_bad_ones_are_refused() {
+        let security = SecuritySpec::default();
+        let SeccompPolicy::Compiled(bytes) = compile(&security).unwrap() else {
+            panic!("the default policy compiles to a program");
+        };
+        let program = build(
+            &SeccompPolicy::Compiled(bytes.clone()),
+            false,
+            &CapsHashSet::new(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(program.to_bytes(), bytes);
+        // Same input, same program: the host's compile is what the runtime would have built.
+        let direct = build(&SeccompPolicy::Default, false, &CapsHashSet::new()).unwrap();
+        assert_eq!(direct, Some(program));
+        for bad in [
+            vec![],
+            vec![0u8; 7],
+            vec![0u8; (libc::BPF_MAXINSNS as usize + 1) * 8],
+        ] {
+            assert!(build(&SeccompPolicy::Compiled(bad), false, &CapsHashSet::new()).is_err());
+        }
+        let privileged = SecuritySpec {
+            privileged: true,
+            ..SecuritySpec::default()
+        };
+        assert_eq!(compile(&privileged).unwrap(), SeccompPolicy::Unconfined);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! directory, so readers never see a half-written artifact.
 
 use sha2::{Digest, Sha256};
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// `$BULKHEAD_CACHE` if set and non-empty, else `/var/cache/bulkhead`.
@@ -35,6 +36,46 @@ pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// The identity of the file at `path` (device, inode, size, mtime), for naming values derived from it:
+/// replacing the file (a package upgrade, a new build) gives a new identity.
+pub(crate) fn file_identity(path: &Path) -> io::Result<String> {
+    let meta = fs::metadata(path)?;
+    Ok(format!(
+        "{}-{}-{}-{}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ))
+}
+
+/// A small value that is slow to derive (a hash, a tool's answer, a measurement) and fixed for `name`,
+/// kept as the file `dir/name`. `derive` runs only when no `valid` value is kept there. Keeping it is
+/// best effort: an unwritable cache costs time, never correctness.
+pub(crate) fn remembered<E>(
+    dir: &Path,
+    name: &str,
+    valid: impl Fn(&str) -> bool,
+    derive: impl FnOnce() -> Result<String, E>,
+) -> Result<String, E> {
+    let path = dir.join(name);
+    if let Ok(value) = fs::read_to_string(&path) {
+        if valid(&value) {
+            return Ok(value);
+        }
+    }
+    let value = derive()?;
+    let tmp = temp_sibling(&path);
+    let stored = fs::create_dir_all(dir)
+        .and_then(|()| fs::write(&tmp, &value))
+        .and_then(|()| fs::rename(&tmp, &path));
+    if stored.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    Ok(value)
+}
+
 /// A sibling temporary path unique to this process, for building an entry before renaming it in place.
 pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -56,6 +97,38 @@ mod tests {
             sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn remembered_values_are_derived_once_and_revalidated() {
+        let dir = tempfile::tempdir().unwrap();
+        let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+        let first: Result<_, ()> = remembered(dir.path(), "n", digits, || Ok("42".into()));
+        assert_eq!(first.unwrap(), "42");
+        let again: Result<_, ()> = remembered(dir.path(), "n", digits, || panic!("derived twice"));
+        assert_eq!(again.unwrap(), "42");
+        // A kept value that fails validation is derived again and replaced.
+        std::fs::write(dir.path().join("n"), "garbage").unwrap();
+        let fixed: Result<_, ()> = remembered(dir.path(), "n", digits, || Ok("7".into()));
+        assert_eq!(fixed.unwrap(), "7");
+        assert_eq!(std::fs::read_to_string(dir.path().join("n")).unwrap(), "7");
+        // Errors from `derive` pass through and nothing is kept.
+        let failed = remembered(dir.path(), "m", digits, || Err("no"));
+        assert_eq!(failed, Err("no"));
+        assert!(!dir.path().join("m").exists());
+    }
+
+    #[test]
+    fn file_identity_changes_when_the_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        assert!(file_identity(&path).is_err());
+        std::fs::write(&path, b"v1").unwrap();
+        let before = file_identity(&path).unwrap();
+        let staged = dir.path().join("f.new");
+        std::fs::write(&staged, b"v2").unwrap();
+        std::fs::rename(&staged, &path).unwrap();
+        assert_ne!(file_identity(&path).unwrap(), before);
     }
 
     #[test]

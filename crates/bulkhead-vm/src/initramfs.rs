@@ -2,10 +2,9 @@
 //! as `/init` plus the few directories and the console node it needs before it mounts anything. Built
 //! once per binary (keyed by its SHA-256) under `<cache>/initramfs/`.
 
-use crate::cache::{sha256_file, temp_sibling};
+use crate::cache::{file_identity, remembered, sha256_file, temp_sibling};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const S_IFDIR: u32 = 0o040000;
@@ -171,28 +170,16 @@ pub fn build(cache_dir: &Path, init: &Path) -> Result<PathBuf, InitramfsError> {
 }
 
 /// The binary's SHA-256. Hashing a large binary on every VM start is noticeable, so the result is
-/// remembered per file identity (device, inode, size, mtime): installing a new binary creates a new
-/// inode or mtime, and with it a new hash.
+/// remembered per file identity: installing a new binary creates a new inode or mtime, and with it a new
+/// hash.
 fn binary_hash(dir: &Path, init: &Path) -> Result<String, InitramfsError> {
-    let meta = fs::metadata(init).map_err(io_err("reading", init))?;
-    let stamp = dir.join(format!(
-        "{}-{}-{}-{}.{}.sha256",
-        meta.dev(),
-        meta.ino(),
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec()
-    ));
-    if let Ok(hash) = fs::read_to_string(&stamp) {
-        if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(hash);
-        }
-    }
-    let hash = sha256_file(init).map_err(io_err("hashing", init))?;
-    let tmp = temp_sibling(&stamp);
-    fs::write(&tmp, &hash).map_err(io_err("writing", &tmp))?;
-    fs::rename(&tmp, &stamp).map_err(io_err("publishing", &stamp))?;
-    Ok(hash)
+    let identity = file_identity(init).map_err(io_err("reading", init))?;
+    remembered(
+        dir,
+        &format!("{identity}.sha256"),
+        |h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+        || sha256_file(init).map_err(io_err("hashing", init)),
+    )
 }
 
 /// Deletes all but the [`KEEP`] newest images besides `current` (hash stamps are a few bytes and stay).

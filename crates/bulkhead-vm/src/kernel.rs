@@ -5,7 +5,7 @@
 //! fragment or a source update rebuilds and everything else reuses the cached kernel. The cached
 //! `vmlinux` is the load image of the built one ([`crate::load_image`]), with `System.map` beside it.
 
-use crate::cache::{sha256_hex, temp_sibling};
+use crate::cache::{file_identity, remembered, sha256_hex, temp_sibling};
 use crate::load_image::{load_image, LoadImageError};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::VecDeque;
@@ -98,8 +98,22 @@ pub fn missing_options(config_text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The installed source package version, e.g. `6.1.192-3`.
-fn source_version() -> Result<String, KernelError> {
+/// The installed source package version, e.g. `6.1.192-3`. Asking dpkg costs tens of milliseconds on
+/// every VM start, so the answer is remembered in `cache_dir` per identity of the source tarball the
+/// package installs (an upgrade replaces it).
+fn source_version(cache_dir: &Path) -> Result<String, KernelError> {
+    match file_identity(Path::new(SOURCE_TARBALL)) {
+        Ok(identity) => remembered(
+            &cache_dir.join("kernel"),
+            &format!("source-{identity}.version"),
+            |v| !v.is_empty() && !v.contains(char::is_whitespace),
+            query_source_version,
+        ),
+        Err(_) => query_source_version(),
+    }
+}
+
+fn query_source_version() -> Result<String, KernelError> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Version}", SOURCE_PACKAGE])
         .stderr(Stdio::piped())
@@ -136,7 +150,7 @@ fn entry(cache_dir: &Path, key: &str, source_version: &str) -> Kernel {
 
 /// The cached kernel for the installed source and this fragment, if it was built.
 pub fn info(cache_dir: &Path) -> Option<Kernel> {
-    let version = source_version().ok()?;
+    let version = source_version(cache_dir).ok()?;
     let kernel = entry(cache_dir, &cache_key(&version), &version);
     (kernel.vmlinux.is_file() && kernel.config.is_file()).then_some(kernel)
 }
@@ -145,7 +159,7 @@ pub fn info(cache_dir: &Path) -> Option<Kernel> {
 /// output. Concurrent callers serialise on a lock; the second one finds the first one's result.
 pub fn build(cache_dir: &Path, progress: impl Fn(&str)) -> Result<Kernel, KernelError> {
     check_tools()?;
-    let version = source_version()?;
+    let version = source_version(cache_dir)?;
     let key = cache_key(&version);
     let kernel = entry(cache_dir, &key, &version);
     let root = cache_dir.join("kernel");

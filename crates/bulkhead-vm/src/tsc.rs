@@ -4,8 +4,11 @@
 //! calibration loop is too slow under binary translation), marks the TSC unstable and falls back to the
 //! jiffies clocksource: 10 ms clock resolution and no high-resolution timers for the container. Telling it
 //! the frequency with `tsc_early_khz=` keeps the TSC as clocksource. Only an invariant TSC
-//! (`constant_tsc` and `nonstop_tsc`) is measured and passed on.
+//! (`constant_tsc` and `nonstop_tsc`) is measured and passed on. The measurement waits 20 ms, so it is
+//! kept in the cache per host boot (the frequency of an invariant TSC is fixed until the next boot).
 
+use crate::cache::{default_cache_dir, remembered};
+use std::convert::Infallible;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -13,10 +16,23 @@ use std::time::{Duration, Instant};
 /// below 0.01 %.
 const WINDOW: Duration = Duration::from_millis(20);
 
-/// The host TSC frequency in kHz, measured once per process; `None` without an invariant TSC.
+/// The host TSC frequency in kHz, measured once per host boot; `None` without an invariant TSC.
 pub fn host_tsc_khz() -> Option<u64> {
     static KHZ: OnceLock<Option<u64>> = OnceLock::new();
-    *KHZ.get_or_init(measure)
+    *KHZ.get_or_init(|| {
+        let Ok(boot_id) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+            return measure();
+        };
+        let name = format!("tsc-{}.khz", boot_id.trim());
+        let dir = default_cache_dir().join("host");
+        let kept: Result<String, Infallible> = remembered(
+            &dir,
+            &name,
+            |v| v == "none" || v.parse::<u64>().is_ok(),
+            || Ok(measure().map_or("none".to_string(), |khz| khz.to_string())),
+        );
+        kept.ok()?.parse().ok()
+    })
 }
 
 fn invariant_tsc() -> bool {

@@ -180,6 +180,12 @@ impl<'a> Monitor<'a> {
         let store = crate::lifecycle::open_store(self.layout.root())?;
         let image = store.resolve(&self.container.config.image_id)?;
         let artifact = store.rootfs_artifact(&image)?;
+        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
+        // Compiled here rather than by the agent: in a VM guest under binary translation libseccomp
+        // takes about 50 ms for it. A bad profile also fails before anything boots.
+        spec.security.seccomp = bulkhead_runtime::compile_seccomp(&spec.security)?;
+        let spec =
+            serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
         let t0 = Instant::now();
         let (backend, mut agent) =
             backend::start(&self.container.config, &self.container.paths, &artifact)?;
@@ -200,9 +206,6 @@ impl<'a> Monitor<'a> {
         agent
             .set_read_timeout(None)
             .map_err(EngineError::io("agent socket"))?;
-        let spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
-        let spec =
-            serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
         Message::Start { spec }.send(&mut agent).map_err(proto)?;
         if !self.container.config.open_stdin {
             Message::StdinClose { stream: 0 }
