@@ -57,8 +57,10 @@ fn vm_runs_its_own_kernel_and_the_same_image() {
     );
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(host.trim(), host_kernel.trim());
-    // Same image, same files, whichever kernel; `hyperv` is an alias of vm.
-    let script = "cat /etc/motd; ls /bin | wc -l; id";
+    // Same image, same files, whichever kernel; `hyperv` is an alias of vm. The network is the same
+    // too: only `lo`, and it is up (flags 0x9 = IFF_UP | IFF_LOOPBACK).
+    let script =
+        "cat /etc/motd; ls /bin | wc -l; id; grep -c : /proc/net/dev; cat /sys/class/net/lo/flags";
     let p = root.ok(&["run", "--rm", "demo", "sh", "-c", script]);
     let v = root.ok(&[
         "run",

@@ -167,7 +167,12 @@ pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
         hostname: config.hostname.clone(),
         readonly_rootfs: config.readonly_rootfs,
         mounts: config.mounts.clone(),
-        network: config.network,
+        // A VM guest's own network namespace holds nothing but `lo` (its init brings it up) and serves
+        // this one container, so the container shares it rather than paying for a new one.
+        network: match config.isolation {
+            Isolation::Vm => NetworkMode::Host,
+            Isolation::Process => config.network,
+        },
         userns: config.userns,
         security: config.security.clone(),
         resources: config.resources,

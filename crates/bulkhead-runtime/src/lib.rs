@@ -25,6 +25,7 @@ mod users;
 pub use cgroups::CgroupVersion;
 pub use container::{exit_code, spawn, Container, ExecProcess, Stdio};
 pub use error::RuntimeError;
+pub use network::bring_loopback_up;
 pub use nix::sys::signal::Signal;
 pub use nix::sys::wait::WaitStatus;
 pub use nix::unistd::Pid;

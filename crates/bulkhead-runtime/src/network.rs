@@ -8,7 +8,7 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use crate::error::RuntimeError;
 
 /// Sets `lo` up in the current network namespace.
-pub(crate) fn bring_loopback_up() -> Result<(), RuntimeError> {
+pub fn bring_loopback_up() -> Result<(), RuntimeError> {
     let sock = socket(
         AddressFamily::Inet,
         SockType::Datagram,

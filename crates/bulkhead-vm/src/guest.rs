@@ -1,6 +1,6 @@
 //! What the static `bulkhead` binary does as PID 1 (`/init`) inside the VM: move off the initramfs onto
-//! a tmpfs root, mount the kernel's pseudo filesystems, open the `bulkhead.agent` virtio-serial port,
-//! assemble the container rootfs from the two disks (erofs `/dev/vda` + ext4 `/dev/vdb`), serve the
+//! a tmpfs root, mount the kernel's pseudo filesystems, bring up `lo`, open the `bulkhead.agent`
+//! virtio-serial port, assemble the container rootfs from the two disks (erofs `/dev/vda` + ext4 `/dev/vdb`), serve the
 //! container with the agent, then unmount, sync and power off. Every failure is written to the serial
 //! console, reported as an `Error` frame when the port is open, and ends in a power-off: the guest never
 //! hangs waiting for a host that will not come.
@@ -52,6 +52,8 @@ pub enum GuestError {
     HostAbsent(Duration),
     #[error("polling the agent port: {0}")]
     Poll(#[source] nix::Error),
+    #[error("bringing up the loopback interface: {0}")]
+    Loopback(#[source] bulkhead_runtime::RuntimeError),
     #[error("assembling the container rootfs: {0}")]
     Rootfs(#[source] bulkhead_runtime::RuntimeError),
     #[error("serving the container: {0}")]
@@ -74,6 +76,8 @@ pub fn main() -> ! {
 fn run() -> Result<(), GuestError> {
     leave_initramfs()?;
     mount_pseudo_filesystems()?;
+    // The container shares the guest's network namespace, which has nothing but `lo`.
+    bulkhead_runtime::bring_loopback_up().map_err(GuestError::Loopback)?;
     let port = open_agent_port(PORT_TIMEOUT)?;
     let served = serve_container(&port);
     if let Err(e) = &served {

@@ -20,7 +20,7 @@ pub const FRAGMENT: &str = include_str!("../kernel/bulkhead.config");
 pub const SOURCE_PACKAGE: &str = "linux-source-6.1";
 const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
 /// The post-processing applied to the built `vmlinux`; part of the cache key, so a change re-publishes.
-const IMAGE_FORMAT: &str = "load image: zero page runs and symbols dropped";
+const IMAGE_FORMAT: &str = "load image: zero page runs, text padding and symbols dropped";
 /// Lines of build output kept for the error message when a build step fails.
 const LOG_TAIL: usize = 30;
 

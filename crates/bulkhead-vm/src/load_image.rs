@@ -1,18 +1,23 @@
 //! Writes the guest kernel file QEMU boots: the built `vmlinux` reduced to what QEMU loads. x86-64
-//! `vmlinux` aligns its entry text, rodata and data to 2 MiB and the linker stores that alignment as zero
-//! bytes inside the `PT_LOAD` segments (about 3 MiB here), followed by ~5 MiB of symbols. QEMU maps the
-//! whole file and keeps every segment's file bytes mapped for the VM's lifetime, and the host maps page
-//! cache in large folios, so each QEMU holds ~14 MiB of this file resident. The load image keeps only
-//! the segments' non-zero page runs, packed one after the other, and no section headers or symbols.
-//! Fresh guest RAM is already zero (and `-no-reboot` means a VM is never reset and reloaded), so QEMU
-//! builds exactly the same guest memory from it. Symbols for oops decoding stay in `System.map`.
+//! `vmlinux` aligns its entry text, rodata and data to 2 MiB, and the linker stores that alignment inside
+//! the `PT_LOAD` segments: as int3 bytes in the text (about 3 MiB: the entry text is 2 MiB-aligned on
+//! both sides) and as zero bytes elsewhere (about 3 MiB), followed by ~5 MiB of symbols. QEMU maps the
+//! whole file and keeps every segment's file bytes mapped for the VM's lifetime, so each QEMU holds all
+//! of it resident. The load image keeps only the segments' page runs that are neither zero nor text
+//! padding, packed one after the other, and no section headers or symbols. Fresh guest RAM is already
+//! zero (and `-no-reboot` means a VM is never reset and reloaded), so QEMU builds the same guest memory
+//! from it, except that the text padding, where no code lives, reads as zero instead of int3. Symbols
+//! for oops decoding stay in `System.map`.
 
 use std::ops::Range;
 
 const PAGE: usize = 4096;
-/// Runs of zero pages shorter than this stay loaded: not worth a program header each.
+/// Runs of droppable pages shorter than this stay loaded: not worth a program header each.
 const MIN_RUN_PAGES: usize = 16;
+/// What the linker fills alignment gaps of executable segments with (int3).
+const TEXT_FILL: u8 = 0xcc;
 const PT_LOAD: u32 = 1;
+const PF_X: u32 = 1;
 const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;
 
@@ -94,8 +99,8 @@ struct Piece {
 }
 
 /// The load image of `elf` (see the module doc): same ELF header and entry point, program headers whose
-/// `PT_LOAD`s skip runs of at least [`MIN_RUN_PAGES`] zero pages, their data packed after the headers,
-/// no sections.
+/// `PT_LOAD`s skip runs of at least [`MIN_RUN_PAGES`] zero (or, in text, int3 padding) pages, their data
+/// packed after the headers, no sections.
 pub fn load_image(elf: &[u8]) -> Result<Vec<u8>, LoadImageError> {
     if elf.len() < EHDR_SIZE || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
         return Err(LoadImageError::NotElf64);
@@ -168,11 +173,12 @@ pub fn load_image(elf: &[u8]) -> Result<Vec<u8>, LoadImageError> {
     Ok(out)
 }
 
-/// The program headers loading only the non-zero page runs of one `PT_LOAD` (`data`, found at `base` in
-/// the file). The last keeps the segment's zero-filled tail (`memsz` beyond the file data, i.e. bss),
+/// The program headers loading only the page runs of one `PT_LOAD` (`data`, found at `base` in the file)
+/// that are neither zero nor text padding. The last keeps the segment's zero-filled tail (`memsz` beyond the file data, i.e. bss),
 /// which QEMU clears. A segment of zeros only becomes one header with no file data.
 fn split(ph: &Phdr, data: &[u8], base: usize) -> Vec<Piece> {
-    let runs = loaded_runs(data);
+    let padding = if ph.flags & PF_X != 0 { TEXT_FILL } else { 0 };
+    let runs = loaded_runs(data, padding);
     if runs.is_empty() {
         return vec![Piece {
             header: Phdr { filesz: 0, ..*ph },
@@ -201,14 +207,19 @@ fn split(ph: &Phdr, data: &[u8], base: usize) -> Vec<Piece> {
 }
 
 /// The byte ranges of a segment's file data that must still be loaded: everything but page-aligned runs
-/// of at least [`MIN_RUN_PAGES`] zero pages (a partial last page always stays).
-fn loaded_runs(data: &[u8]) -> Vec<Range<usize>> {
+/// of at least [`MIN_RUN_PAGES`] pages that are all zero or all `padding` (a partial last page always
+/// stays).
+fn loaded_runs(data: &[u8], padding: u8) -> Vec<Range<usize>> {
+    let droppable = |page: &[u8]| {
+        let first = page[0];
+        (first == 0 || first == padding) && page.iter().all(|&b| b == first)
+    };
     let mut runs = Vec::new();
     let mut start = 0;
     let mut page = 0;
     while page + PAGE <= data.len() {
         let mut end = page;
-        while end + PAGE <= data.len() && data[end..end + PAGE].iter().all(|&b| b == 0) {
+        while end + PAGE <= data.len() && droppable(&data[end..end + PAGE]) {
             end += PAGE;
         }
         if (end - page) / PAGE >= MIN_RUN_PAGES {
@@ -296,7 +307,7 @@ mod tests {
     fn packs_the_loaded_runs_and_keeps_the_memory_image() {
         let mut data = vec![0x90u8; 3 * PAGE];
         data.extend(vec![0u8; 20 * PAGE]);
-        data.extend(vec![0xccu8; 2 * PAGE]);
+        data.extend(vec![0x22u8; 2 * PAGE]);
         // A short zero run stays loaded, and so does a partial last page.
         data.extend(vec![0u8; 3 * PAGE]);
         data.extend(vec![0x11u8; 100]);
@@ -347,6 +358,40 @@ mod tests {
         assert_eq!(
             memory_image(&image, 0x100_0000, size),
             memory_image(&original, 0x100_0000, size)
+        );
+    }
+
+    #[test]
+    fn drops_int3_padding_in_text_only() {
+        let mut data = vec![0x90u8; 2 * PAGE];
+        data.extend(vec![TEXT_FILL; MIN_RUN_PAGES * PAGE]);
+        data.extend(vec![0u8; 2 * PAGE]);
+        data.extend(vec![0x90u8; PAGE]);
+        let text = elf_with(&data, data.len() as u64);
+        let image = load_image(&text).unwrap();
+        let loads: Vec<Phdr> = headers(&image)
+            .into_iter()
+            .filter(|p| p.kind == PT_LOAD)
+            .collect();
+        assert_eq!(loads.len(), 2, "{loads:?}");
+        assert_eq!(loads[0].filesz, 2 * PAGE as u64);
+        assert_eq!(
+            loads[1].paddr,
+            0x100_0000 + (MIN_RUN_PAGES as u64 + 4) * PAGE as u64
+        );
+        // The guest sees the same memory, with the padding (and the zero pages next to it) as zero.
+        let size = data.len();
+        let mut expected = memory_image(&text, 0x100_0000, size);
+        expected[2 * PAGE..(MIN_RUN_PAGES + 2) * PAGE].fill(0);
+        assert_eq!(memory_image(&image, 0x100_0000, size), expected);
+
+        // In a segment that is not executable, 0xcc bytes are data and stay.
+        let mut data_segment = text.clone();
+        data_segment[EHDR_SIZE + 4..EHDR_SIZE + 8].copy_from_slice(&6u32.to_le_bytes());
+        let image = load_image(&data_segment).unwrap();
+        assert_eq!(
+            memory_image(&image, 0x100_0000, size),
+            memory_image(&data_segment, 0x100_0000, size)
         );
     }
 

@@ -142,6 +142,15 @@ impl Backend {
         }
     }
 
+    /// Ends the endpoint once the main process has exited, for a container about to be removed: a VM is
+    /// killed rather than left to unmount and flush a writable disk that is deleted next (about 50 ms
+    /// of the guest's time under TCG). A process agent ends by itself.
+    pub fn discard(&mut self) {
+        if let Backend::Vm { vm } = self {
+            vm.kill();
+        }
+    }
+
     /// Waits for the endpoint to end and removes what it used on the host.
     pub fn teardown(self, cgroup_name: &str) -> Result<(), EngineError> {
         match self {

@@ -92,10 +92,6 @@ impl<'a> Monitor<'a> {
     fn run(&mut self, report: &mut dyn FnMut(&str)) -> i32 {
         if self.attach_first {
             report("ok");
-            if let Err(e) = self.wait_for_attach() {
-                record_exit(self.container, 125, false, Some(e.to_string()));
-                return 1;
-            }
         }
         let outcome = self.start_backend();
         let (mut backend, mut agent) = match outcome {
@@ -115,9 +111,11 @@ impl<'a> Monitor<'a> {
         let (status, reason) = self.relay(&mut agent, report);
         if reason.is_some() {
             backend.kill();
+        } else if self.container.config.auto_remove {
+            backend.discard();
         }
         drop(agent);
-        let teardown = backend.teardown(&format!("bulkhead/{}", self.container.config.id));
+        let teardown = backend.teardown(&self.cgroup_name());
         let reason = reason.or_else(|| teardown.err().map(|e| format!("cleanup failed: {e}")));
         let code = status
             .as_ref()
@@ -187,9 +185,18 @@ impl<'a> Monitor<'a> {
         let spec =
             serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
         let t0 = Instant::now();
-        let (backend, mut agent) =
+        let (mut backend, mut agent) =
             backend::start(&self.container.config, &self.container.paths, &artifact)?;
         tracing::debug!("backend up in {:?}", t0.elapsed());
+        // The client attaches while the backend starts (a VM boots meanwhile); the container must not
+        // start before it is there, or early output would be lost.
+        if self.attach_first {
+            if let Err(e) = self.wait_for_attach() {
+                backend.kill();
+                let _ = backend.teardown(&self.cgroup_name());
+                return Err(e);
+            }
+        }
         let id = self.container.config.id.clone();
         let proto = |source| EngineError::Monitor {
             id: id.clone(),
@@ -286,6 +293,10 @@ impl<'a> Monitor<'a> {
                 }
             }
         }
+    }
+
+    fn cgroup_name(&self) -> String {
+        format!("bulkhead/{}", self.container.config.id)
     }
 
     fn agent_gone(&self, what: &str) -> String {
