@@ -29,7 +29,6 @@ use crate::error::RuntimeError;
 use crate::network;
 use crate::process_setup::{self, Confinement};
 use crate::pty;
-use crate::safe_path;
 use crate::seccomp;
 use crate::spec::{ContainerSpec, MountSpec, NetworkMode, ProcessSpec};
 
@@ -176,30 +175,6 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
     validate_process(&spec.process)
 }
 
-/// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf into the (still unused) rootfs,
-/// resolving paths inside it. Done by the caller so it works with unshifted user
-/// namespaces too; a read-only rootfs is made read-only later, in the container.
-fn write_etc_files(spec: &ContainerSpec) -> Result<(), RuntimeError> {
-    let root =
-        std::fs::File::open(&spec.rootfs).map_err(|e| RuntimeError::io("open", &spec.rootfs, e))?;
-    if !spec.hostname.is_empty() {
-        safe_path::write_file(
-            root.as_fd(),
-            "/etc/hostname",
-            &format!("{}\n", spec.hostname),
-        )?;
-    }
-    for (path, content) in [
-        ("/etc/hosts", &spec.etc_hosts),
-        ("/etc/resolv.conf", &spec.resolv_conf),
-    ] {
-        if !content.is_empty() {
-            safe_path::write_file(root.as_fd(), path, content)?;
-        }
-    }
-    Ok(())
-}
-
 /// `clone(2)` without a new stack: returns like fork, `None` in the child.
 fn raw_clone(flags: libc::c_ulong) -> Result<Option<Pid>, RuntimeError> {
     // SAFETY: with a null stack clone behaves like fork; the caller is single-threaded
@@ -268,7 +243,7 @@ fn kill_and_reap(pid: Pid) {
 pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
     validate(spec)?;
     let confinement = confinement(spec)?;
-    write_etc_files(spec)?;
+    container_fs::ensure_etc_mount_points(spec)?;
     let stdio = prepare_stdio(stdio)?;
     let cgroup = Cgroup::create(&spec.cgroup_name)?;
     if let Err(e) = cgroup.apply(&spec.resources) {

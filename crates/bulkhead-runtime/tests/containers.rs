@@ -209,6 +209,17 @@ fn identity_and_files(image: &Image) {
         out.stdout,
         "testhost\n1\ntesthost\n127.0.0.1 localhost testhost\nnameserver 192.0.2.1\n/root\n"
     );
+    // Those files are mounts in the container, as in docker: the rootfs (the writable layer's empty
+    // mount points) is not written, and no staged copy is left in /dev.
+    let out = run_ok(&sh(
+        &root,
+        "grep -c ' /etc/hosts ' /proc/self/mountinfo; ls -a /dev | grep -c etc- || true",
+    ));
+    assert_eq!(out.stdout, "1\n0\n");
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        let on_disk = fs::read_to_string(root.rootfs.join("etc").join(name)).unwrap();
+        assert_eq!(on_disk, "", "/etc/{name} in the rootfs");
+    }
     let mut s = sh(&root, "id -u; id -g; id -G; echo $HOME");
     s.process.user = "user".into();
     assert_eq!(run_ok(&s).stdout, "1000\n1000\n1000 50\n/home/user\n");

@@ -24,7 +24,8 @@ const RW: &str = "rw";
 const ROOTFS: &str = "rootfs";
 
 /// Creates a sparse ext4 image of `size_bytes` at `path` whose root holds the overlay
-/// `upper` and `work` directories.
+/// `upper` and `work` directories, and in `upper` empty mount points for the generated
+/// /etc files (like docker's init layer), so that starting a container writes nothing to it.
 ///
 /// Choices: the journal is kept (a container restarted after a host crash must not need
 /// fsck), but `lazy_itable_init`/`lazy_journal_init` and `nodiscard` make mkfs only write
@@ -48,9 +49,13 @@ pub fn create_writable_disk(path: &Path, size_bytes: u64) -> Result<(), RuntimeE
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default()
         ));
-        for dir in ["upper", "work"] {
+        for dir in ["upper/etc", "work"] {
             fs::create_dir_all(template.join(dir))
                 .map_err(|e| RuntimeError::io("create", template.join(dir), e))?;
+        }
+        for name in crate::container_fs::ETC_FILES {
+            let file = template.join("upper/etc").join(name);
+            fs::write(&file, "").map_err(|e| RuntimeError::io("create", &file, e))?;
         }
         let output = Command::new("mkfs.ext4")
             .args([
