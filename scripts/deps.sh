@@ -10,8 +10,8 @@ packages=(
   qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev xz-utils
   # demo image
   busybox-static
-  # tests: real registry, image tools, auth, tty
-  docker-registry skopeo umoci openssl bsdutils iproute2 curl python3
+  # tests: real registry, image tools, auth, tty, an independent LZ4 decoder
+  docker-registry skopeo umoci openssl bsdutils iproute2 curl python3 lz4
   # benchmarks: peers and timing
   runc podman hyperfine
 )

@@ -176,7 +176,12 @@ pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
         userns: config.userns,
         security: config.security.clone(),
         resources: config.resources,
-        cgroup_name: format!("bulkhead/{}", config.id),
+        // A VM guest's only tenant gets one cgroup level under the root: every level is a cgroup the
+        // guest kernel creates at each start.
+        cgroup_name: match config.isolation {
+            Isolation::Vm => "container".to_string(),
+            Isolation::Process => format!("bulkhead/{}", config.id),
+        },
         etc_hosts: format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
             config.hostname

@@ -14,7 +14,7 @@ mod frame;
 mod message;
 
 pub use frame::{read_frame, write_frame, Frame, Kind, MAX_PAYLOAD};
-pub use message::{handshake, ExitStatus, Message};
+pub use message::{expect_hello, handshake, send_hello, ExitStatus, Message};
 
 /// Protocol version carried in `Hello`; peers with another version are refused.
 pub const VERSION: u16 = 1;

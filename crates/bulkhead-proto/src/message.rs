@@ -283,10 +283,21 @@ pub fn handshake(
     r: &mut impl std::io::Read,
     w: &mut impl std::io::Write,
 ) -> Result<(), ProtoError> {
+    send_hello(w)?;
+    expect_hello(r)
+}
+
+/// The first half of [`handshake`]: our `Hello`. A side that knows what it will send next may send it
+/// before [`expect_hello`], sparing the peer a round trip.
+pub fn send_hello(w: &mut impl std::io::Write) -> Result<(), ProtoError> {
     Message::Hello {
         version: crate::VERSION,
     }
-    .send(w)?;
+    .send(w)
+}
+
+/// The second half of [`handshake`]: the peer's `Hello`, of our version.
+pub fn expect_hello(r: &mut impl std::io::Read) -> Result<(), ProtoError> {
     let f = crate::read_frame(r)?;
     match Message::from_frame(&f)? {
         Message::Hello { version } if version == crate::VERSION => Ok(()),

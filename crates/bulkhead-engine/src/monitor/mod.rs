@@ -16,7 +16,7 @@ use crate::logs::{self, Stream};
 use crate::state::{start_time, Status};
 use crate::{spec, EngineError};
 use backend::Backend;
-use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
+use bulkhead_proto::{expect_hello, send_hello, ExitStatus, Message, ProtoError};
 use chrono::Utc;
 use clients::Clients;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -202,23 +202,31 @@ impl<'a> Monitor<'a> {
             id: id.clone(),
             source,
         };
+        // Start goes out right behind our Hello: the agent reads Hello then Start, so a booting guest
+        // does not wait for a round trip to us once it is up. Both fit in the socket buffer; the write
+        // timeout only guards against an agent that never reads.
         agent
             .set_read_timeout(Some(AGENT_HELLO_WAIT))
+            .and_then(|()| agent.set_write_timeout(Some(AGENT_HELLO_WAIT)))
             .map_err(EngineError::io("agent socket"))?;
-        handshake(&mut &agent, &mut &agent).map_err(|e| EngineError::StartFailed {
+        let open_stdin = self.container.config.open_stdin;
+        let opened = (|| {
+            send_hello(&mut &agent)?;
+            Message::Start { spec }.send(&mut &agent)?;
+            if !open_stdin {
+                Message::StdinClose { stream: 0 }.send(&mut &agent)?;
+            }
+            expect_hello(&mut &agent)
+        })();
+        opened.map_err(|e| EngineError::StartFailed {
             id: id.clone(),
             message: self.agent_gone(&format!("failed the protocol handshake ({e})")),
         })?;
         tracing::debug!("agent handshake done at {:?}", t0.elapsed());
         agent
             .set_read_timeout(None)
+            .and_then(|()| agent.set_write_timeout(None))
             .map_err(EngineError::io("agent socket"))?;
-        Message::Start { spec }.send(&mut agent).map_err(proto)?;
-        if !self.container.config.open_stdin {
-            Message::StdinClose { stream: 0 }
-                .send(&mut agent)
-                .map_err(proto)?;
-        }
         for msg in self.pending.drain(..) {
             msg.send(&mut agent).map_err(proto)?;
         }
