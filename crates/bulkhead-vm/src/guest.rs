@@ -145,15 +145,22 @@ pub fn leave_initramfs() -> Result<(), GuestError> {
 /// controllers to child cgroups so the runtime can apply limits.
 pub fn mount_pseudo_filesystems() -> Result<(), GuestError> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    let mounts: [(&'static str, &'static str, MsFlags); 4] = [
-        ("devtmpfs", "/dev", MsFlags::MS_NOSUID),
-        ("proc", "/proc", hardened | MsFlags::MS_NODEV),
-        ("sysfs", "/sys", hardened | MsFlags::MS_NODEV),
-        ("cgroup2", "/sys/fs/cgroup", hardened | MsFlags::MS_NODEV),
+    // cgroup2 `favordynmods`: moving the container into its cgroup then skips an RCU grace period
+    // (tens of milliseconds under binary translation), at a small cost to fork and exit.
+    let mounts: [(&'static str, &'static str, MsFlags, Option<&str>); 4] = [
+        ("devtmpfs", "/dev", MsFlags::MS_NOSUID, None),
+        ("proc", "/proc", hardened | MsFlags::MS_NODEV, None),
+        ("sysfs", "/sys", hardened | MsFlags::MS_NODEV, None),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            hardened | MsFlags::MS_NODEV,
+            Some("favordynmods"),
+        ),
     ];
-    for (fstype, target, flags) in mounts {
+    for (fstype, target, flags, data) in mounts {
         fs::create_dir_all(target).map_err(io_err("creating", Path::new(target)))?;
-        mount(Some(fstype), target, Some(fstype), flags, None::<&str>).map_err(|source| {
+        mount(Some(fstype), target, Some(fstype), flags, data).map_err(|source| {
             GuestError::Mount {
                 fstype,
                 target,

@@ -178,25 +178,26 @@ impl<'a> Monitor<'a> {
         let store = crate::lifecycle::open_store(self.layout.root())?;
         let image = store.resolve(&self.container.config.image_id)?;
         let artifact = store.rootfs_artifact(&image)?;
-        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
-        // Compiled here rather than by the agent: in a VM guest under binary translation libseccomp
-        // takes about 50 ms for it. A bad profile also fails before anything boots.
-        spec.security.seccomp = bulkhead_runtime::compile_seccomp(&spec.security)?;
-        let spec =
-            serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
         let t0 = Instant::now();
         let (mut backend, mut agent) =
             backend::start(&self.container.config, &self.container.paths, &artifact)?;
         tracing::debug!("backend up in {:?}", t0.elapsed());
-        // The client attaches while the backend starts (a VM boots meanwhile); the container must not
-        // start before it is there, or early output would be lost.
-        if self.attach_first {
-            if let Err(e) = self.wait_for_attach() {
+        // The spec is built, and the client attaches, while a VM boots. The container must not start
+        // before the client is there, or early output would be lost.
+        let ready = self.start_spec().and_then(|spec| {
+            if self.attach_first {
+                self.wait_for_attach()?;
+            }
+            Ok(spec)
+        });
+        let spec = match ready {
+            Ok(spec) => spec,
+            Err(e) => {
                 backend.kill();
                 let _ = backend.teardown(&self.cgroup_name());
                 return Err(e);
             }
-        }
+        };
         let id = self.container.config.id.clone();
         let proto = |source| EngineError::Monitor {
             id: id.clone(),
@@ -301,6 +302,14 @@ impl<'a> Monitor<'a> {
                 }
             }
         }
+    }
+
+    /// The runtime spec the agent starts the container from. The seccomp filter is compiled here rather
+    /// than by the agent: in a VM guest under binary translation libseccomp takes about 50 ms for it.
+    fn start_spec(&self) -> Result<serde_json::Value, EngineError> {
+        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
+        spec.security.seccomp = bulkhead_runtime::compile_seccomp(&spec.security)?;
+        serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))
     }
 
     fn cgroup_name(&self) -> String {
