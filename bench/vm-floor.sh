@@ -5,6 +5,8 @@
 #
 # Usage: bench/vm-floor.sh [vmlinux] [runs]      (defaults: the cached kernel, 5 runs)
 # Env:   ACCEL=tcg|kvm (default tcg)  APPEND_EXTRA="..." to try cmdline tweaks  MEM=256M  SMP=1
+#        FLOOR_DIR=dir: build the floor's files in dir, check one boot, print the QEMU command and stop
+#        (bench/vm.sh uses this to time the floor interleaved with bulkhead)
 # Prints one markdown table row: | floor | accel | median | min | max | runs |
 set -eu
 
@@ -21,8 +23,13 @@ for tool in qemu-system-x86_64 hyperfine /bin/busybox gcc; do
     command -v "$tool" >/dev/null || { echo "missing $tool (qemu-system-x86, hyperfine, busybox-static, gcc)" >&2; exit 1; }
 done
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${FLOOR_DIR:-}" ]; then
+    work=$FLOOR_DIR
+    mkdir -p "$work"
+else
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+fi
 mkdir -p "$work/root/bin" "$work/root/dev"
 cp /bin/busybox "$work/root/bin/busybox"
 mknod "$work/root/dev/console" c 5 1
@@ -62,6 +69,10 @@ cmd="qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,acpi=off,pcie=off,is
 
 # One run first: it must actually reach /init and exit, or the timing is meaningless.
 sh -c "timeout 60 $cmd" || { echo "boot failed; console:" >&2; cat "$work/console.log" >&2; exit 1; }
+if [ -n "${FLOOR_DIR:-}" ]; then
+    echo "$cmd"
+    exit 0
+fi
 
 hyperfine -N --style none --runs "$runs" --export-json "$work/h.json" "$cmd" >/dev/null
 python3 - "$work/h.json" "$accel" "$runs" <<'PY'

@@ -33,6 +33,22 @@ pub(crate) struct Channel {
     sock: OwnedFd,
 }
 
+fn send_on(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Result<(), RuntimeError> {
+    let iov = [IoSlice::new(data)];
+    let cmsgs = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsgs };
+    sendmsg::<()>(sock, &iov, cmsgs, MsgFlags::empty(), None).map_err(|e| chan_err("send", e))?;
+    Ok(())
+}
+
+fn failure_message(error: &RuntimeError) -> Result<Vec<u8>, RuntimeError> {
+    let mut msg = vec![FAILURE];
+    let json = serde_json::to_vec(&ChildFailure::from(error))
+        .map_err(|e| RuntimeError::Channel(format!("encoding a failure: {e}")))?;
+    msg.extend_from_slice(&json[..json.len().min(MAX_MESSAGE - 1)]);
+    Ok(msg)
+}
+
 /// Creates (caller end, child end).
 pub(crate) fn pair() -> Result<(Channel, Channel), RuntimeError> {
     let (a, b) = socketpair(
@@ -51,12 +67,7 @@ fn chan_err(what: &str, e: nix::Error) -> RuntimeError {
 
 impl Channel {
     fn send(&self, data: &[u8], fds: &[RawFd]) -> Result<(), RuntimeError> {
-        let iov = [IoSlice::new(data)];
-        let cmsgs = [ControlMessage::ScmRights(fds)];
-        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsgs };
-        sendmsg::<()>(self.sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None)
-            .map_err(|e| chan_err("send", e))?;
-        Ok(())
+        send_on(self.sock.as_raw_fd(), data, fds)
     }
 
     pub(crate) fn send_go(&self) -> Result<(), RuntimeError> {
@@ -86,11 +97,21 @@ impl Channel {
     }
 
     pub(crate) fn send_failure(&self, error: &RuntimeError) -> Result<(), RuntimeError> {
-        let mut msg = vec![FAILURE];
-        let json = serde_json::to_vec(&ChildFailure::from(error))
-            .map_err(|e| RuntimeError::Channel(format!("encoding a failure: {e}")))?;
-        msg.extend_from_slice(&json[..json.len().min(MAX_MESSAGE - 1)]);
-        self.send(&msg, &[])
+        self.send(&failure_message(error)?, &[])
+    }
+
+    /// Child side: reports a panic of this process as a setup failure. Release builds abort on panic,
+    /// so the report comes from the panic hook, before the process ends.
+    pub(crate) fn report_panics(&self) {
+        let sock = self.sock.as_raw_fd();
+        std::panic::set_hook(Box::new(move |info| {
+            let error = RuntimeError::Setup {
+                stage: "container process".into(),
+                reason: format!("panic during setup: {info}"),
+            };
+            // The socket stays open until the process ends, which the panic is about to do.
+            let _ = failure_message(&error).and_then(|msg| send_on(sock, &msg, &[]));
+        }));
     }
 
     /// Caller side: the next message, or `None` at EOF (every child end closed).

@@ -189,16 +189,17 @@ fn raw_clone(flags: libc::c_ulong) -> Result<Option<Pid>, RuntimeError> {
 
 /// Runs a child's setup; on failure reports it on the channel. Never returns.
 fn run_child(chan: &Channel, setup: impl FnOnce() -> Result<Infallible, RuntimeError>) -> ! {
-    let error = match catch_unwind(AssertUnwindSafe(setup)) {
-        Ok(Ok(never)) => match never {},
-        Ok(Err(e)) => e,
-        Err(_) => RuntimeError::Setup {
-            stage: "container process".into(),
-            reason: "panic during setup".into(),
-        },
-    };
-    // Nobody is left to tell if the caller is gone.
-    let _ = chan.send_failure(&error);
+    chan.report_panics();
+    // catch_unwind only matters where panics unwind (test builds): unwinding must not leave this
+    // function in a forked child. The panic hook has reported it already.
+    if let Ok(result) = catch_unwind(AssertUnwindSafe(setup)) {
+        let error = match result {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        // Nobody is left to tell if the caller is gone.
+        let _ = chan.send_failure(&error);
+    }
     // SAFETY: _exit skips the caller's atexit handlers and destructors, as a forked
     // child must.
     unsafe { libc::_exit(125) }

@@ -106,7 +106,8 @@ pub fn command(cfg: &VmConfig) -> Command {
     cmd.args(["-device", "virtio-blk-device,drive=writable"]);
     let mut chardev = OsString::from("socket,id=agent,server=on,wait=off,path=");
     chardev.push(escape_option(agent_socket(&cfg.run_dir).as_os_str()));
-    cmd.args(["-device", "virtio-serial-device"])
+    // Two ports (0 is reserved for a console) instead of 31: the guest sets up queues for fewer ports.
+    cmd.args(["-device", "virtio-serial-device,max_ports=2"])
         .arg("-chardev")
         .arg(chardev)
         .args([
