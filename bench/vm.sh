@@ -4,11 +4,11 @@
 #      `bulkhead run --rm --isolation=vm demo true`: medians and ratio (goal <= 1.3x);
 #   2. host memory of one idle vm container: QEMU + monitor RSS beyond the guest's RAM (goal <= 64 MiB);
 #   3. 20 vm containers started at once: how many print the right output, and the wall time.
-# Environment: N (runs, default 11), PARALLEL (default 20), BULKHEAD (binary, default the release build).
+# Environment: N (runs, default 21), PARALLEL (default 20), BULKHEAD (binary, default the release build).
 # Prints markdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${N:-11}
+N=${N:-21}
 PARALLEL=${PARALLEL:-20}
 BULKHEAD=$(realpath "${BULKHEAD:-target/x86_64-unknown-linux-gnu/release/bulkhead}")
 root=$(mktemp -d /tmp/bulkhead-bench-vm.XXXXXX)
