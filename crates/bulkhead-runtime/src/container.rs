@@ -52,6 +52,10 @@ pub struct Container {
     pub pid: Pid,
     pub pty_master: Option<OwnedFd>,
     cgroup: Cgroup,
+    /// Keeps the container's mount namespace alive past its init's exit, so that tearing down every
+    /// container mount (and the RCU grace period it waits for) happens at [`Container::destroy`],
+    /// after the exit is reported, not before the exit becomes visible.
+    mount_ns: Option<OwnedFd>,
 }
 
 /// A process started by [`Container::exec`], a child of the caller.
@@ -275,6 +279,10 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
     };
     drop(child_chan);
     drop(stdio);
+    // Best effort: without it the namespace only goes away earlier.
+    let mount_ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(OwnedFd::from);
     let mut reported = Reported::default();
     let started = (|| {
         if let Some(map) = &spec.userns {
@@ -295,6 +303,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
             pid,
             pty_master: reported.pty_master,
             cgroup,
+            mount_ns,
         }),
         Err(e) => {
             kill_and_reap(pid);
@@ -454,10 +463,12 @@ impl Container {
         self.cgroup.oom_kills().is_ok_and(|n| n > 0)
     }
 
-    /// Kills every process left in the container's cgroup and removes the cgroup. The
-    /// caller still reaps its children (init, exec processes) with waitpid.
+    /// Kills every process left in the container's cgroup and removes the cgroup, then lets its mount
+    /// namespace go. The caller still reaps its children (init, exec processes) with waitpid.
     pub fn destroy(self) -> Result<(), RuntimeError> {
-        self.cgroup.destroy()
+        let destroyed = self.cgroup.destroy();
+        drop(self.mount_ns);
+        destroyed
     }
 }
 
