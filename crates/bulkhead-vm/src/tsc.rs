@@ -4,7 +4,7 @@
 //! calibration loop is too slow under binary translation), marks the TSC unstable and falls back to the
 //! jiffies clocksource: 10 ms clock resolution and no high-resolution timers for the container. Telling it
 //! the frequency with `tsc_early_khz=` keeps the TSC as clocksource. Only an invariant TSC
-//! (`constant_tsc` and `nonstop_tsc`) is measured and passed on. The measurement waits 20 ms, so it is
+//! (`constant_tsc` and `nonstop_tsc`) is measured and passed on. The measurement waits 60 ms, so it is
 //! kept in the cache per host boot (the frequency of an invariant TSC is fixed until the next boot).
 
 use crate::cache::{default_cache_dir, remembered};
@@ -51,6 +51,15 @@ fn measure() -> Option<u64> {
     if !invariant_tsc() {
         return None;
     }
+    // The result is kept for the whole boot: the median of three windows, so that one window stretched
+    // by a preemption between its two clock reads cannot skew every later guest's clock.
+    let mut samples = (0..3).map(|_| window()).collect::<Option<Vec<u64>>>()?;
+    samples.sort_unstable();
+    Some(samples[1])
+}
+
+#[cfg(target_arch = "x86_64")]
+fn window() -> Option<u64> {
     // SAFETY: rdtsc has no memory effects; every x86_64 CPU has it.
     let read = || (Instant::now(), unsafe { core::arch::x86_64::_rdtsc() });
     let (t0, c0) = read();
