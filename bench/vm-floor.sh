@@ -38,7 +38,7 @@ chmod 755 "$work/root/init"
 (cd "$work/root" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) > "$work/initramfs.cpio"
 
 # Same machine and kernel cmdline as crates/bulkhead-vm/src/qemu.rs (minus disks and the agent port).
-append="console=ttyS0 quiet reboot=t panic=-1 8250.nr_uarts=1 rdinit=/init"
+append="console=ttyS0 quiet reboot=t panic=-1 8250.nr_uarts=1 rdinit=/init rcupdate.rcu_expedited=1"
 case "$accel" in
     kvm) accel_args="-accel kvm -cpu host" ;;
     *)

@@ -36,6 +36,9 @@ pub fn qemu_log(run_dir: &Path) -> PathBuf {
 ///   QEMU then exits, which is how the guest powers off.
 /// - `8250.nr_uarts=1`: register a single UART.
 /// - `rdinit=/init`: the initramfs' `/init` is the agent.
+/// - `rcupdate.rcu_expedited=1`: starting a container waits for RCU grace periods (mounts, namespaces,
+///   cgroups); at 100 Hz under TCG a normal one takes tens of milliseconds, an expedited one on a guest
+///   this small a fraction of that. Measured: about 70 ms less per `run --rm --isolation=vm`.
 /// - TCG only: `tsc_early_khz=` + `tsc=reliable` keep the host's TSC as clocksource (see
 ///   [`crate::tsc`]); `no_timer_check` skips the IO-APIC timer check. `noapictimer` would save ~200 ms
 ///   of local APIC timer calibration but leaves only the PIT's periodic tick: no high-resolution timers
@@ -48,6 +51,7 @@ pub fn kernel_cmdline(accel: AccelKind) -> String {
         "panic=-1".to_string(),
         "8250.nr_uarts=1".to_string(),
         "rdinit=/init".to_string(),
+        "rcupdate.rcu_expedited=1".to_string(),
     ];
     if accel == AccelKind::Tcg {
         args.push("no_timer_check".to_string());
