@@ -453,7 +453,7 @@ fn validate_name(name: &str) -> Result<(), EngineError> {
 /// Removes everything a container has on the host: mounts, cgroup, sockets, files. Idempotent.
 pub(crate) fn remove_files(layout: &Layout, c: &Container) -> Result<(), EngineError> {
     bulkhead_runtime::rootfs::disassemble(&c.paths.mnt())?;
-    let _ = bulkhead_runtime::cgroups::cleanup(&format!("bulkhead/{}", c.config.id));
+    let _ = bulkhead_runtime::cgroups::cleanup(&spec::host_cgroup_name(&c.config.id));
     let _ = std::fs::remove_dir_all(&c.paths.run);
     let _guard = fsutil::lock(&layout.containers_lock())?;
     // Renamed first so a crash mid-delete never leaves a half-readable container.

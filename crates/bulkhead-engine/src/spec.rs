@@ -158,6 +158,11 @@ pub fn check_isolation(config: &ContainerConfig, isolation: Isolation) -> Result
     Ok(())
 }
 
+/// The cgroup (below each controller's root) a process-mode container runs in on the host.
+pub fn host_cgroup_name(id: &str) -> String {
+    format!("bulkhead/{id}")
+}
+
 /// The runtime spec for a run of `config` on the assembled `rootfs`.
 pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
     ContainerSpec {
@@ -180,7 +185,7 @@ pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
         // guest kernel creates at each start.
         cgroup_name: match config.isolation {
             Isolation::Vm => "container".to_string(),
-            Isolation::Process => format!("bulkhead/{}", config.id),
+            Isolation::Process => host_cgroup_name(&config.id),
         },
         etc_hosts: format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",

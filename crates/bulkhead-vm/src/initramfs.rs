@@ -158,7 +158,7 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> InitramfsE
 }
 
 /// Compresses `data` into an LZ4 legacy frame.
-pub fn lz4_legacy(data: &[u8]) -> io::Result<Vec<u8>> {
+fn lz4_legacy(data: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = LZ4_LEGACY_MAGIC.to_le_bytes().to_vec();
     for chunk in data.chunks(LZ4_LEGACY_BLOCK) {
         let block = lz4::block::compress(

@@ -316,7 +316,7 @@ impl<'a> Monitor<'a> {
     }
 
     fn cgroup_name(&self) -> String {
-        format!("bulkhead/{}", self.container.config.id)
+        spec::host_cgroup_name(&self.container.config.id)
     }
 
     fn agent_gone(&self, what: &str) -> String {
