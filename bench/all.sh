@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh >/dev/null
-cargo build --release -p bulkhead-cli >/dev/null 2>&1
+cargo build --release -p bulkhead >/dev/null 2>&1
 export BULKHEAD=$PWD/target/x86_64-unknown-linux-gnu/release/bulkhead
 out=docs/BENCHMARKS.md
 tmp=$(mktemp)

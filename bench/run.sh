@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-20}
 warmup=2
 bulkhead=${BULKHEAD:-$here/target/x86_64-unknown-linux-gnu/release/bulkhead}
-[ -x "$bulkhead" ] || { echo "no bulkhead binary at $bulkhead (cargo build --release -p bulkhead-cli)" >&2; exit 1; }
+[ -x "$bulkhead" ] || { echo "no bulkhead binary at $bulkhead (cargo build --release -p bulkhead)" >&2; exit 1; }
 for tool in runc podman python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done

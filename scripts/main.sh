@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 echo "==> building bulkhead (release, static)"
-cargo build --release -p bulkhead-cli
+cargo build --release -p bulkhead
 bulkhead=target/x86_64-unknown-linux-gnu/release/bulkhead
 mkdir -p target/release && ln -sf ../x86_64-unknown-linux-gnu/release/bulkhead target/release/bulkhead
 echo "==> guest kernel (built once, cached)"

@@ -9,7 +9,7 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> guest kernel (built once, cached)"
-cargo build -p bulkhead-cli
+cargo build -p bulkhead
 target/x86_64-unknown-linux-gnu/debug/bulkhead kernel build
 echo "==> cargo test"
 cargo test --workspace

@@ -1,6 +1,5 @@
-//! `bulkhead`: the docker-shaped command line. Parsing and printing live here; everything else is in
-//! the library crates. The same static binary is also the per-container monitor (hidden `__monitor`)
-//! and, as PID 1 of a VM guest, the guest agent.
+//! The docker-shaped command line: clap arguments, output formatting and the terminal relay, over the
+//! engine facade.
 
 mod args;
 mod container_cmds;
@@ -12,11 +11,8 @@ use args::{Cli, Command};
 use clap::Parser;
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    if std::process::id() == 1 {
-        // PID 1 of a bulkhead VM guest: the initramfs /init is this binary.
-        bulkhead_vm::guest::main();
-    }
+/// Runs the command line of this process.
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
