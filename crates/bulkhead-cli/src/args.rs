@@ -78,9 +78,6 @@ pub enum Command {
     /// Build or show the VM guest kernel.
     #[command(subcommand)]
     Kernel(KernelCommand),
-    /// Internal: the per-container monitor.
-    #[command(name = "__monitor", hide = true)]
-    Monitor(MonitorArgs),
 }
 
 #[derive(Args, Clone)]
@@ -98,7 +95,7 @@ pub struct CreateArgs {
     /// Allocate a pseudo-TTY.
     #[arg(short, long)]
     pub tty: bool,
-    /// Set environment variables (KEY=VALUE, or KEY to copy ours).
+    /// Set environment variables (KEY=VALUE, or KEY to copy this shell's).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
     /// Read environment variables from files.
@@ -137,9 +134,10 @@ pub struct CreateArgs {
     /// Network: none (default) or host.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
-    /// Isolation: process (default), vm, or hyperv (same as vm).
-    #[arg(long, default_value = "process")]
-    pub isolation: String,
+    /// Isolation: process, vm, or hyperv (same as vm); default: the isolation policy's (process unless
+    /// the root's policy.json says otherwise).
+    #[arg(long)]
+    pub isolation: Option<String>,
     /// VM accelerator: auto, kvm or tcg.
     #[arg(long)]
     pub accel: Option<String>,
@@ -381,13 +379,6 @@ pub enum KernelCommand {
     Build,
     /// Show the cached guest kernel.
     Info,
-}
-
-#[derive(Args)]
-pub struct MonitorArgs {
-    pub id: String,
-    #[arg(long)]
-    pub attach_first: bool,
 }
 
 /// Parses docker sizes: `1024`, `512k`, `64m`, `2g` (binary units, optional trailing `b`).

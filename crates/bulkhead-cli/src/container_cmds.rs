@@ -1,14 +1,51 @@
 //! Container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait, inspect, exec, update.
 
 use crate::args::*;
-use crate::format;
+use crate::{format, inspect, relay};
 use anyhow::{bail, Context, Result};
-use bulkhead_engine::{logs, CreateOptions, Engine, EngineError, Isolation, Status};
-use bulkhead_runtime::Resources;
+use bulkhead_engine::{
+    logs, CreateOptions, Engine, ExecOptions, ExitStatus, Isolation, LogOptions, PullSettings,
+    Resources, StartMode,
+};
 use std::io::Write;
-use std::path::Path;
 
-fn create_options(engine: &Engine, a: CreateArgs) -> Result<CreateOptions> {
+/// Parses `--isolation`; `None` leaves the choice to the engine's isolation policy.
+fn isolation(value: Option<&str>) -> Result<Option<Isolation>> {
+    value
+        .map(|v| v.parse::<Isolation>().map_err(anyhow::Error::msg))
+        .transpose()
+}
+
+/// `-e` and `--env-file` entries as the engine takes them: a bare `KEY` is looked up in this process's
+/// environment and left out when unset, as the docker CLI does.
+fn resolve_env(entries: impl IntoIterator<Item = String>) -> Vec<String> {
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e)
+            } else {
+                std::env::var(&e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect()
+}
+
+/// `--security-opt seccomp=FILE` becomes `seccomp=<the file's JSON>`, as the docker CLI sends it.
+fn resolve_security_opts(opts: Vec<String>) -> Result<Vec<String>> {
+    opts.into_iter()
+        .map(|o| match o.split_once(['=', ':']) {
+            Some(("seccomp", file)) if !file.is_empty() && file != "unconfined" => {
+                let json = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading seccomp profile {file}"))?;
+                Ok(format!("seccomp={json}"))
+            }
+            _ => Ok(o),
+        })
+        .collect()
+}
+
+fn create_options(a: CreateArgs) -> Result<CreateOptions> {
     let mut env = Vec::new();
     for file in &a.env_file {
         let text = std::fs::read_to_string(file)
@@ -21,14 +58,15 @@ fn create_options(engine: &Engine, a: CreateArgs) -> Result<CreateOptions> {
         );
     }
     env.extend(a.env);
-    let isolation: Isolation = a.isolation.parse().map_err(anyhow::Error::msg)?;
-    ensure_image(engine, &a.image)?;
     Ok(CreateOptions {
+        isolation: isolation(a.isolation.as_deref())?,
+        // Like docker: an image that is not here is pulled first.
+        pull: Some(PullSettings::default()),
         image: a.image,
         name: a.name,
         cmd: a.command,
         entrypoint: a.entrypoint,
-        env,
+        env: resolve_env(env),
         workdir: a.workdir,
         user: a.user,
         interactive: a.interactive,
@@ -41,11 +79,10 @@ fn create_options(engine: &Engine, a: CreateArgs) -> Result<CreateOptions> {
         cpus: a.cpus,
         pids_limit: a.pids_limit,
         network: a.network,
-        isolation,
         userns: a.userns,
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
-        security_opt: a.security_opt,
+        security_opt: resolve_security_opts(a.security_opt)?,
         privileged: a.privileged,
         auto_remove: a.rm,
         stop_signal: a.stop_signal,
@@ -56,69 +93,51 @@ fn create_options(engine: &Engine, a: CreateArgs) -> Result<CreateOptions> {
     })
 }
 
-/// Like docker: an image that is not here is pulled first.
-fn ensure_image(engine: &Engine, reference: &str) -> Result<()> {
-    if engine.store().resolve(reference).is_ok() {
-        return Ok(());
-    }
-    eprintln!("Unable to find image '{reference}' locally");
-    crate::image_cmds::pull_into(
-        engine,
-        reference,
-        &PullArgs {
-            platform: None,
-            insecure_registry: Vec::new(),
-            quiet: false,
-            reference: reference.to_string(),
-        },
-    )
-    .with_context(|| format!("image {reference} is not in the store and could not be pulled"))?;
-    Ok(())
+fn create_container(engine: &Engine, a: CreateArgs) -> Result<bulkhead_engine::Container> {
+    let opts = create_options(a)?;
+    Ok(engine.create(&opts, &mut crate::image_cmds::show_pull_event)?)
 }
 
-pub fn create(root: &Path, a: CreateArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
-    let c = engine.create(&create_options(&engine, a)?)?;
+pub fn create(engine: &Engine, a: CreateArgs) -> Result<i32> {
+    let c = create_container(engine, a)?;
     println!("{}", c.config.id);
     Ok(0)
 }
 
-pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn run(engine: &Engine, a: RunArgs) -> Result<i32> {
     let (interactive, tty) = (a.create.interactive, a.create.tty);
-    let c = engine.create(&create_options(&engine, a.create)?)?;
+    let c = create_container(engine, a.create)?;
     if a.detach {
-        engine.start(c.id(), false)?;
+        engine.start(c.id(), StartMode::Detached)?;
         println!("{}", c.config.id);
         return Ok(0);
     }
-    let started = engine.start(c.id(), true)?;
-    let session = bulkhead_engine::client::Session::connect(&started)?;
-    Ok(exit_code(session.attach(interactive, tty)?))
+    engine.start(c.id(), StartMode::AttachFirst)?;
+    let session = engine.attach(c.id(), interactive)?;
+    Ok(exit_code(relay::attached(session, interactive, tty)?))
 }
 
 /// The process' exit code; when the engine or the runtime ended it (125 to 127), the reason goes to stderr
 /// first, as docker prints it.
-fn exit_code(status: bulkhead_proto::ExitStatus) -> i32 {
+fn exit_code(status: ExitStatus) -> i32 {
     if let Some(reason) = status.reason.filter(|_| status.code >= 125) {
         eprintln!("bulkhead: {reason}");
     }
     status.code
 }
 
-pub fn start(root: &Path, a: StartArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn start(engine: &Engine, a: StartArgs) -> Result<i32> {
     if a.attach || a.interactive {
         let [one] = a.containers.as_slice() else {
             bail!("start -a/-i takes exactly one container");
         };
-        let c = engine.start(one, true)?;
+        let c = engine.start(one, StartMode::AttachFirst)?;
         let tty = c.config.process.terminal;
-        let status = bulkhead_engine::client::Session::connect(&c)?.attach(a.interactive, tty)?;
-        return Ok(exit_code(status));
+        let session = engine.attach(c.id(), a.interactive)?;
+        return Ok(exit_code(relay::attached(session, a.interactive, tty)?));
     }
     each(&a.containers, |key| {
-        engine.start(key, false)?;
+        engine.start(key, StartMode::Detached)?;
         println!("{key}");
         Ok(())
     })
@@ -136,8 +155,7 @@ fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-pub fn stop(root: &Path, a: StopArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn stop(engine: &Engine, a: StopArgs) -> Result<i32> {
     each(&a.containers, |key| {
         engine.stop(key, a.time)?;
         println!("{key}");
@@ -145,8 +163,7 @@ pub fn stop(root: &Path, a: StopArgs) -> Result<i32> {
     })
 }
 
-pub fn restart(root: &Path, a: StopArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn restart(engine: &Engine, a: StopArgs) -> Result<i32> {
     each(&a.containers, |key| {
         engine.restart(key, a.time)?;
         println!("{key}");
@@ -154,9 +171,8 @@ pub fn restart(root: &Path, a: StopArgs) -> Result<i32> {
     })
 }
 
-pub fn kill(root: &Path, a: KillArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
-    let signal = bulkhead_engine::lifecycle::parse_signal(&a.signal)?;
+pub fn kill(engine: &Engine, a: KillArgs) -> Result<i32> {
+    let signal = bulkhead_engine::parse_signal(&a.signal)?;
     each(&a.containers, |key| {
         engine.kill(key, signal)?;
         println!("{key}");
@@ -164,8 +180,7 @@ pub fn kill(root: &Path, a: KillArgs) -> Result<i32> {
     })
 }
 
-pub fn rm(root: &Path, a: RmArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn rm(engine: &Engine, a: RmArgs) -> Result<i32> {
     each(&a.containers, |key| {
         engine.remove(key, a.force)?;
         println!("{key}");
@@ -173,8 +188,7 @@ pub fn rm(root: &Path, a: RmArgs) -> Result<i32> {
     })
 }
 
-pub fn ps(root: &Path, a: PsArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32> {
     let list = engine.list(a.all)?;
     let mut out = std::io::stdout().lock();
     if a.quiet {
@@ -216,9 +230,7 @@ pub fn ps(root: &Path, a: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn logs(root: &Path, a: LogsArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
-    let c = engine.find(&a.container)?;
+pub fn logs(engine: &Engine, a: LogsArgs) -> Result<i32> {
     let tail = match a.tail.as_str() {
         "all" | "-1" => None,
         n => Some(
@@ -226,15 +238,12 @@ pub fn logs(root: &Path, a: LogsArgs) -> Result<i32> {
                 .with_context(|| format!("invalid --tail {n}"))?,
         ),
     };
-    let id = c.config.id.clone();
-    let running = || {
-        engine
-            .find(&id)
-            .map(|c| c.state.status == Status::Running)
-            .unwrap_or(false)
-    };
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
-    logs::read(&c.paths.log(), tail, a.follow, running, |r| {
+    let opts = LogOptions {
+        tail,
+        follow: a.follow,
+    };
+    engine.logs(&a.container, opts, |r| {
         let w: &mut dyn Write = match r.stream {
             logs::Stream::Stdout => &mut stdout,
             logs::Stream::Stderr => &mut stderr,
@@ -248,21 +257,19 @@ pub fn logs(root: &Path, a: LogsArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn wait(root: &Path, a: NamesArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn wait(engine: &Engine, a: NamesArgs) -> Result<i32> {
     each(&a.containers, |key| {
         println!("{}", engine.wait(key)?);
         Ok(())
     })
 }
 
-pub fn inspect(root: &Path, a: NamesArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn inspect(engine: &Engine, a: NamesArgs) -> Result<i32> {
     let mut all = Vec::new();
     let mut failed = false;
     for key in &a.containers {
         match engine.inspect(key) {
-            Ok(v) => all.push(v),
+            Ok(d) => all.push(inspect::container(&d)),
             Err(e) => {
                 eprintln!("bulkhead: {e}");
                 failed = true;
@@ -273,32 +280,24 @@ pub fn inspect(root: &Path, a: NamesArgs) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
-    let c = engine.find(&a.container)?;
-    if c.state.status != Status::Running {
-        return Err(EngineError::WrongState {
-            id: c.config.id.clone(),
-            status: c.state.status.to_string(),
-            what: "exec needs a running container".into(),
-        }
-        .into());
-    }
-    let process = engine.exec_process(&c, a.command, &a.env, a.workdir, a.user, a.tty && !a.detach);
-    let session = bulkhead_engine::client::Session::connect(&c)?;
+pub fn exec(engine: &Engine, a: ExecArgs) -> Result<i32> {
+    let opts = ExecOptions {
+        args: a.command,
+        env: resolve_env(a.env),
+        workdir: a.workdir,
+        user: a.user,
+        tty: a.tty && !a.detach,
+    };
+    let (session, process) = engine.exec(&a.container, &opts)?;
     if a.detach {
-        session.exec_detached(&process)?;
+        relay::exec_detached(session, &process)?;
         return Ok(0);
     }
-    Ok(exit_code(session.exec(&process, a.interactive)?))
+    Ok(exit_code(relay::exec(session, &process, a.interactive)?))
 }
 
-pub fn update(root: &Path, a: UpdateArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
-    let isolation = match &a.isolation {
-        Some(i) => Some(i.parse::<Isolation>().map_err(anyhow::Error::msg)?),
-        None => None,
-    };
+pub fn update(engine: &Engine, a: UpdateArgs) -> Result<i32> {
+    let isolation = isolation(a.isolation.as_deref())?;
     let resources = Resources {
         memory_bytes: a.memory,
         cpus: a.cpus,

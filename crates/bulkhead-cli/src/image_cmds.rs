@@ -2,48 +2,36 @@
 
 use crate::args::*;
 use crate::format;
-use anyhow::{bail, Context, Result};
-use bulkhead_engine::Engine;
-use bulkhead_image::Reference;
-use bulkhead_registry::{CredentialStore, Progress, PullOptions};
+use anyhow::{bail, Result};
+use bulkhead_engine::{Engine, PullEvent, PullSettings};
 use std::io::Read;
-use std::path::Path;
 
-pub fn pull(root: &Path, a: PullArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
-    let image = pull_into(&engine, &a.reference, &a)?;
-    println!("{}", image);
+/// Shows what happens during a pull, as the docker CLI does.
+pub fn show_pull_event(event: PullEvent) {
+    match event {
+        PullEvent::NotFoundLocally { reference } => {
+            eprintln!("Unable to find image '{reference}' locally")
+        }
+    }
+}
+
+pub fn pull(engine: &Engine, a: PullArgs) -> Result<i32> {
+    let settings = PullSettings {
+        platform: a.platform,
+        insecure_registries: a.insecure_registry,
+    };
+    let mut quiet = |_: PullEvent| {};
+    let events: &mut dyn FnMut(PullEvent) = if a.quiet {
+        &mut quiet
+    } else {
+        &mut show_pull_event
+    };
+    let pulled = engine.pull(&a.reference, &settings, events)?;
+    println!("{} ({})", pulled.reference, pulled.image.manifest_digest);
     Ok(0)
 }
 
-/// Pulls `reference` and unpacks it (builds its root filesystem artifact), like `docker pull`.
-pub fn pull_into(engine: &Engine, reference: &str, a: &PullArgs) -> Result<String> {
-    let parsed: Reference = reference
-        .parse()
-        .with_context(|| format!("invalid reference {reference}"))?;
-    let creds = CredentialStore::open(engine.layout().root())?.get(&parsed.registry)?;
-    let mut opts = PullOptions {
-        insecure_registries: a.insecure_registry.clone(),
-        credentials: creds,
-        progress: if a.quiet {
-            Progress::Quiet
-        } else {
-            Progress::Auto
-        },
-        ..PullOptions::default()
-    };
-    if let Some(p) = &a.platform {
-        opts.platform = p
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid --platform {p}: {e}"))?;
-    }
-    let image = bulkhead_registry::pull(engine.store(), &parsed, &opts)?;
-    engine.store().rootfs_artifact(&image)?;
-    Ok(format!("{} ({})", parsed, image.manifest_digest))
-}
-
-pub fn images(root: &Path) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn images(engine: &Engine) -> Result<i32> {
     let mut rows = vec![vec![
         "REPOSITORY".into(),
         "TAG".into(),
@@ -51,7 +39,7 @@ pub fn images(root: &Path) -> Result<i32> {
         "CREATED".into(),
         "SIZE".into(),
     ]];
-    for s in engine.store().list()? {
+    for s in engine.images()? {
         let created = s
             .created
             .as_deref()
@@ -70,19 +58,15 @@ pub fn images(root: &Path) -> Result<i32> {
     Ok(0)
 }
 
-pub fn tag(root: &Path, a: TagArgs) -> Result<i32> {
-    Engine::open(root)?.store().tag(&a.source, &a.target)?;
+pub fn tag(engine: &Engine, a: TagArgs) -> Result<i32> {
+    engine.tag_image(&a.source, &a.target)?;
     Ok(0)
 }
 
-pub fn rmi(root: &Path, a: RmiArgs) -> Result<i32> {
-    let engine = Engine::open(root)?;
+pub fn rmi(engine: &Engine, a: RmiArgs) -> Result<i32> {
     let mut failed = false;
     for reference in &a.images {
-        match engine
-            .store()
-            .remove(reference, a.force, &|id| engine.image_in_use(id))
-        {
+        match engine.remove_image(reference, a.force) {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
                 eprintln!("bulkhead: {e}");
@@ -93,25 +77,22 @@ pub fn rmi(root: &Path, a: RmiArgs) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
+pub fn image(engine: &Engine, cmd: ImageCommand) -> Result<i32> {
     match cmd {
-        ImageCommand::Ls => images(root),
-        ImageCommand::Rm(a) => rmi(root, a),
-        ImageCommand::Tag(a) => tag(root, a),
-        ImageCommand::Pull(a) => pull(root, a),
+        ImageCommand::Ls => images(engine),
+        ImageCommand::Rm(a) => rmi(engine, a),
+        ImageCommand::Tag(a) => tag(engine, a),
+        ImageCommand::Pull(a) => pull(engine, a),
         ImageCommand::Inspect { images } => {
-            let engine = Engine::open(root)?;
             let all = images
                 .iter()
-                .map(|r| engine.store().inspect(r))
+                .map(|r| engine.inspect_image(r))
                 .collect::<Result<Vec<_>, _>>()?;
             println!("{}", serde_json::to_string_pretty(&all)?);
             Ok(0)
         }
         ImageCommand::Import { path } => {
-            let engine = Engine::open(root)?;
-            for image in engine.store().import(&path)? {
-                engine.store().rootfs_artifact(&image)?;
+            for image in engine.import_images(&path)? {
                 let names = if image.names.is_empty() {
                     "<none>".to_string()
                 } else {
@@ -122,18 +103,16 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
             Ok(0)
         }
         ImageCommand::ImportRootfs { tar, tag } => {
-            let engine = Engine::open(root)?;
-            let image = engine.store().import_rootfs(&tar, &tag)?;
-            engine.store().rootfs_artifact(&image)?;
+            let image = engine.import_rootfs(&tar, &tag)?;
             println!("{}", image.id);
             Ok(0)
         }
         ImageCommand::Export { image, file } => {
-            Engine::open(root)?.store().export(&image, &file)?;
+            engine.export_image(&image, &file)?;
             Ok(0)
         }
         ImageCommand::Prune => {
-            let report = Engine::open(root)?.store().prune()?;
+            let report = engine.prune_images()?;
             for d in &report.blobs_removed {
                 println!("deleted: {d}");
             }
@@ -146,7 +125,7 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
     }
 }
 
-pub fn login(root: &Path, a: LoginArgs) -> Result<i32> {
+pub fn login(engine: &Engine, a: LoginArgs) -> Result<i32> {
     let password = match (a.password, a.password_stdin) {
         (Some(_), true) => bail!("--password and --password-stdin are exclusive"),
         (Some(p), false) => p,
@@ -157,16 +136,13 @@ pub fn login(root: &Path, a: LoginArgs) -> Result<i32> {
         }
         (None, false) => bail!("give the password with --password or --password-stdin"),
     };
-    let store = CredentialStore::open(root)?;
-    store.login(&a.registry, &a.username, &password, |c| {
-        bulkhead_registry::login(&a.registry, c, a.insecure)
-    })?;
+    engine.login(&a.registry, &a.username, &password, a.insecure)?;
     println!("Login Succeeded");
     Ok(0)
 }
 
-pub fn logout(root: &Path, a: LogoutArgs) -> Result<i32> {
-    if CredentialStore::open(root)?.logout(&a.registry)? {
+pub fn logout(engine: &Engine, a: LogoutArgs) -> Result<i32> {
+    if engine.logout(&a.registry)? {
         println!("Removing login credentials for {}", a.registry);
     } else {
         println!("Not logged in to {}", a.registry);

@@ -5,9 +5,12 @@ mod args;
 mod container_cmds;
 mod format;
 mod image_cmds;
+mod inspect;
+mod relay;
 mod system_cmds;
 
 use args::{Cli, Command};
+use bulkhead_engine::{Engine, EngineConfig, EngineError};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -22,18 +25,11 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
-    if let Some(bytes) = cli.max_unpacked_size {
-        // Through the environment, so the monitors this process starts apply the same limit.
-        std::env::set_var(
-            bulkhead_engine::lifecycle::MAX_UNPACKED_ENV,
-            bytes.to_string(),
-        );
-    }
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bulkhead: {e:#}");
-            e.downcast_ref::<bulkhead_engine::EngineError>()
+            e.downcast_ref::<EngineError>()
                 .map(|e| e.exit_code())
                 .unwrap_or(125)
         }
@@ -43,7 +39,7 @@ pub fn main() -> ExitCode {
 
 /// `level` is `LEVEL` or `target=LEVEL,...` directives (`Targets` syntax: no regex engine in the binary,
 /// which is also every VM guest's /init).
-fn init_logging(level: &str) {
+pub fn init_logging(level: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter: tracing_subscriber::filter::Targets = level.parse().unwrap_or_else(|_| {
@@ -60,31 +56,37 @@ fn init_logging(level: &str) {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
-    let root = cli.root;
+    // Commands that need no engine root.
     match cli.command {
-        Command::Run(a) => container_cmds::run(&root, a),
-        Command::Create(a) => container_cmds::create(&root, a),
-        Command::Start(a) => container_cmds::start(&root, a),
-        Command::Stop(a) => container_cmds::stop(&root, a),
-        Command::Kill(a) => container_cmds::kill(&root, a),
-        Command::Restart(a) => container_cmds::restart(&root, a),
-        Command::Rm(a) => container_cmds::rm(&root, a),
-        Command::Ps(a) => container_cmds::ps(&root, a),
-        Command::Logs(a) => container_cmds::logs(&root, a),
-        Command::Wait(a) => container_cmds::wait(&root, a),
-        Command::Inspect(a) => container_cmds::inspect(&root, a),
-        Command::Exec(a) => container_cmds::exec(&root, a),
-        Command::Update(a) => container_cmds::update(&root, a),
-        Command::Pull(a) => image_cmds::pull(&root, a),
-        Command::Images => image_cmds::images(&root),
-        Command::Tag(a) => image_cmds::tag(&root, a),
-        Command::Rmi(a) => image_cmds::rmi(&root, a),
-        Command::Image(a) => image_cmds::image(&root, a),
-        Command::Login(a) => image_cmds::login(&root, a),
-        Command::Logout(a) => image_cmds::logout(&root, a),
-        Command::Info => system_cmds::info(&root),
-        Command::Version => system_cmds::version(),
-        Command::Kernel(a) => system_cmds::kernel(a),
-        Command::Monitor(a) => system_cmds::monitor(&root, a),
+        Command::Version => return system_cmds::version(),
+        Command::Kernel(a) => return system_cmds::kernel(a),
+        _ => {}
+    }
+    let mut config = EngineConfig::load(&cli.root)?;
+    config.max_unpacked_bytes = cli.max_unpacked_size;
+    let engine = &Engine::open(config)?;
+    match cli.command {
+        Command::Run(a) => container_cmds::run(engine, a),
+        Command::Create(a) => container_cmds::create(engine, a),
+        Command::Start(a) => container_cmds::start(engine, a),
+        Command::Stop(a) => container_cmds::stop(engine, a),
+        Command::Kill(a) => container_cmds::kill(engine, a),
+        Command::Restart(a) => container_cmds::restart(engine, a),
+        Command::Rm(a) => container_cmds::rm(engine, a),
+        Command::Ps(a) => container_cmds::ps(engine, a),
+        Command::Logs(a) => container_cmds::logs(engine, a),
+        Command::Wait(a) => container_cmds::wait(engine, a),
+        Command::Inspect(a) => container_cmds::inspect(engine, a),
+        Command::Exec(a) => container_cmds::exec(engine, a),
+        Command::Update(a) => container_cmds::update(engine, a),
+        Command::Pull(a) => image_cmds::pull(engine, a),
+        Command::Images => image_cmds::images(engine),
+        Command::Tag(a) => image_cmds::tag(engine, a),
+        Command::Rmi(a) => image_cmds::rmi(engine, a),
+        Command::Image(a) => image_cmds::image(engine, a),
+        Command::Login(a) => image_cmds::login(engine, a),
+        Command::Logout(a) => image_cmds::logout(engine, a),
+        Command::Info => system_cmds::info(engine),
+        Command::Version | Command::Kernel(_) => unreachable!("dispatched above"),
     }
 }

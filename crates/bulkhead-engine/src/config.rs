@@ -12,13 +12,14 @@ use std::str::FromStr;
 pub enum Isolation {
     #[default]
     Process,
+    #[serde(alias = "hyperv")]
     Vm,
 }
 
 impl FromStr for Isolation {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "process" => Ok(Isolation::Process),
             "vm" | "hyperv" => Ok(Isolation::Vm),
             other => Err(format!(
@@ -37,11 +38,9 @@ impl fmt::Display for Isolation {
     }
 }
 
-/// Guest sizing for VM isolation.
+/// Options that only VM isolation uses (the guest's size follows the resource limits).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmOptions {
-    pub memory_mib: u64,
-    pub vcpus: u32,
     /// `auto`, `kvm` or `tcg`.
     pub accel: String,
 }
@@ -73,7 +72,9 @@ pub struct ContainerConfig {
     pub disk_size: u64,
 }
 
-/// Everything `create`/`run` accept, as parsed by the CLI.
+/// Everything `create`/`run` accept, as a front end hands it over. Caller-side input is resolved by the
+/// front end: `env` entries are `KEY=VALUE` (a bare `KEY` removes the image's value, as dockerd does), and
+/// a `seccomp=` security option carries the profile's JSON, not a file name.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub image: String,
@@ -94,7 +95,10 @@ pub struct CreateOptions {
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub network: Option<String>,
-    pub isolation: Isolation,
+    /// `None`: the isolation policy decides.
+    pub isolation: Option<Isolation>,
+    /// Pull the image when the store does not have it; `None`: never pull.
+    pub pull: Option<crate::PullSettings>,
     pub userns: Option<String>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

@@ -18,6 +18,14 @@ pub enum EngineError {
     },
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    #[error("isolation policy {path}: {reason}")]
+    Policy { path: PathBuf, reason: String },
+    #[error("process isolation is refused for image {image} by the isolation policy: {rule}; run it with vm isolation")]
+    PolicyRefused { image: String, rule: String },
+    #[error("no guest kernel is built yet: run `bulkhead kernel build` once (about 9 minutes)")]
+    NoGuestKernel,
+    #[error(transparent)]
+    Kernel(#[from] bulkhead_vm::kernel::KernelError),
     #[error(transparent)]
     Image(#[from] bulkhead_image::ImageError),
     #[error(transparent)]

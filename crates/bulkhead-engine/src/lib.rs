@@ -1,8 +1,20 @@
-//! Containers and their lifecycle: durable per-container state, the per-container monitor process that
-//! owns a running container (process or VM isolation), logs, and the client side of the monitor socket.
+//! The engine: the one facade every bulkhead front end calls (the CLI, the Docker API server, the OCI
+//! runtime CLI). It owns containers and their lifecycle, the image store, the isolation policy, the
+//! per-container monitor process, and the isolation backends behind one trait.
+//!
+//! Rooms, one module each:
+//! - [`Engine`] and [`EngineConfig`] (`engine.rs`): opening a root, `info`, the guest kernel;
+//!   `lifecycle.rs` the container operations, `images.rs` the image operations and registry logins.
+//! - `policy.rs`: the isolation policy an operator writes in `<root>/policy.json`.
+//! - `isolation/`: everything that differs between process and VM isolation, one module per mode.
+//! - `monitor/`: the per-container monitor (its launch contract in `monitor/launch.rs`).
+//! - `session.rs`: a front end's protocol connection to a monitor (attach, exec, signals).
+//! - `config.rs`, `spec.rs`, `env.rs`: what a container is, and how options become a runtime spec.
+//! - `containers.rs`, `state.rs`, `layout.rs`, `disk.rs`, `logs.rs`, `fsutil.rs`: records on disk.
 //!
 //! On-disk layout under the root (`--root`, default `/var/lib/bulkhead`):
 //! ```text
+//! policy.json                 the isolation policy (optional)
 //! images/                     the image store (bulkhead-image)
 //! containers/.lock            taken while names are reserved or containers are listed for removal
 //! containers/<id>/config.json what the container is (written once at create, and by `update`)
@@ -19,22 +31,40 @@
 //! monitor is gone reconciles it (see [`state::reconcile`]), so `kill -9` of any bulkhead process or a host
 //! reboot never loses a container.
 
-pub mod client;
 mod config;
 mod containers;
 mod disk;
+mod engine;
+mod env;
 mod error;
 mod fsutil;
+mod images;
+mod isolation;
 mod layout;
-pub mod lifecycle;
+mod lifecycle;
 pub mod logs;
 pub mod monitor;
+mod policy;
+mod session;
 mod spec;
 pub mod state;
 
 pub use config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
 pub use containers::Container;
+pub use engine::{build_guest_kernel, guest_kernel, policy_path, Engine, EngineConfig, EngineInfo};
 pub use error::EngineError;
+pub use images::{PullEvent, PullSettings, PulledImage};
+pub use isolation::VmSizing;
 pub use layout::Layout;
-pub use lifecycle::Engine;
+pub use lifecycle::{ContainerDetails, ExecOptions, LogOptions, StartMode};
+pub use policy::{IsolationPolicy, PolicyFile, VmRequirement};
+pub use session::Session;
+pub use spec::parse_signal;
 pub use state::{ContainerState, Status};
+
+/// Types of the layers below that appear in the facade's signatures, so front ends need no other crate.
+pub use bulkhead_image::{Image, ImageId, ImageSummary, PruneReport};
+pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
+pub use bulkhead_runtime::cgroups::CgroupVersion;
+pub use bulkhead_runtime::{ProcessSpec, Resources};
+pub use bulkhead_vm::{Accel, AccelKind, Kernel};

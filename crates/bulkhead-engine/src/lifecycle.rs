@@ -1,56 +1,65 @@
-//! The container lifecycle behind the CLI: create, start, stop, kill, restart, rm, wait, update, inspect.
-//! Every operation reads reconciled state and changes it under the container's lock.
+//! The container half of the facade: create, start, attach, exec, stop, kill, restart, wait, rm, update,
+//! list, inspect, logs. Every operation reads reconciled state and changes it under the container's lock.
 
-use crate::client::Session;
 use crate::config::{CreateOptions, Isolation};
 use crate::containers::{self, Container};
-use crate::layout::Layout;
-pub use crate::spec::parse_signal;
-use crate::state::{start_time, ContainerState, Status};
-use crate::{fsutil, spec, EngineError};
-use bulkhead_image::{ImageId, Store};
+use crate::images::PullEvent;
+use crate::isolation::{self, VmSizing};
+use crate::session::Session;
+use crate::state::{ContainerState, Status};
+use crate::{env, fsutil, monitor, spec, Engine, EngineError};
 use bulkhead_proto::Message;
 use bulkhead_runtime::{ProcessSpec, Resources};
-use chrono::Utc;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::json;
-use std::io::BufRead;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long `rm -f` and `stop` wait for a SIGKILLed container to be recorded as exited.
 const KILL_WAIT: Duration = Duration::from_secs(15);
 
-/// The engine: containers plus the image store under one root.
-pub struct Engine {
-    layout: Layout,
-    store: Store,
+/// Whether `start` lets the process run at once or waits for the caller to attach first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    Detached,
+    /// The monitor holds the process until a client attaches, so no early output is lost.
+    AttachFirst,
+}
+
+/// What `exec` runs; unset fields default to the container's.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries over the container's environment (a bare `KEY` removes it).
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+}
+
+/// Everything known about one container, for `inspect` and the API's container JSON.
+#[derive(Debug, Clone)]
+pub struct ContainerDetails {
+    pub container: Container,
+    pub log_path: PathBuf,
+    /// The guest's size, for VM isolation.
+    pub vm: Option<VmSizing>,
+}
+
+/// How much of the log `logs` gives, and whether it follows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOptions {
+    /// Only the last N records.
+    pub tail: Option<usize>,
+    pub follow: bool,
 }
 
 impl Engine {
-    pub fn open(root: &Path) -> Result<Engine, EngineError> {
-        std::fs::create_dir_all(root).map_err(EngineError::io(root))?;
-        Ok(Engine {
-            layout: Layout::new(root),
-            store: open_store(root)?,
-        })
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     pub fn find(&self, key: &str) -> Result<Container, EngineError> {
         containers::find(&self.layout, key)
     }
 
+    /// Containers, newest first; only running ones unless `all`.
     pub fn list(&self, all: bool) -> Result<Vec<Container>, EngineError> {
         let mut list = containers::list(&self.layout)?;
         if !all {
@@ -59,17 +68,30 @@ impl Engine {
         Ok(list)
     }
 
-    /// Whether any container (in any state) was created from image `id`.
-    pub fn image_in_use(&self, id: &ImageId) -> bool {
-        let id = id.to_string();
-        containers::configs(&self.layout)
-            .map(|l| l.iter().any(|c| c.image_id == id))
-            .unwrap_or(true)
-    }
-
-    /// Creates a container: its record, its writable disk, and the image's root filesystem artifact.
-    pub fn create(&self, opts: &CreateOptions) -> Result<Container, EngineError> {
-        let image = self.store.resolve(&opts.image)?;
+    /// Creates a container: its record, its writable disk, and the image's root filesystem artifact. With
+    /// `opts.pull` set, an image that is not in the store is pulled first (progress goes to `events`).
+    /// The isolation is what the policy decides for the image and the requested isolation.
+    pub fn create(
+        &self,
+        opts: &CreateOptions,
+        events: &mut dyn FnMut(PullEvent),
+    ) -> Result<Container, EngineError> {
+        let image = match (self.store.resolve(&opts.image), &opts.pull) {
+            (Ok(image), _) => image,
+            (Err(bulkhead_image::ImageError::NotFound { .. }), Some(settings)) => {
+                events(PullEvent::NotFoundLocally {
+                    reference: opts.image.clone(),
+                });
+                self.pull(&opts.image, settings, events)?;
+                self.store.resolve(&opts.image)?
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
+        let isolation = self.config.policy.decide(
+            &opts.image,
+            &self.policy_names(&opts.image, &image.names),
+            opts.isolation,
+        )?;
         let id = containers::new_id()?;
         let name = match &opts.name {
             Some(n) => {
@@ -78,7 +100,14 @@ impl Engine {
             }
             None => containers::generated_name(&id),
         };
-        let config = spec::container_config(&id, name, opts, &image.id.to_string(), &image.config)?;
+        let config = spec::container_config(
+            &id,
+            name,
+            opts,
+            isolation,
+            &image.id.to_string(),
+            &image.config,
+        )?;
         // Built now so `start` does not pay for it; cached per image.
         self.store.rootfs_artifact(&image)?;
         let container = containers::create(&self.layout, config)?;
@@ -87,88 +116,77 @@ impl Engine {
             &container.paths.disk(),
             container.config.disk_size,
         ) {
-            let _ = remove_files(&self.layout, &container);
+            let _ = self.remove_files(&container);
             return Err(e);
         }
         Ok(container)
     }
 
-    /// Starts a created or exited container under a new monitor. With `attach_first` the monitor waits for
-    /// the caller to attach before the process starts, so no output is lost.
-    pub fn start(&self, key: &str, attach_first: bool) -> Result<Container, EngineError> {
-        let mut c = self.find(key)?;
+    /// Starts a created or exited container under a new monitor.
+    pub fn start(&self, key: &str, mode: StartMode) -> Result<Container, EngineError> {
+        let c = self.find(key)?;
+        // The policy may have changed since the container was made.
+        self.check_policy(&c, c.config.isolation)?;
         let lock = c.lock()?;
         let mut state: ContainerState = fsutil::read_json(&c.paths.state())?;
         crate::state::reconcile(&mut state);
         if state.status == Status::Running {
             return Err(wrong_state(&c, "it is already running"));
         }
-        let exe = std::env::current_exe().map_err(EngineError::io("/proc/self/exe"))?;
-        let (ready_r, ready_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(EngineError::sys("pipe"))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(c.paths.monitor_log())
-            .map_err(EngineError::io(c.paths.monitor_log()))?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("--root")
-            .arg(self.layout.root())
-            .arg("__monitor")
-            .arg(c.id())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        if attach_first {
-            cmd.arg("--attach-first");
-        }
-        let ready_raw = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                // dup2 clears close-on-exec on fd 3 only.
-                if libc::dup2(ready_raw, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(EngineError::io("spawning the monitor"))?;
-        drop(ready_w);
-        let pid = child.id() as i32;
+        let launch = monitor::launch::spawn(&self.config, &c, mode == StartMode::AttachFirst)?;
         state = ContainerState {
             status: Status::Running,
-            monitor_pid: Some(pid),
-            monitor_start: start_time(pid),
-            started_at: Some(Utc::now()),
+            monitor_pid: Some(launch.pid),
+            monitor_start: crate::state::start_time(launch.pid),
+            started_at: Some(chrono::Utc::now()),
             restart_count: state.restart_count + u32::from(state.started_at.is_some()),
             ..ContainerState::default()
         };
         fsutil::write_json(&c.paths.state(), &state)?;
         drop(lock);
-        // The monitor is reparented to init when we exit; it is never waited on here.
-        drop(child);
-        let mut line = String::new();
-        let _ = std::io::BufReader::new(std::fs::File::from(ready_r)).read_line(&mut line);
-        let line = line.trim();
-        c = self.find(c.id())?;
-        match line {
-            "ok" => Ok(c),
-            "" => Err(EngineError::StartFailed {
-                id: c.config.id.clone(),
-                message: format!(
-                    "the monitor exited without reporting (see {})",
-                    c.paths.monitor_log().display()
-                ),
-            }),
-            other => Err(EngineError::StartFailed {
-                id: c.config.id.clone(),
-                message: other.trim_start_matches("error: ").to_string(),
-            }),
+        let report = launch.wait_ready();
+        let c = self.find(c.id())?;
+        report.map_err(|message| EngineError::StartFailed {
+            id: c.config.id.clone(),
+            message,
+        })?;
+        Ok(c)
+    }
+
+    /// Connects to a running container's main process; with `stdin` the caller also feeds its input.
+    pub fn attach(&self, key: &str, stdin: bool) -> Result<Session, EngineError> {
+        let c = self.find(key)?;
+        let mut session = Session::connect(&c)?;
+        session.send(&Message::Attach { stdin })?;
+        Ok(session)
+    }
+
+    /// Connects for an exec session in a running container, and the process it is to run (start it
+    /// with [`Session::start_exec`]).
+    pub fn exec(
+        &self,
+        key: &str,
+        opts: &ExecOptions,
+    ) -> Result<(Session, ProcessSpec), EngineError> {
+        let c = self.find(key)?;
+        if c.state.status != Status::Running {
+            return Err(wrong_state(&c, "exec needs a running container"));
         }
+        let process = ProcessSpec {
+            args: opts.args.clone(),
+            env: env::merge(&c.config.process.env, &opts.env)?,
+            cwd: opts
+                .workdir
+                .clone()
+                .unwrap_or_else(|| c.config.process.cwd.clone()),
+            user: opts
+                .user
+                .clone()
+                .unwrap_or_else(|| c.config.process.user.clone()),
+            terminal: opts.tty,
+            rlimits: c.config.process.rlimits.clone(),
+        };
+        Ok((Session::connect(&c)?, process))
     }
 
     /// Sends `signal` to the container's main process.
@@ -200,28 +218,26 @@ impl Engine {
 
     pub fn restart(&self, key: &str, timeout: Option<u64>) -> Result<Container, EngineError> {
         let c = self.stop(key, timeout)?;
-        self.start(c.id(), false)
+        self.start(c.id(), StartMode::Detached)
     }
 
     /// Waits until the container is no longer running and returns its exit code.
     pub fn wait(&self, key: &str) -> Result<i32, EngineError> {
         let c = self.find(key)?;
         loop {
-            match self.wait_exit(c.id(), Duration::from_secs(3600))? {
-                Some(done) => return Ok(done.state.exit_code.unwrap_or(0)),
-                None => continue,
+            if let Some(done) = self.wait_exit(c.id(), Duration::from_secs(3600))? {
+                return Ok(done.state.exit_code.unwrap_or(0));
             }
         }
     }
 
-    /// Polls until not running; `None` on timeout. A container removed meanwhile (`--rm`) counts as exited.
+    /// Polls until not running; `None` on timeout. A container removed meanwhile (`--rm`) is an error.
     fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<Container>, EngineError> {
         let deadline = Instant::now() + timeout;
         loop {
-            match Container::load(&self.layout, id) {
-                Ok(c) if c.state.status != Status::Running => return Ok(Some(c)),
-                Ok(_) => {}
-                Err(e) => return Err(e),
+            let c = Container::load(&self.layout, id)?;
+            if c.state.status != Status::Running {
+                return Ok(Some(c));
             }
             if Instant::now() >= deadline {
                 return Ok(None);
@@ -230,12 +246,12 @@ impl Engine {
         }
     }
 
-    /// Removes a container; a running one only with `force` (it is killed first).
+    /// Removes a container; a running one only with `force` (it is killed first). Returns its id.
     pub fn remove(&self, key: &str, force: bool) -> Result<String, EngineError> {
         let c = self.find(key)?;
         if c.state.status == Status::Running {
             if !force {
-                return Err(wrong_state(&c, "stop it first or use rm -f"));
+                return Err(wrong_state(&c, "stop it first or force the removal"));
             }
             let _ = signal_container(&c, Signal::SIGKILL);
             match self.wait_exit(c.id(), KILL_WAIT) {
@@ -249,11 +265,11 @@ impl Engine {
             Err(EngineError::NoSuchContainer(_)) => return Ok(c.config.id), // removed by its own --rm
             Err(e) => return Err(e),
         };
-        remove_files(&self.layout, &c)?;
+        self.remove_files(&c)?;
         Ok(c.config.id)
     }
 
-    /// Changes resources (live if running) and, while stopped, the isolation level.
+    /// Changes resources (live if running) and, while stopped, the isolation level (within the policy).
     pub fn update(
         &self,
         key: &str,
@@ -271,7 +287,7 @@ impl Engine {
                     "isolation can only change while it is stopped",
                 ));
             }
-            spec::check_isolation(&c.config, iso)?;
+            self.check_policy(&c, iso)?;
             c.config.isolation = iso;
         }
         let mut merged = c.config.resources;
@@ -280,12 +296,7 @@ impl Engine {
         merged.pids_limit = resources.pids_limit.or(merged.pids_limit);
         spec::validate_resources(&merged)?;
         c.config.resources = merged;
-        if resources.memory_bytes.is_some() {
-            c.config.vm.memory_mib = spec::vm_memory_mib(merged.memory_bytes);
-        }
-        if resources.cpus.is_some() {
-            c.config.vm.vcpus = spec::vm_vcpus(merged.cpus);
-        }
+        isolation::mode(c.config.isolation).check(&c.config)?;
         c.save_config()?;
         drop(lock);
         let live = resources != Resources::default() && state.status == Status::Running;
@@ -297,116 +308,77 @@ impl Engine {
         Ok(c)
     }
 
-    /// The process an `exec` runs: the container's env, user and cwd unless overridden.
-    pub fn exec_process(
-        &self,
-        c: &Container,
-        args: Vec<String>,
-        env: &[String],
-        workdir: Option<String>,
-        user: Option<String>,
-        tty: bool,
-    ) -> ProcessSpec {
-        let mut merged = c.config.process.env.clone();
-        for e in env {
-            let key = e.split('=').next().unwrap_or_default();
-            merged.retain(|x| x.split('=').next() != Some(key));
-            merged.push(e.clone());
-        }
-        ProcessSpec {
-            args,
-            env: merged,
-            cwd: workdir.unwrap_or_else(|| c.config.process.cwd.clone()),
-            user: user.unwrap_or_else(|| c.config.process.user.clone()),
-            terminal: tty,
-            rlimits: c.config.process.rlimits.clone(),
-        }
+    pub fn inspect(&self, key: &str) -> Result<ContainerDetails, EngineError> {
+        let container = self.find(key)?;
+        Ok(ContainerDetails {
+            log_path: container.paths.log(),
+            vm: isolation::mode(container.config.isolation).sizing(&container.config),
+            container,
+        })
     }
 
-    /// Docker-shaped `inspect` output.
-    pub fn inspect(&self, key: &str) -> Result<serde_json::Value, EngineError> {
+    /// Passes the container's log records to `sink`; with `follow`, also those written until it stops.
+    pub fn logs(
+        &self,
+        key: &str,
+        opts: LogOptions,
+        sink: impl FnMut(&crate::logs::Record) -> std::io::Result<()>,
+    ) -> Result<(), EngineError> {
         let c = self.find(key)?;
-        let (cfg, st) = (&c.config, &c.state);
-        let time = |t: Option<chrono::DateTime<Utc>>| {
-            t.map(|t| t.to_rfc3339())
-                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+        let id = c.config.id.clone();
+        let running = || {
+            Container::load(&self.layout, &id)
+                .map(|c| c.state.status == Status::Running)
+                .unwrap_or(false)
         };
-        Ok(json!({
-            "Id": cfg.id,
-            "Name": format!("/{}", cfg.name),
-            "Created": cfg.created.to_rfc3339(),
-            "Path": cfg.process.args.first(),
-            "Args": cfg.process.args.get(1..).unwrap_or_default(),
-            "State": {
-                "Status": st.status.to_string(),
-                "Running": st.status == Status::Running,
-                "Pid": if st.status == Status::Running { st.pid.unwrap_or(0) } else { 0 },
-                "ExitCode": st.exit_code.unwrap_or(0),
-                "OOMKilled": st.oom_killed,
-                "Error": st.error.clone().unwrap_or_default(),
-                "StartedAt": time(st.started_at),
-                "FinishedAt": time(st.finished_at),
-            },
-            "Image": cfg.image_id,
-            "ImageName": cfg.image,
-            "Isolation": cfg.isolation.to_string(),
-            "RestartCount": st.restart_count,
-            "LogPath": c.paths.log(),
-            "HostConfig": {
-                "Isolation": cfg.isolation.to_string(),
-                "AutoRemove": cfg.auto_remove,
-                "Privileged": cfg.security.privileged,
-                "ReadonlyRootfs": cfg.readonly_rootfs,
-                "CapAdd": cfg.security.cap_add,
-                "CapDrop": cfg.security.cap_drop,
-                "NetworkMode": format!("{:?}", cfg.network).to_lowercase(),
-                "Memory": cfg.resources.memory_bytes.unwrap_or(0),
-                "NanoCpus": cfg.resources.cpus.map(|c| (c * 1e9) as u64).unwrap_or(0),
-                "PidsLimit": cfg.resources.pids_limit,
-                "Mounts": cfg.mounts,
-                "UsernsMode": cfg.userns,
-                "VmMemoryMiB": cfg.vm.memory_mib,
-                "VmVcpus": cfg.vm.vcpus,
-                "VmAccel": cfg.vm.accel,
-            },
-            "Config": {
-                "Hostname": cfg.hostname,
-                "User": cfg.process.user,
-                "Env": cfg.process.env,
-                "Cmd": cfg.process.args,
-                "WorkingDir": cfg.process.cwd,
-                "Tty": cfg.process.terminal,
-                "OpenStdin": cfg.open_stdin,
-                "StopSignal": cfg.stop_signal,
-                "StopTimeout": cfg.stop_timeout,
-                "Image": cfg.image,
-            },
-        }))
+        crate::logs::read(&c.paths.log(), opts.tail, opts.follow, running, sink)
+    }
+
+    /// Refuses `isolation` for `c` when the policy requires a VM for its image.
+    fn check_policy(&self, c: &Container, isolation: Isolation) -> Result<(), EngineError> {
+        let names = match self.store.resolve(&c.config.image_id) {
+            Ok(image) => image.names,
+            Err(_) => Vec::new(),
+        };
+        self.config.policy.decide(
+            &c.config.image,
+            &self.policy_names(&c.config.image, &names),
+            Some(isolation),
+        )?;
+        Ok(())
+    }
+
+    /// The names the policy matches an image by: the reference the caller used and the store's names,
+    /// each as `REGISTRY/REPOSITORY`.
+    fn policy_names(&self, reference: &str, store_names: &[String]) -> Vec<String> {
+        std::iter::once(reference)
+            .chain(store_names.iter().map(String::as_str))
+            .filter_map(|n| n.parse::<bulkhead_image::Reference>().ok())
+            .map(|r| r.name())
+            .collect()
+    }
+
+    /// Removes everything a container has on the host: mounts, cgroup, sockets, files. Idempotent.
+    pub(crate) fn remove_files(&self, c: &Container) -> Result<(), EngineError> {
+        remove_files(&self.layout, c)
     }
 }
 
-/// Environment variable that caps the bytes unpacked from one image (zip-bomb guard); docker-style size.
-/// The CLI's `--max-unpacked-size` sets it, so monitors it starts inherit the same limit.
-pub const MAX_UNPACKED_ENV: &str = "BULKHEAD_MAX_UNPACKED_SIZE";
-
-/// Opens the image store under `root` with the limits configured for this process.
-pub(crate) fn open_store(root: &Path) -> Result<Store, EngineError> {
-    let store = Store::open(root)?;
-    match std::env::var(MAX_UNPACKED_ENV) {
-        Ok(v) => {
-            let bytes = v.parse::<u64>().map_err(|_| {
-                EngineError::InvalidOption(format!(
-                    "{MAX_UNPACKED_ENV}={v} is not a number of bytes"
-                ))
-            })?;
-            let limits = bulkhead_image::Limits {
-                max_unpacked_bytes: bytes,
-                ..store.limits().clone()
-            };
-            Ok(store.with_limits(limits))
-        }
-        Err(_) => Ok(store),
+/// See [`Engine::remove_files`]; the monitor of a `--rm` container calls this too.
+pub(crate) fn remove_files(layout: &crate::Layout, c: &Container) -> Result<(), EngineError> {
+    for mode in isolation::all_modes() {
+        mode.remove_leftovers(&c.config, &c.paths)?;
     }
+    let _ = std::fs::remove_dir_all(&c.paths.run);
+    let _guard = fsutil::lock(&layout.containers_lock())?;
+    // Renamed first so a crash mid-delete never leaves a half-readable container.
+    let doomed = layout.containers().join(format!(".rm-{}", c.config.id));
+    match std::fs::rename(&c.paths.dir, &doomed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(EngineError::io(&c.paths.dir)(e)),
+    }
+    std::fs::remove_dir_all(&doomed).map_err(EngineError::io(&doomed))
 }
 
 /// Signals the main process through the monitor; if the monitor is gone, signals the host pid directly.
@@ -448,20 +420,4 @@ fn validate_name(name: &str) -> Result<(), EngineError> {
             "invalid container name \"{name}\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*"
         )))
     }
-}
-
-/// Removes everything a container has on the host: mounts, cgroup, sockets, files. Idempotent.
-pub(crate) fn remove_files(layout: &Layout, c: &Container) -> Result<(), EngineError> {
-    bulkhead_runtime::rootfs::disassemble(&c.paths.mnt())?;
-    let _ = bulkhead_runtime::cgroups::cleanup(&spec::host_cgroup_name(&c.config.id));
-    let _ = std::fs::remove_dir_all(&c.paths.run);
-    let _guard = fsutil::lock(&layout.containers_lock())?;
-    // Renamed first so a crash mid-delete never leaves a half-readable container.
-    let doomed = layout.containers().join(format!(".rm-{}", c.config.id));
-    match std::fs::rename(&c.paths.dir, &doomed) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(EngineError::io(&c.paths.dir)(e)),
-    }
-    std::fs::remove_dir_all(&doomed).map_err(EngineError::io(&doomed))
 }

@@ -1,8 +1,8 @@
-//! Turns CLI options plus the image's config into a container definition, and a definition into the
+//! Turns create options plus the image's config into a container definition, and a definition into the
 //! runtime spec that either isolation level runs. Docker's precedence rules apply throughout.
 
 use crate::config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
-use crate::EngineError;
+use crate::{env, isolation, EngineError};
 use bulkhead_runtime::{
     ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
     SecuritySpec,
@@ -12,19 +12,18 @@ use std::path::{Path, PathBuf};
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_DISK: u64 = 10 << 30;
-const DEFAULT_VM_MEMORY_MIB: u64 = 256;
-const MIN_VM_MEMORY_MIB: u64 = 64;
 const MIB: u64 = 1 << 20;
 
 fn invalid(msg: impl Into<String>) -> EngineError {
     EngineError::InvalidOption(msg.into())
 }
 
-/// Builds the persistent definition of a new container.
+/// Builds the persistent definition of a new container, with the isolation the policy decided.
 pub fn container_config(
     id: &str,
     name: String,
     opts: &CreateOptions,
+    isolation: Isolation,
     image_id: &str,
     image: &ImageConfiguration,
 ) -> Result<ContainerConfig, EngineError> {
@@ -34,7 +33,7 @@ pub fn container_config(
         Some(e) => vec![e.clone()],
         None => cfg.entrypoint().clone().unwrap_or_default(),
     };
-    // As in docker, --entrypoint drops the image's Cmd.
+    // As in docker, an explicit entrypoint drops the image's Cmd.
     let cmd = if !opts.cmd.is_empty() {
         opts.cmd.clone()
     } else if opts.entrypoint.is_some() {
@@ -53,7 +52,7 @@ pub fn container_config(
         .hostname
         .clone()
         .unwrap_or_else(|| id[..12].to_string());
-    let mut env = merge_env(cfg.env().as_deref().unwrap_or(&[]), &opts.env)?;
+    let mut env = env::merge(cfg.env().as_deref().unwrap_or(&[]), &opts.env)?;
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.to_string());
     }
@@ -107,7 +106,7 @@ pub fn container_config(
         created: chrono::Utc::now(),
         image: opts.image.clone(),
         image_id: image_id.to_string(),
-        isolation: opts.isolation,
+        isolation,
         process,
         open_stdin: opts.interactive,
         hostname,
@@ -125,117 +124,53 @@ pub fn container_config(
         stop_timeout: opts.stop_timeout.unwrap_or(10),
         auto_remove: opts.auto_remove,
         vm: VmOptions {
-            memory_mib: vm_memory_mib(opts.memory),
-            vcpus: vm_vcpus(opts.cpus),
             accel: opts.accel.clone().unwrap_or_else(|| "auto".to_string()),
         },
         disk_size: opts.disk_size.unwrap_or(DEFAULT_DISK),
     };
-    check_isolation(&config, config.isolation)?;
+    isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;
     Ok(config)
 }
 
-/// Refuses what an isolation level cannot honour, before anything runs.
-pub fn check_isolation(config: &ContainerConfig, isolation: Isolation) -> Result<(), EngineError> {
-    if isolation == Isolation::Vm {
-        if config
-            .mounts
-            .iter()
-            .any(|m| matches!(m, MountSpec::Bind { .. }))
-        {
-            return Err(invalid(
-                "-v bind mounts are refused with --isolation=vm: the guest sees no host directory \
-                 (use --tmpfs, or the container's own filesystem, which survives restarts)",
-            ));
-        }
-        if config.network == NetworkMode::Host {
-            return Err(invalid(
-                "--network host is refused with --isolation=vm: the guest has no host network",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The cgroup (below each controller's root) a process-mode container runs in on the host.
-pub fn host_cgroup_name(id: &str) -> String {
-    format!("bulkhead/{id}")
-}
-
-/// The runtime spec for a run of `config` on the assembled `rootfs`.
+/// The runtime spec for a run of `config` on the assembled `rootfs`, as its isolation level runs it.
 pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
-    ContainerSpec {
+    let mut spec = ContainerSpec {
         id: config.id.clone(),
         rootfs: rootfs.to_path_buf(),
         process: config.process.clone(),
         hostname: config.hostname.clone(),
         readonly_rootfs: config.readonly_rootfs,
         mounts: config.mounts.clone(),
-        // A VM guest's own network namespace holds nothing but `lo` (its init brings it up) and serves
-        // this one container, so the container shares it rather than paying for a new one.
-        network: match config.isolation {
-            Isolation::Vm => NetworkMode::Host,
-            Isolation::Process => config.network,
-        },
+        network: config.network,
         userns: config.userns,
         security: config.security.clone(),
         resources: config.resources,
-        // A VM guest's only tenant gets one cgroup level under the root: every level is a cgroup the
-        // guest kernel creates at each start.
-        cgroup_name: match config.isolation {
-            Isolation::Vm => "container".to_string(),
-            Isolation::Process => host_cgroup_name(&config.id),
-        },
+        cgroup_name: String::new(),
         etc_hosts: format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
             config.hostname
         ),
         resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-    }
-}
-
-pub fn vm_memory_mib(memory: Option<u64>) -> u64 {
-    memory
-        .map(|m| (m / MIB).max(MIN_VM_MEMORY_MIB))
-        .unwrap_or(DEFAULT_VM_MEMORY_MIB)
-}
-
-pub fn vm_vcpus(cpus: Option<f64>) -> u32 {
-    cpus.map(|c| c.ceil().max(1.0) as u32).unwrap_or(1)
+    };
+    isolation::mode(config.isolation).adapt_spec(&mut spec);
+    spec
 }
 
 pub fn validate_resources(r: &Resources) -> Result<(), EngineError> {
     if let Some(m) = r.memory_bytes {
         if m < 6 * MIB {
-            return Err(invalid("--memory must be at least 6m"));
+            return Err(invalid("the memory limit must be at least 6 MiB"));
         }
     }
     if let Some(c) = r.cpus {
         if !(c > 0.0 && c <= 1024.0) {
-            return Err(invalid(format!("--cpus {c} is out of range")));
+            return Err(invalid(format!(
+                "a CPU quota of {c} is out of range (0 to 1024)"
+            )));
         }
     }
     Ok(())
-}
-
-/// Image env first, then `-e` values override by key; a bare `-e KEY` is taken from our environment.
-fn merge_env(image: &[String], overrides: &[String]) -> Result<Vec<String>, EngineError> {
-    let mut env: Vec<String> = image.to_vec();
-    for e in overrides {
-        let entry = match e.split_once('=') {
-            Some(("", _)) => return Err(invalid(format!("invalid environment variable {e}"))),
-            Some(_) => e.clone(),
-            None => match std::env::var(e) {
-                Ok(v) => format!("{e}={v}"),
-                Err(_) => continue,
-            },
-        };
-        let key = entry.split('=').next().unwrap_or_default().to_string();
-        env.retain(|x| x.split('=').next() != Some(key.as_str()));
-        env.push(entry);
-    }
-    Ok(env)
 }
 
 fn set_default(env: &mut Vec<String>, key: &str, value: &str) {
@@ -282,7 +217,7 @@ fn parse_tmpfs(t: &str) -> Result<MountSpec, EngineError> {
     let (target, options) = t.split_once(':').unwrap_or((t, ""));
     if !target.starts_with('/') || target == "/" {
         return Err(invalid(format!(
-            "invalid --tmpfs {t}: the path must be absolute and not /"
+            "invalid tmpfs mount {t}: the path must be absolute and not /"
         )));
     }
     Ok(MountSpec::Tmpfs {
@@ -296,7 +231,7 @@ fn parse_network(n: Option<&str>) -> Result<NetworkMode, EngineError> {
         "none" => Ok(NetworkMode::None),
         "host" => Ok(NetworkMode::Host),
         other => Err(invalid(format!(
-            "--network {other} is not supported (use none or host; bridge networking is not built yet)"
+            "network mode {other} is not supported (use none or host; bridge networking is not built yet)"
         ))),
     }
 }
@@ -317,7 +252,7 @@ fn parse_userns(u: Option<&str>) -> Result<Option<IdMap>, EngineError> {
                 .collect::<Result<_, _>>()
                 .map_err(|_| {
                     invalid(format!(
-                        "invalid --userns {spec}: expected host, auto or UID:GID:SIZE"
+                        "invalid user namespace mode {spec}: expected host, auto or UID:GID:SIZE"
                     ))
                 })?;
             match nums.as_slice() {
@@ -327,7 +262,7 @@ fn parse_userns(u: Option<&str>) -> Result<Option<IdMap>, EngineError> {
                     size: *size,
                 })),
                 _ => Err(invalid(format!(
-                    "invalid --userns {spec}: expected host, auto or UID:GID:SIZE"
+                    "invalid user namespace mode {spec}: expected host, auto or UID:GID:SIZE"
                 ))),
             }
         }
@@ -351,25 +286,25 @@ fn parse_security(opts: &CreateOptions) -> Result<SecuritySpec, EngineError> {
         match (key, value) {
             ("seccomp", "unconfined") => sec.seccomp = SeccompPolicy::Unconfined,
             ("seccomp", "") => {
-                return Err(invalid("--security-opt seccomp needs =unconfined or =FILE"))
+                return Err(invalid(
+                    "security option seccomp needs unconfined or a profile's JSON",
+                ))
             }
-            ("seccomp", file) => {
-                let json = std::fs::read_to_string(file).map_err(EngineError::io(file))?;
-                serde_json::from_str::<serde_json::Value>(&json).map_err(|e| {
-                    invalid(format!("seccomp profile {file} is not valid JSON: {e}"))
-                })?;
-                sec.seccomp = SeccompPolicy::Profile(json);
+            ("seccomp", json) => {
+                serde_json::from_str::<serde_json::Value>(json)
+                    .map_err(|e| invalid(format!("the seccomp profile is not valid JSON: {e}")))?;
+                sec.seccomp = SeccompPolicy::Profile(json.to_string());
             }
             ("no-new-privileges", "" | "true") => sec.no_new_privileges = true,
             ("no-new-privileges", "false") => sec.no_new_privileges = false,
-            _ => return Err(invalid(format!("unsupported --security-opt {o}"))),
+            _ => return Err(invalid(format!("unsupported security option {o}"))),
         }
     }
     Ok(sec)
 }
 
 fn parse_ulimit(u: &str) -> Result<Rlimit, EngineError> {
-    let bad = || invalid(format!("invalid --ulimit {u}: expected NAME=SOFT[:HARD]"));
+    let bad = || invalid(format!("invalid ulimit {u}: expected NAME=SOFT[:HARD]"));
     let (kind, values) = u.split_once('=').ok_or_else(bad)?;
     let (soft, hard) = values.split_once(':').unwrap_or((values, values));
     let num = |s: &str| -> Result<u64, EngineError> {
@@ -408,12 +343,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_overrides_by_key() {
-        let env = merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]).unwrap();
-        assert_eq!(env, vec!["A=1", "B=3", "C=4"]);
-    }
-
-    #[test]
     fn parses_options() {
         assert_eq!(
             parse_signal("term").unwrap(),
@@ -430,7 +359,5 @@ mod tests {
         assert!(parse_tmpfs("/tmp:size=1m").is_ok());
         assert_eq!(parse_userns(Some("1:2:3")).unwrap().unwrap().size, 3);
         assert!(parse_userns(Some("1:2")).is_err());
-        assert_eq!(vm_memory_mib(Some(512 * MIB)), 512);
-        assert_eq!(vm_vcpus(Some(1.5)), 2);
     }
 }

@@ -8,5 +8,17 @@ fn main() -> ExitCode {
         // PID 1 of a bulkhead VM guest: the initramfs /init is this binary.
         bulkhead_vm::guest::main();
     }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == bulkhead_engine::monitor::launch::ROLE_ARG)
+    {
+        // A container's monitor, started by the engine.
+        bulkhead_cli::init_logging(
+            &std::env::var("BULKHEAD_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        let code = bulkhead_engine::monitor::launch::main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     bulkhead_cli::main()
 }

@@ -7,22 +7,23 @@
 //! no sense, or a guest that dies ends the container with a recorded reason. The monitor never panics on
 //! them and never waits on the guest without a bound.
 
-mod backend;
 mod clients;
+pub mod launch;
 
 use crate::containers::Container;
+use crate::isolation::{self, Endpoint, Mode};
 use crate::layout::Layout;
 use crate::logs::{self, Stream};
 use crate::state::{start_time, Status};
 use crate::{spec, EngineError};
-use backend::Backend;
 use bulkhead_proto::{expect_hello, send_hello, ExitStatus, Message, ProtoError};
 use chrono::Utc;
 use clients::Clients;
+use launch::Ready;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a monitor started for an attached run waits for its client.
@@ -32,12 +33,16 @@ const AGENT_HELLO_WAIT: Duration = Duration::from_secs(60);
 
 /// Runs the monitor for container `id` until the container has ended and is cleaned up.
 /// `ready` gets one line, `ok` or `error: ...`, once the caller may proceed.
-pub fn run(layout: &Layout, id: &str, attach_first: bool, mut ready: Option<std::fs::File>) -> i32 {
-    let mut report = |line: &str| {
-        if let Some(mut r) = ready.take() {
-            let _ = writeln!(r, "{line}");
-        }
-    };
+fn run(
+    root: &Path,
+    max_unpacked_bytes: Option<u64>,
+    id: &str,
+    attach_first: bool,
+    mut ready: Ready,
+) -> i32 {
+    let mut report = |line: &str| ready.report(line);
+    let layout = Layout::new(root);
+    let layout = &layout;
     let mut container = match Container::load(layout, id) {
         Ok(c) => c,
         Err(e) => {
@@ -45,7 +50,7 @@ pub fn run(layout: &Layout, id: &str, attach_first: bool, mut ready: Option<std:
             return 1;
         }
     };
-    match Monitor::new(layout, &mut container, attach_first) {
+    match Monitor::new(layout, max_unpacked_bytes, &mut container, attach_first) {
         Ok(mut m) => m.run(&mut report),
         Err(e) => {
             record_exit(&mut container, 125, false, Some(e.to_string()));
@@ -57,6 +62,8 @@ pub fn run(layout: &Layout, id: &str, attach_first: bool, mut ready: Option<std:
 
 struct Monitor<'a> {
     layout: &'a Layout,
+    max_unpacked_bytes: Option<u64>,
+    mode: &'static dyn Mode,
     container: &'a mut Container,
     listener: UnixListener,
     clients: Clients,
@@ -69,6 +76,7 @@ struct Monitor<'a> {
 impl<'a> Monitor<'a> {
     fn new(
         layout: &'a Layout,
+        max_unpacked_bytes: Option<u64>,
         container: &'a mut Container,
         attach_first: bool,
     ) -> Result<Self, EngineError> {
@@ -80,6 +88,8 @@ impl<'a> Monitor<'a> {
         let log = logs::Writer::open(&container.paths.log())?;
         Ok(Monitor {
             layout,
+            max_unpacked_bytes,
+            mode: isolation::mode(container.config.isolation),
             container,
             listener,
             clients: Clients::default(),
@@ -118,7 +128,7 @@ impl<'a> Monitor<'a> {
             backend.discard();
         }
         drop(agent);
-        let teardown = backend.teardown(&self.cgroup_name());
+        let teardown = backend.teardown();
         let reason = reason.or_else(|| teardown.err().map(|e| format!("cleanup failed: {e}")));
         let code = status
             .as_ref()
@@ -177,13 +187,14 @@ impl<'a> Monitor<'a> {
         Ok(())
     }
 
-    fn start_backend(&mut self) -> Result<(Backend, UnixStream), EngineError> {
-        let store = crate::lifecycle::open_store(self.layout.root())?;
+    fn start_backend(&mut self) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
+        let store = crate::engine::open_store(self.layout.root(), self.max_unpacked_bytes)?;
         let image = store.resolve(&self.container.config.image_id)?;
         let artifact = store.rootfs_artifact(&image)?;
         let t0 = Instant::now();
         let (mut backend, mut agent) =
-            backend::start(&self.container.config, &self.container.paths, &artifact)?;
+            self.mode
+                .launch(&self.container.config, &self.container.paths, &artifact)?;
         tracing::debug!("backend up in {:?}", t0.elapsed());
         // The spec is built, and the client attaches, while a VM boots. The container must not start
         // before the client is there, or early output would be lost.
@@ -197,7 +208,7 @@ impl<'a> Monitor<'a> {
             Ok(spec) => spec,
             Err(e) => {
                 backend.kill();
-                let _ = backend.teardown(&self.cgroup_name());
+                let _ = backend.teardown();
                 return Err(e);
             }
         };
@@ -315,15 +326,8 @@ impl<'a> Monitor<'a> {
         serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))
     }
 
-    fn cgroup_name(&self) -> String {
-        spec::host_cgroup_name(&self.container.config.id)
-    }
-
     fn agent_gone(&self, what: &str) -> String {
-        match self.container.config.isolation {
-            crate::Isolation::Vm => format!("the VM guest {what}"),
-            crate::Isolation::Process => format!("the container agent {what}"),
-        }
+        format!("{} {what}", self.mode.agent_name())
     }
 
     /// Handles one agent message; `Ok(Some)` once the main process has exited, `Err` if the agent broke
@@ -336,7 +340,7 @@ impl<'a> Monitor<'a> {
         match msg {
             Message::Started { stream: 0, pid } => {
                 tracing::debug!("main process started");
-                if self.container.config.isolation == crate::Isolation::Process {
+                if self.mode.agent_pids_are_host_pids() {
                     let _ = self.container.update_state(|s| {
                         s.pid = Some(pid);
                         s.pid_start = start_time(pid);

@@ -1,0 +1,64 @@
+//! Docker-shaped `inspect` JSON, built from the engine's typed records.
+
+use bulkhead_engine::{ContainerDetails, Status};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+pub fn container(d: &ContainerDetails) -> Value {
+    let (cfg, st) = (&d.container.config, &d.container.state);
+    let time = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+    };
+    json!({
+        "Id": cfg.id,
+        "Name": format!("/{}", cfg.name),
+        "Created": cfg.created.to_rfc3339(),
+        "Path": cfg.process.args.first(),
+        "Args": cfg.process.args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": st.status.to_string(),
+            "Running": st.status == Status::Running,
+            "Pid": if st.status == Status::Running { st.pid.unwrap_or(0) } else { 0 },
+            "ExitCode": st.exit_code.unwrap_or(0),
+            "OOMKilled": st.oom_killed,
+            "Error": st.error.clone().unwrap_or_default(),
+            "StartedAt": time(st.started_at),
+            "FinishedAt": time(st.finished_at),
+        },
+        "Image": cfg.image_id,
+        "ImageName": cfg.image,
+        "Isolation": cfg.isolation.to_string(),
+        "RestartCount": st.restart_count,
+        "LogPath": d.log_path,
+        "HostConfig": {
+            "Isolation": cfg.isolation.to_string(),
+            "AutoRemove": cfg.auto_remove,
+            "Privileged": cfg.security.privileged,
+            "ReadonlyRootfs": cfg.readonly_rootfs,
+            "CapAdd": cfg.security.cap_add,
+            "CapDrop": cfg.security.cap_drop,
+            "NetworkMode": format!("{:?}", cfg.network).to_lowercase(),
+            "Memory": cfg.resources.memory_bytes.unwrap_or(0),
+            "NanoCpus": cfg.resources.cpus.map(|c| (c * 1e9) as u64).unwrap_or(0),
+            "PidsLimit": cfg.resources.pids_limit,
+            "Mounts": cfg.mounts,
+            "UsernsMode": cfg.userns,
+            "VmMemoryMiB": d.vm.map(|v| v.memory_mib),
+            "VmVcpus": d.vm.map(|v| v.vcpus),
+            "VmAccel": cfg.vm.accel,
+        },
+        "Config": {
+            "Hostname": cfg.hostname,
+            "User": cfg.process.user,
+            "Env": cfg.process.env,
+            "Cmd": cfg.process.args,
+            "WorkingDir": cfg.process.cwd,
+            "Tty": cfg.process.terminal,
+            "OpenStdin": cfg.open_stdin,
+            "StopSignal": cfg.stop_signal,
+            "StopTimeout": cfg.stop_timeout,
+            "Image": cfg.image,
+        },
+    })
+}

@@ -1,0 +1,130 @@
+//! The image half of the facade: pull, import, export, tag, remove, prune, list, inspect, and registry
+//! logins. Every image that enters the store gets its root filesystem artifact built here, so both
+//! isolation levels can run it at once.
+
+use crate::{Engine, EngineError};
+use bulkhead_image::{Image, ImageSummary, PruneReport, Reference};
+use bulkhead_registry::{CredentialStore, Progress, PullOptions};
+use std::path::Path;
+
+/// How to reach a registry for a pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullSettings {
+    /// `os/arch[/variant]` to pick from multi-platform images (default `linux/amd64`).
+    pub platform: Option<String>,
+    /// Registries (`host` or `host:port`) reached over plain HTTP; loopback always is.
+    pub insecure_registries: Vec<String>,
+}
+
+/// What happens during a pull, for the front end to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// `create` did not find the image in the store and pulls it.
+    NotFoundLocally { reference: String },
+}
+
+/// A pulled image and the canonical reference it was registered under.
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    pub reference: String,
+    pub image: Image,
+}
+
+impl Engine {
+    /// Pulls `reference` with the credentials stored for its registry and builds its rootfs artifact.
+    pub fn pull(
+        &self,
+        reference: &str,
+        settings: &PullSettings,
+        _events: &mut dyn FnMut(PullEvent),
+    ) -> Result<PulledImage, EngineError> {
+        let parsed: Reference = reference.parse()?;
+        let credentials = CredentialStore::open(self.layout.root())?.get(&parsed.registry)?;
+        let mut opts = PullOptions {
+            insecure_registries: settings.insecure_registries.clone(),
+            credentials,
+            progress: Progress::Auto,
+            ..PullOptions::default()
+        };
+        if let Some(p) = &settings.platform {
+            opts.platform = p
+                .parse()
+                .map_err(|e| EngineError::InvalidOption(format!("invalid platform {p}: {e}")))?;
+        }
+        let image = bulkhead_registry::pull(&self.store, &parsed, &opts)?;
+        self.store.rootfs_artifact(&image)?;
+        Ok(PulledImage {
+            reference: parsed.to_string(),
+            image,
+        })
+    }
+
+    /// Loads an OCI layout or `docker save` archive; returns the images it held.
+    pub fn import_images(&self, archive: &Path) -> Result<Vec<Image>, EngineError> {
+        let images = self.store.import(archive)?;
+        for image in &images {
+            self.store.rootfs_artifact(image)?;
+        }
+        Ok(images)
+    }
+
+    /// Makes a one-layer image from a root filesystem tarball, tagged `reference`.
+    pub fn import_rootfs(&self, tar: &Path, reference: &str) -> Result<Image, EngineError> {
+        let image = self.store.import_rootfs(tar, reference)?;
+        self.store.rootfs_artifact(&image)?;
+        Ok(image)
+    }
+
+    /// Writes `reference` as an OCI image layout tar to `out`.
+    pub fn export_image(&self, reference: &str, out: &Path) -> Result<(), EngineError> {
+        Ok(self.store.export(reference, out)?)
+    }
+
+    pub fn tag_image(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        Ok(self.store.tag(source, target)?)
+    }
+
+    /// Untags `reference`, and deletes the image once no tag is left; an image that a container (in any
+    /// state) was created from is kept unless `force`.
+    pub fn remove_image(&self, reference: &str, force: bool) -> Result<Vec<String>, EngineError> {
+        let used: Vec<String> = crate::containers::configs(&self.layout)?
+            .into_iter()
+            .map(|c| c.image_id)
+            .collect();
+        Ok(self
+            .store
+            .remove(reference, force, &|id| used.contains(&id.to_string()))?)
+    }
+
+    /// Deletes blobs and artifacts no image refers to.
+    pub fn prune_images(&self) -> Result<PruneReport, EngineError> {
+        Ok(self.store.prune()?)
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageSummary>, EngineError> {
+        Ok(self.store.list()?)
+    }
+
+    pub fn inspect_image(&self, reference: &str) -> Result<serde_json::Value, EngineError> {
+        Ok(self.store.inspect(reference)?)
+    }
+
+    /// Checks the credentials against the registry, then stores them under the root.
+    pub fn login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &str,
+        insecure: bool,
+    ) -> Result<(), EngineError> {
+        CredentialStore::open(self.layout.root())?.login(registry, username, password, |c| {
+            bulkhead_registry::login(registry, c, insecure)
+        })?;
+        Ok(())
+    }
+
+    /// Forgets the credentials of `registry`; `false` if there were none.
+    pub fn logout(&self, registry: &str) -> Result<bool, EngineError> {
+        Ok(CredentialStore::open(self.layout.root())?.logout(registry)?)
+    }
+}

@@ -1,0 +1,79 @@
+//! Everything that differs between the isolation levels, behind one trait: what each mode refuses, how
+//! the runtime spec and the resources map onto it, how the container's agent is brought up and reached,
+//! and what a run leaves on the host. Nothing else in the engine matches on [`Isolation`]; a feature that
+//! differs per mode (networking, volumes, templates) adds a method here and an implementation in each
+//! module.
+
+mod process;
+mod vm;
+
+use crate::config::ContainerConfig;
+use crate::layout::ContainerPaths;
+use crate::{EngineError, Isolation};
+use bulkhead_runtime::ContainerSpec;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+pub use vm::VmSizing;
+
+/// One isolation level.
+pub(crate) trait Mode: Sync {
+    /// Refuses, before anything runs, what this mode cannot honour.
+    fn check(&self, config: &ContainerConfig) -> Result<(), EngineError>;
+
+    /// Adapts the runtime spec the agent starts the container from.
+    fn adapt_spec(&self, spec: &mut ContainerSpec);
+
+    /// The guest's size, for modes that have a guest.
+    fn sizing(&self, config: &ContainerConfig) -> Option<VmSizing>;
+
+    /// Brings up the container's agent and returns the stream to it. Must be called while the monitor is
+    /// single-threaded (process mode forks).
+    fn launch(
+        &self,
+        config: &ContainerConfig,
+        paths: &ContainerPaths,
+        artifact: &Path,
+    ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError>;
+
+    /// Who is at the other end of the agent stream, for messages ("the VM guest").
+    fn agent_name(&self) -> &'static str;
+
+    /// Whether the pids the agent reports are host pids (they are guest pids in a VM).
+    fn agent_pids_are_host_pids(&self) -> bool;
+
+    /// Removes what a run in this mode may have left on the host (after a crash too). Idempotent.
+    fn remove_leftovers(
+        &self,
+        config: &ContainerConfig,
+        paths: &ContainerPaths,
+    ) -> Result<(), EngineError>;
+}
+
+/// A running agent endpoint: the forked agent or the VM.
+pub(crate) trait Endpoint {
+    /// The host pid that stands for the container: the forked agent or QEMU.
+    fn host_pid(&self) -> i32;
+
+    /// Forces the endpoint down (used when the agent misbehaves).
+    fn kill(&mut self);
+
+    /// Ends the endpoint once the main process has exited, for a container about to be removed.
+    fn discard(&mut self);
+
+    /// Waits for the endpoint to end and removes what it used on the host.
+    fn teardown(self: Box<Self>) -> Result<(), EngineError>;
+}
+
+/// The implementation of `isolation`.
+pub(crate) fn mode(isolation: Isolation) -> &'static dyn Mode {
+    match isolation {
+        Isolation::Process => &process::ProcessMode,
+        Isolation::Vm => &vm::VmMode,
+    }
+}
+
+/// Every mode, for clean-ups that must not depend on the mode a container has now.
+pub(crate) fn all_modes() -> [&'static dyn Mode; 2] {
+    [mode(Isolation::Process), mode(Isolation::Vm)]
+}

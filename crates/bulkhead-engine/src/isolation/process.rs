@@ -1,0 +1,139 @@
+//! Process isolation: the container shares the host kernel. The monitor assembles the root filesystem on
+//! the host (erofs image artifact + ext4 writable disk + overlay, on loop devices) and forks the agent,
+//! which runs the container in new namespaces under a host cgroup.
+
+use super::{Endpoint, Mode, VmSizing};
+use crate::config::ContainerConfig;
+use crate::layout::ContainerPaths;
+use crate::EngineError;
+use bulkhead_runtime::{rootfs, ContainerSpec};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+pub(crate) struct ProcessMode;
+
+/// The cgroup (below each controller's root) a process-mode container runs in on the host.
+fn host_cgroup_name(id: &str) -> String {
+    format!("bulkhead/{id}")
+}
+
+impl Mode for ProcessMode {
+    fn check(&self, _config: &ContainerConfig) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn adapt_spec(&self, spec: &mut ContainerSpec) {
+        spec.cgroup_name = host_cgroup_name(&spec.id);
+    }
+
+    fn sizing(&self, _config: &ContainerConfig) -> Option<VmSizing> {
+        None
+    }
+
+    fn launch(
+        &self,
+        config: &ContainerConfig,
+        paths: &ContainerPaths,
+        artifact: &Path,
+    ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
+        let mnt = paths.mnt();
+        let root = assemble(artifact, &paths.disk(), &mnt).inspect_err(|_| {
+            let _ = rootfs::disassemble(&mnt);
+        })?;
+        let (ours, theirs) = UnixStream::pair().map_err(EngineError::io("socketpair"))?;
+        // SAFETY: the monitor is single-threaded here (see `Mode::launch`); the child only runs the agent
+        // loop and exits without returning into the caller's stack.
+        match unsafe { fork() }.map_err(EngineError::sys("forking the agent"))? {
+            ForkResult::Child => {
+                drop(ours);
+                close_all_but(theirs.as_raw_fd());
+                let code = match bulkhead_agent::serve(OwnedFd::from(theirs), &root) {
+                    Ok(_) => 0,
+                    Err(e) => {
+                        eprintln!("agent: {e}");
+                        1
+                    }
+                };
+                // SAFETY: leaving the forked child without running the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                drop(theirs);
+                let agent = ForkedAgent {
+                    pid: child,
+                    mnt,
+                    cgroup: host_cgroup_name(&config.id),
+                };
+                Ok((Box::new(agent), ours))
+            }
+        }
+    }
+
+    fn agent_name(&self) -> &'static str {
+        "the container agent"
+    }
+
+    fn agent_pids_are_host_pids(&self) -> bool {
+        true
+    }
+
+    fn remove_leftovers(
+        &self,
+        config: &ContainerConfig,
+        paths: &ContainerPaths,
+    ) -> Result<(), EngineError> {
+        rootfs::disassemble(&paths.mnt())?;
+        let _ = bulkhead_runtime::cgroups::cleanup(&host_cgroup_name(&config.id));
+        Ok(())
+    }
+}
+
+/// Closes every fd above stderr except `keep`. The agent must not hold the monitor's listening socket or
+/// the CLI's ready pipe: if the monitor dies, clients must see it gone, not a socket nobody serves.
+fn close_all_but(keep: RawFd) {
+    // SAFETY: close_range on fd ranges of our own process; `keep` stays open.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+    }
+}
+
+fn assemble(artifact: &Path, disk: &Path, mnt: &Path) -> Result<PathBuf, EngineError> {
+    let lower = rootfs::attach_loop(artifact, true)?;
+    let upper = rootfs::attach_loop(disk, false)?;
+    Ok(rootfs::assemble(lower.path(), upper.path(), mnt)?)
+}
+
+/// The agent forked on the host, and the mounts and cgroup it runs the container in.
+struct ForkedAgent {
+    pid: Pid,
+    mnt: PathBuf,
+    cgroup: String,
+}
+
+impl Endpoint for ForkedAgent {
+    fn host_pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    fn kill(&mut self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+    }
+
+    /// A process agent ends by itself once its container has exited.
+    fn discard(&mut self) {}
+
+    fn teardown(self: Box<Self>) -> Result<(), EngineError> {
+        let _ = waitpid(self.pid, None);
+        // The agent destroys the cgroup itself; a killed agent leaves it to us.
+        let _ = bulkhead_runtime::cgroups::cleanup(&self.cgroup);
+        rootfs::disassemble(&self.mnt)?;
+        Ok(())
+    }
+}

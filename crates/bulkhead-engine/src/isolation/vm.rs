@@ -1,0 +1,179 @@
+//! VM isolation: the container runs in its own QEMU microVM with its own guest kernel. The VM gets the
+//! image's erofs artifact (read-only) and the container's writable disk as virtio-blk disks, and the
+//! agent (the guest's PID 1) is reached over virtio-serial.
+
+use super::{Endpoint, Mode};
+use crate::config::ContainerConfig;
+use crate::layout::ContainerPaths;
+use crate::EngineError;
+use bulkhead_runtime::{ContainerSpec, MountSpec, NetworkMode, Resources};
+use bulkhead_vm::{AccelChoice, Vm, VmConfig};
+use serde::Serialize;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+const DEFAULT_MEMORY_MIB: u64 = 256;
+const MIN_MEMORY_MIB: u64 = 64;
+const MIB: u64 = 1 << 20;
+
+pub(crate) struct VmMode;
+
+/// A guest's size, derived from the container's resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VmSizing {
+    pub memory_mib: u64,
+    pub vcpus: u32,
+}
+
+impl VmSizing {
+    /// The memory limit becomes guest RAM (at least 64 MiB, 256 by default) and the CPU quota whole vCPUs.
+    pub fn of(resources: &Resources) -> VmSizing {
+        VmSizing {
+            memory_mib: resources
+                .memory_bytes
+                .map(|m| (m / MIB).max(MIN_MEMORY_MIB))
+                .unwrap_or(DEFAULT_MEMORY_MIB),
+            vcpus: resources
+                .cpus
+                .map(|c| c.ceil().max(1.0) as u32)
+                .unwrap_or(1),
+        }
+    }
+}
+
+impl Mode for VmMode {
+    fn check(&self, config: &ContainerConfig) -> Result<(), EngineError> {
+        if config
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountSpec::Bind { .. }))
+        {
+            return Err(EngineError::InvalidOption(
+                "bind mounts are refused with vm isolation: the guest sees no host directory \
+                 (use a tmpfs mount, or the container's own filesystem, which survives restarts)"
+                    .into(),
+            ));
+        }
+        if config.network == NetworkMode::Host {
+            return Err(EngineError::InvalidOption(
+                "host networking is refused with vm isolation: the guest has no host network"
+                    .into(),
+            ));
+        }
+        config
+            .vm
+            .accel
+            .parse::<AccelChoice>()
+            .map_err(|e| EngineError::InvalidOption(format!("invalid VM accelerator: {e}")))?;
+        u32::try_from(VmSizing::of(&config.resources).memory_mib).map_err(|_| {
+            EngineError::InvalidOption("the memory limit is too large for a VM".into())
+        })?;
+        Ok(())
+    }
+
+    fn adapt_spec(&self, spec: &mut ContainerSpec) {
+        // The guest's own network namespace holds nothing but `lo` (its init brings it up) and serves this
+        // one container, so the container shares it rather than paying for a new one.
+        spec.network = NetworkMode::Host;
+        // The guest's only tenant gets one cgroup level under the root: every level is a cgroup the guest
+        // kernel creates at each start.
+        spec.cgroup_name = "container".to_string();
+    }
+
+    fn sizing(&self, config: &ContainerConfig) -> Option<VmSizing> {
+        Some(VmSizing::of(&config.resources))
+    }
+
+    fn launch(
+        &self,
+        config: &ContainerConfig,
+        paths: &ContainerPaths,
+        artifact: &Path,
+    ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
+        let cache = bulkhead_vm::default_cache_dir();
+        let kernel = bulkhead_vm::kernel::info(&cache).ok_or(EngineError::NoGuestKernel)?;
+        let choice: AccelChoice =
+            config
+                .vm
+                .accel
+                .parse()
+                .map_err(|e: bulkhead_vm::accel::AccelError| {
+                    EngineError::InvalidOption(e.to_string())
+                })?;
+        let accel = bulkhead_vm::accel::detect(choice)
+            .map_err(|e| EngineError::InvalidOption(e.to_string()))?;
+        let initramfs = bulkhead_vm::initramfs::for_current_exe(&cache)?;
+        let sizing = VmSizing::of(&config.resources);
+        let vm = Vm::launch(&VmConfig {
+            kernel: kernel.vmlinux.clone(),
+            initramfs,
+            rootfs_artifact: artifact.to_path_buf(),
+            writable_disk: paths.disk(),
+            memory_mib: u32::try_from(sizing.memory_mib).map_err(|_| {
+                EngineError::InvalidOption("the memory limit is too large for a VM".into())
+            })?,
+            vcpus: sizing.vcpus,
+            accel: accel.kind,
+            run_dir: paths.run.clone(),
+        })?;
+        let stream = vm
+            .stream()
+            .try_clone()
+            .map_err(EngineError::io("agent socket"))?;
+        Ok((Box::new(RunningVm(vm)), stream))
+    }
+
+    fn agent_name(&self) -> &'static str {
+        "the VM guest"
+    }
+
+    fn agent_pids_are_host_pids(&self) -> bool {
+        false
+    }
+
+    /// QEMU's run files live in the container's run directory, which removal deletes.
+    fn remove_leftovers(&self, _: &ContainerConfig, _: &ContainerPaths) -> Result<(), EngineError> {
+        Ok(())
+    }
+}
+
+struct RunningVm(Vm);
+
+impl Endpoint for RunningVm {
+    fn host_pid(&self) -> i32 {
+        self.0.pid() as i32
+    }
+
+    fn kill(&mut self) {
+        self.0.kill();
+    }
+
+    /// A VM is killed rather than left to unmount and flush a writable disk that is deleted next (about
+    /// 50 ms of the guest's time under TCG).
+    fn discard(&mut self) {
+        self.0.kill();
+    }
+
+    fn teardown(mut self: Box<Self>) -> Result<(), EngineError> {
+        let _ = self.0.wait();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizing_follows_the_limits() {
+        let r = |memory_bytes, cpus| Resources {
+            memory_bytes,
+            cpus,
+            pids_limit: None,
+        };
+        assert_eq!(VmSizing::of(&r(None, None)).memory_mib, 256);
+        assert_eq!(VmSizing::of(&r(Some(512 * MIB), None)).memory_mib, 512);
+        assert_eq!(VmSizing::of(&r(Some(8 * MIB), None)).memory_mib, 64);
+        assert_eq!(VmSizing::of(&r(None, Some(1.5))).vcpus, 2);
+    }
+}

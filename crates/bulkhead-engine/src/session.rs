@@ -1,0 +1,92 @@
+//! A front end's connection to a container's monitor: protocol frames to and from the main process or an
+//! exec session. Relaying them to a terminal or an HTTP connection is the front end's business.
+
+use crate::containers::Container;
+use crate::EngineError;
+use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+
+/// A connection to a container's monitor.
+pub struct Session {
+    stream: UnixStream,
+    id: String,
+}
+
+impl Session {
+    pub fn connect(container: &Container) -> Result<Session, EngineError> {
+        let id = container.config.id.clone();
+        let path = container.paths.socket();
+        // A dead monitor's listening socket can outlive it in its forked agent, where a connection is
+        // accepted by the kernel but never served: check the monitor itself first.
+        if !container.state.monitor_alive() {
+            return Err(EngineError::WrongState {
+                id,
+                status: container.state.status.to_string(),
+                what: "its monitor is not running".into(),
+            });
+        }
+        let stream = UnixStream::connect(&path).map_err(|e| EngineError::WrongState {
+            id: id.clone(),
+            status: container.state.status.to_string(),
+            what: format!("its monitor is not reachable ({e})"),
+        })?;
+        handshake(&mut &stream, &mut &stream).map_err(|source| EngineError::Monitor {
+            id: id.clone(),
+            source,
+        })?;
+        Ok(Session { stream, id })
+    }
+
+    pub fn send(&mut self, msg: &Message) -> Result<(), EngineError> {
+        msg.send(&mut self.stream)
+            .map_err(|source| EngineError::Monitor {
+                id: self.id.clone(),
+                source,
+            })
+    }
+
+    /// The next message from the monitor.
+    pub fn recv(&mut self) -> Result<Message, ProtoError> {
+        Message::recv(&mut self.stream)
+    }
+
+    /// The container this session is connected to.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Asks for an exec session; `Ok(stream)` once it runs, or `Err(status)` if it ended at once.
+    pub fn start_exec(
+        &mut self,
+        process: &bulkhead_runtime::ProcessSpec,
+    ) -> Result<Result<u32, ExitStatus>, EngineError> {
+        let process =
+            serde_json::to_value(process).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
+        self.send(&Message::Exec { stream: 0, process })?;
+        let mut error = None;
+        loop {
+            match self.recv() {
+                Ok(Message::Started { stream, .. }) => return Ok(Ok(stream)),
+                Ok(Message::Error { message, .. }) => error = Some(message),
+                Ok(Message::Exited { mut status, .. }) => {
+                    status.reason = status.reason.or(error);
+                    return Ok(Err(status));
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    return Err(EngineError::Monitor {
+                        id: self.id.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Session {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
