@@ -38,7 +38,7 @@ mod digest;
 mod error;
 mod fsutil;
 mod layer;
-mod manifest;
+pub mod manifest;
 mod metadata;
 mod reference;
 mod rootfs;

@@ -44,7 +44,7 @@ impl Default for Limits {
             max_unpacked_bytes: 16 << 30,
             max_members: 1_000_000,
             max_path_len: 4096,
-            max_manifest_bytes: 4 << 20,
+            max_manifest_bytes: manifest::MAX_MANIFEST_BYTES,
         }
     }
 }

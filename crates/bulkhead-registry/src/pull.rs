@@ -12,12 +12,13 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use bulkhead_image::manifest::{BlobRef, ManifestDocument, MANIFEST_MEDIA_TYPES};
 use bulkhead_image::{Digest, Image, ImageError, Reference, Store};
 
 use crate::client::{Client, RetryPolicy};
 use crate::credentials::Credentials;
 use crate::error::RegistryError;
-use crate::manifest::{self, Blob, Document};
+use crate::manifest;
 use crate::platform::Platform;
 use crate::progress::{BlobProgress, Progress, Reporter};
 
@@ -76,13 +77,17 @@ pub fn pull(
     let scope = format!("repository:{}:pull", reference.repository);
     let image_manifest = resolve(&client, reference, &scope, &opts.platform)?;
     let what = format!("manifest of {name}");
-    let Document::Image(parsed) = &image_manifest.document else {
+    let ManifestDocument::Manifest {
+        manifest: parsed,
+        docker,
+    } = &image_manifest.document
+    else {
         return Err(RegistryError::UnsupportedMediaType {
             what,
             media_type: "nested image index".to_owned(),
         });
     };
-    let blobs = manifest::image_blobs(parsed, &what)?;
+    let blobs = manifest::image_blobs(parsed, *docker, &what)?;
     let job = Job {
         client: &client,
         store,
@@ -130,7 +135,7 @@ fn resolve(
         scope,
         &what,
     )?;
-    let Document::Index(index) = &fetched.document else {
+    let ManifestDocument::Index(index) = &fetched.document else {
         return Ok(fetched);
     };
     let descriptor = manifest::select_platform(index, platform, &name)?;
@@ -156,7 +161,7 @@ fn fetch_manifest(
 ) -> Result<manifest::Fetched, RegistryError> {
     let response = client.get(
         &format!("{repository}/manifests/{target}"),
-        &manifest::ACCEPTED,
+        &MANIFEST_MEDIA_TYPES,
         Some(scope),
         what,
     )?;
@@ -218,7 +223,7 @@ impl Retryable {
 }
 
 impl Job<'_> {
-    fn download_all(&self, blobs: &[Blob], max_concurrent: usize) -> Result<(), RegistryError> {
+    fn download_all(&self, blobs: &[BlobRef], max_concurrent: usize) -> Result<(), RegistryError> {
         let queue = Mutex::new(blobs.iter().collect::<VecDeque<_>>());
         let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
         let workers = max_concurrent.clamp(1, blobs.len().max(1));
@@ -249,7 +254,7 @@ impl Job<'_> {
 
     /// Downloads one blob unless the store has it, retrying interrupted or corrupt
     /// transfers up to the retry policy's attempt count.
-    fn download(&self, blob: &Blob) -> Result<(), RegistryError> {
+    fn download(&self, blob: &BlobRef) -> Result<(), RegistryError> {
         if self.store.has_blob(&blob.digest) {
             self.reporter.skipped(&blob.digest);
             return Ok(());
@@ -285,7 +290,7 @@ impl Job<'_> {
 
     fn attempt(
         &self,
-        blob: &Blob,
+        blob: &BlobRef,
         what: &str,
         progress: &BlobProgress,
     ) -> Result<(), AttemptError> {
