@@ -2,10 +2,11 @@
 
 use crate::args::*;
 use crate::format;
+use crate::pull_progress::PullProgress;
 use anyhow::{bail, Context, Result};
 use bulkhead_engine::Engine;
 use bulkhead_image::Reference;
-use bulkhead_registry::{CredentialStore, Progress, PullOptions};
+use bulkhead_registry::{CredentialStore, PullOptions};
 use std::io::Read;
 use std::path::Path;
 
@@ -25,11 +26,6 @@ pub fn pull_into(engine: &Engine, reference: &str, a: &PullArgs) -> Result<Strin
     let mut opts = PullOptions {
         insecure_registries: a.insecure_registry.clone(),
         credentials: creds,
-        progress: if a.quiet {
-            Progress::Quiet
-        } else {
-            Progress::Auto
-        },
         ..PullOptions::default()
     };
     if let Some(p) = &a.platform {
@@ -37,7 +33,10 @@ pub fn pull_into(engine: &Engine, reference: &str, a: &PullArgs) -> Result<Strin
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid --platform {p}: {e}"))?;
     }
-    let image = bulkhead_registry::pull(engine.store(), &parsed, &opts)?;
+    let progress = PullProgress::new(a.quiet);
+    let image = bulkhead_registry::pull(engine.store(), &parsed, &opts, &|event| {
+        progress.show(event)
+    })?;
     engine.store().rootfs_artifact(&image)?;
     Ok(format!("{} ({})", parsed, image.manifest_digest))
 }

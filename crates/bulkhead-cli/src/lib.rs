@@ -5,6 +5,7 @@ mod args;
 mod container_cmds;
 mod format;
 mod image_cmds;
+mod pull_progress;
 mod system_cmds;
 
 use args::{Cli, Command};

@@ -79,12 +79,13 @@ pub(crate) fn read(
     })
 }
 
-/// Picks the manifest of `wanted` from an index, or lists the platforms it offers.
+/// Picks the manifest of `wanted` from an index, with the platform the index lists for it, or
+/// lists the platforms it offers.
 pub(crate) fn select_platform<'a>(
     index: &'a ImageIndex,
     wanted: &Platform,
     reference: &str,
-) -> Result<&'a Descriptor, RegistryError> {
+) -> Result<(&'a Descriptor, Platform), RegistryError> {
     let platforms = index.manifests().iter().filter_map(|descriptor| {
         descriptor.platform().as_ref().map(|p| {
             let platform = Platform::new(
@@ -95,8 +96,8 @@ pub(crate) fn select_platform<'a>(
             (descriptor, platform)
         })
     });
-    if let Some((descriptor, _)) = platforms.clone().find(|(_, p)| wanted.matches(p)) {
-        return Ok(descriptor);
+    if let Some(found) = platforms.clone().find(|(_, p)| wanted.matches(p)) {
+        return Ok(found);
     }
     let mut available: Vec<String> = platforms
         .map(|(_, p)| p.to_string())
@@ -216,10 +217,13 @@ mod tests {
         else {
             panic!("not parsed as index");
         };
-        let amd64 = select_platform(&index, &Platform::default(), "r").unwrap();
+        let (amd64, platform) = select_platform(&index, &Platform::default(), "r").unwrap();
         assert_eq!(amd64.digest().to_string(), SHA_B);
-        let arm64 = select_platform(&index, &"linux/arm64".parse().unwrap(), "r").unwrap();
+        assert_eq!(platform, Platform::default());
+        let (arm64, platform) =
+            select_platform(&index, &"linux/arm64".parse().unwrap(), "r").unwrap();
         assert_eq!(arm64.digest().to_string(), SHA_A);
+        assert_eq!(platform.to_string(), "linux/arm64");
         let err = select_platform(&index, &"linux/s390x".parse().unwrap(), "reg/x:1")
             .unwrap_err()
             .to_string();
