@@ -5,7 +5,7 @@ use crate::format;
 use crate::pull_progress::PullProgress;
 use anyhow::{bail, Context, Result};
 use bulkhead_engine::Engine;
-use bulkhead_image::Reference;
+use bulkhead_image::{ImageDeletion, Reference};
 use bulkhead_registry::{CredentialStore, PullOptions};
 use std::io::Read;
 use std::path::Path;
@@ -82,7 +82,14 @@ pub fn rmi(root: &Path, a: RmiArgs) -> Result<i32> {
             .store()
             .remove(reference, a.force, &|id| engine.image_in_use(id))
         {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Ok(deletions) => {
+                for deletion in deletions {
+                    match deletion {
+                        ImageDeletion::Untagged(name) => println!("Untagged: {name}"),
+                        ImageDeletion::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("bulkhead: {e}");
                 failed = true;
@@ -104,6 +111,9 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
                 .iter()
                 .map(|r| engine.store().inspect(r))
                 .collect::<Result<Vec<_>, _>>()?;
+            // Through `Value`, whose maps are sorted: keys in a stable order (labels are a
+            // HashMap), the same as before the records were typed.
+            let all = serde_json::to_value(&all)?;
             println!("{}", serde_json::to_string_pretty(&all)?);
             Ok(0)
         }
