@@ -95,7 +95,8 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
 
 fn create_container(engine: &Engine, a: CreateArgs) -> Result<bulkhead_engine::Container> {
     let opts = create_options(a)?;
-    Ok(engine.create(&opts, &mut crate::image_cmds::show_pull_event)?)
+    let progress = crate::pull_progress::PullProgress::new(false);
+    Ok(engine.create(&opts, &|e| progress.show_engine_event(e))?)
 }
 
 pub fn create(engine: &Engine, a: CreateArgs) -> Result<i32> {

@@ -2,31 +2,18 @@
 
 use crate::args::*;
 use crate::format;
+use crate::pull_progress::PullProgress;
 use anyhow::{bail, Result};
-use bulkhead_engine::{Engine, PullEvent, PullSettings};
+use bulkhead_engine::{Engine, ImageDeletion, PullSettings};
 use std::io::Read;
-
-/// Shows what happens during a pull, as the docker CLI does.
-pub fn show_pull_event(event: PullEvent) {
-    match event {
-        PullEvent::NotFoundLocally { reference } => {
-            eprintln!("Unable to find image '{reference}' locally")
-        }
-    }
-}
 
 pub fn pull(engine: &Engine, a: PullArgs) -> Result<i32> {
     let settings = PullSettings {
         platform: a.platform,
         insecure_registries: a.insecure_registry,
     };
-    let mut quiet = |_: PullEvent| {};
-    let events: &mut dyn FnMut(PullEvent) = if a.quiet {
-        &mut quiet
-    } else {
-        &mut show_pull_event
-    };
-    let pulled = engine.pull(&a.reference, &settings, events)?;
+    let progress = PullProgress::new(a.quiet);
+    let pulled = engine.pull(&a.reference, &settings, &|e| progress.show_engine_event(e))?;
     println!("{} ({})", pulled.reference, pulled.image.manifest_digest);
     Ok(0)
 }
@@ -67,7 +54,14 @@ pub fn rmi(engine: &Engine, a: RmiArgs) -> Result<i32> {
     let mut failed = false;
     for reference in &a.images {
         match engine.remove_image(reference, a.force) {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Ok(deletions) => {
+                for deletion in deletions {
+                    match deletion {
+                        ImageDeletion::Untagged(name) => println!("Untagged: {name}"),
+                        ImageDeletion::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("bulkhead: {e}");
                 failed = true;
@@ -88,6 +82,8 @@ pub fn image(engine: &Engine, cmd: ImageCommand) -> Result<i32> {
                 .iter()
                 .map(|r| engine.inspect_image(r))
                 .collect::<Result<Vec<_>, _>>()?;
+            // Through `Value`, whose maps are sorted: keys in a stable order (labels are a HashMap).
+            let all = serde_json::to_value(&all)?;
             println!("{}", serde_json::to_string_pretty(&all)?);
             Ok(0)
         }

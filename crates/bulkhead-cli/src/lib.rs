@@ -6,6 +6,7 @@ mod container_cmds;
 mod format;
 mod image_cmds;
 mod inspect;
+mod pull_progress;
 mod relay;
 mod system_cmds;
 

@@ -3,8 +3,8 @@
 //! isolation levels can run it at once.
 
 use crate::{Engine, EngineError};
-use bulkhead_image::{Image, ImageSummary, PruneReport, Reference};
-use bulkhead_registry::{CredentialStore, Progress, PullOptions};
+use bulkhead_image::{Image, ImageDeletion, ImageInspect, ImageSummary, PruneReport, Reference};
+use bulkhead_registry::{CredentialStore, PullOptions};
 use std::path::Path;
 
 /// How to reach a registry for a pull.
@@ -21,7 +21,12 @@ pub struct PullSettings {
 pub enum PullEvent {
     /// `create` did not find the image in the store and pulls it.
     NotFoundLocally { reference: String },
+    /// Progress reported by the registry client (downloads run on several threads).
+    Registry(bulkhead_registry::PullEvent),
 }
+
+/// Where a pull's events go; called from the download threads.
+pub type PullEvents<'a> = &'a (dyn Fn(&PullEvent) + Sync);
 
 /// A pulled image and the canonical reference it was registered under.
 #[derive(Debug, Clone)]
@@ -36,14 +41,13 @@ impl Engine {
         &self,
         reference: &str,
         settings: &PullSettings,
-        _events: &mut dyn FnMut(PullEvent),
+        events: PullEvents,
     ) -> Result<PulledImage, EngineError> {
         let parsed: Reference = reference.parse()?;
         let credentials = CredentialStore::open(self.layout.root())?.get(&parsed.registry)?;
         let mut opts = PullOptions {
             insecure_registries: settings.insecure_registries.clone(),
             credentials,
-            progress: Progress::Auto,
             ..PullOptions::default()
         };
         if let Some(p) = &settings.platform {
@@ -51,7 +55,9 @@ impl Engine {
                 .parse()
                 .map_err(|e| EngineError::InvalidOption(format!("invalid platform {p}: {e}")))?;
         }
-        let image = bulkhead_registry::pull(&self.store, &parsed, &opts)?;
+        let image = bulkhead_registry::pull(&self.store, &parsed, &opts, &|e| {
+            events(&PullEvent::Registry(e.clone()))
+        })?;
         self.store.rootfs_artifact(&image)?;
         Ok(PulledImage {
             reference: parsed.to_string(),
@@ -86,7 +92,11 @@ impl Engine {
 
     /// Untags `reference`, and deletes the image once no tag is left; an image that a container (in any
     /// state) was created from is kept unless `force`.
-    pub fn remove_image(&self, reference: &str, force: bool) -> Result<Vec<String>, EngineError> {
+    pub fn remove_image(
+        &self,
+        reference: &str,
+        force: bool,
+    ) -> Result<Vec<ImageDeletion>, EngineError> {
         let used: Vec<String> = crate::containers::configs(&self.layout)?
             .into_iter()
             .map(|c| c.image_id)
@@ -105,7 +115,7 @@ impl Engine {
         Ok(self.store.list()?)
     }
 
-    pub fn inspect_image(&self, reference: &str) -> Result<serde_json::Value, EngineError> {
+    pub fn inspect_image(&self, reference: &str) -> Result<ImageInspect, EngineError> {
         Ok(self.store.inspect(reference)?)
     }
 

@@ -53,7 +53,7 @@ pub use config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
 pub use containers::Container;
 pub use engine::{build_guest_kernel, guest_kernel, policy_path, Engine, EngineConfig, EngineInfo};
 pub use error::EngineError;
-pub use images::{PullEvent, PullSettings, PulledImage};
+pub use images::{PullEvent, PullEvents, PullSettings, PulledImage};
 pub use isolation::VmSizing;
 pub use layout::Layout;
 pub use lifecycle::{ContainerDetails, ExecOptions, LogOptions, StartMode};
@@ -63,8 +63,9 @@ pub use spec::parse_signal;
 pub use state::{ContainerState, Status};
 
 /// Types of the layers below that appear in the facade's signatures, so front ends need no other crate.
-pub use bulkhead_image::{Image, ImageId, ImageSummary, PruneReport};
+pub use bulkhead_image::{Image, ImageDeletion, ImageId, ImageInspect, ImageSummary, PruneReport};
 pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
+pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;
 pub use bulkhead_runtime::{ProcessSpec, Resources};
 pub use bulkhead_vm::{Accel, AccelKind, Kernel};

@@ -3,7 +3,7 @@
 
 use crate::config::{CreateOptions, Isolation};
 use crate::containers::{self, Container};
-use crate::images::PullEvent;
+use crate::images::{PullEvent, PullEvents};
 use crate::isolation::{self, VmSizing};
 use crate::session::Session;
 use crate::state::{ContainerState, Status};
@@ -74,12 +74,12 @@ impl Engine {
     pub fn create(
         &self,
         opts: &CreateOptions,
-        events: &mut dyn FnMut(PullEvent),
+        events: PullEvents,
     ) -> Result<Container, EngineError> {
         let image = match (self.store.resolve(&opts.image), &opts.pull) {
             (Ok(image), _) => image,
             (Err(bulkhead_image::ImageError::NotFound { .. }), Some(settings)) => {
-                events(PullEvent::NotFoundLocally {
+                events(&PullEvent::NotFoundLocally {
                     reference: opts.image.clone(),
                 });
                 self.pull(&opts.image, settings, events)?;

@@ -362,7 +362,7 @@ impl Store {
             reference,
             "manifest",
         )?;
-        let manifest_bytes = match manifest::parse_document(&original, reference)? {
+        let manifest_bytes = match manifest::parse_document(&original, None, reference)? {
             ManifestDocument::Manifest { docker: false, .. } => original,
             ManifestDocument::Manifest {
                 manifest,
@@ -612,7 +612,7 @@ fn oci_candidates(
     index: &[u8],
 ) -> Result<Vec<Candidate>, ImageError> {
     let reference = path.display().to_string();
-    let index = match manifest::parse_document(index, &reference)? {
+    let index = match manifest::parse_document(index, None, &reference)? {
         ManifestDocument::Index(index) => index,
         ManifestDocument::Manifest { .. } => {
             return Err(unsupported(path, "index.json is not an image index"))
@@ -624,7 +624,7 @@ fn oci_candidates(
         let mut digest = manifest::descriptor_digest(descriptor)?;
         for _ in 0..4 {
             let bytes = staging.read_small(&digest, &reference, "manifest")?;
-            match manifest::parse_document(&bytes, &reference)? {
+            match manifest::parse_document(&bytes, None, &reference)? {
                 ManifestDocument::Manifest { .. } => break,
                 ManifestDocument::Index(nested) => {
                     digest = manifest::descriptor_digest(&manifest::select_platform(

@@ -1,12 +1,15 @@
 //! Content digests (`sha256:<64 hex>`) and the image id built on them.
 //!
 //! Only sha256 is accepted: it is what every registry and `docker save` produce, and refusing other
-//! algorithms up front keeps blob paths and comparisons unambiguous.
+//! algorithms up front keeps blob paths and comparisons unambiguous. The hex part is validated by
+//! oci-spec's `Sha256Digest`; our type adds what oci-spec's digests lack: an order (blob sets and
+//! maps are sorted) and the sha256-only rule with an error that names the algorithm.
 
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
 
+use oci_spec::image::{DigestAlgorithm, Sha256Digest};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
@@ -31,23 +34,12 @@ impl Digest {
 
     /// Builds a digest from its 64-character lowercase hex part.
     pub fn from_hex(hex: &str) -> Result<Digest, ImageError> {
-        if hex.len() != SHA256_HEX_LEN {
-            return Err(ImageError::InvalidDigest {
-                input: hex.to_string(),
-                reason: format!(
-                    "sha256 needs {SHA256_HEX_LEN} hex digits, got {}",
-                    hex.len()
-                ),
-            });
-        }
-        if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(ImageError::InvalidDigest {
-                input: hex.to_string(),
-                reason: "not lowercase hexadecimal".to_string(),
-            });
-        }
+        let valid = Sha256Digest::from_str(hex).map_err(|e| ImageError::InvalidDigest {
+            input: hex.to_string(),
+            reason: format!("sha256 needs {SHA256_HEX_LEN} hex digits, in lowercase: {e}"),
+        })?;
         Ok(Digest {
-            hex: hex.to_string(),
+            hex: valid.digest().to_string(),
         })
     }
 
@@ -73,10 +65,7 @@ impl FromStr for Digest {
             });
         };
         if algorithm != "sha256" {
-            return Err(ImageError::InvalidDigest {
-                input: s.to_string(),
-                reason: format!("unsupported digest algorithm {algorithm:?} (only sha256)"),
-            });
+            return Err(unsupported_algorithm(s, algorithm));
         }
         Digest::from_hex(hex).map_err(|e| match e {
             ImageError::InvalidDigest { reason, .. } => ImageError::InvalidDigest {
@@ -116,20 +105,21 @@ impl<'de> Deserialize<'de> for Digest {
 impl TryFrom<&oci_spec::image::Digest> for Digest {
     type Error = ImageError;
 
+    /// Refuses algorithms other than sha256; oci-spec has already checked a sha256 value's hex.
     fn try_from(d: &oci_spec::image::Digest) -> Result<Digest, ImageError> {
-        d.to_string().parse()
+        if *d.algorithm() != DigestAlgorithm::Sha256 {
+            return Err(unsupported_algorithm(d.as_ref(), d.algorithm().as_ref()));
+        }
+        Ok(Digest {
+            hex: d.digest().to_string(),
+        })
     }
 }
 
-impl Digest {
-    /// Converts to the `oci-spec` digest type used by its manifest builders.
-    pub fn to_oci(&self) -> Result<oci_spec::image::Digest, ImageError> {
-        oci_spec::image::Sha256Digest::from_str(&self.hex)
-            .map(Into::into)
-            .map_err(|e| ImageError::InvalidDigest {
-                input: self.to_string(),
-                reason: e.to_string(),
-            })
+fn unsupported_algorithm(input: &str, algorithm: &str) -> ImageError {
+    ImageError::InvalidDigest {
+        input: input.to_string(),
+        reason: format!("unsupported digest algorithm {algorithm:?} (only sha256)"),
     }
 }
 
@@ -211,6 +201,20 @@ mod tests {
         let upper = format!("sha256:{}", "A".repeat(64));
         assert!(upper.parse::<Digest>().is_err());
         assert!("nocolon".parse::<Digest>().is_err());
+    }
+
+    #[test]
+    fn converts_oci_digests() {
+        let sha256 = format!("sha256:{}", "ab".repeat(32));
+        let oci: oci_spec::image::Digest = sha256.parse().unwrap();
+        assert_eq!(Digest::try_from(&oci).unwrap().to_string(), sha256);
+        let sha512: oci_spec::image::Digest =
+            format!("sha512:{}", "ab".repeat(64)).parse().unwrap();
+        let err = Digest::try_from(&sha512).unwrap_err().to_string();
+        assert!(
+            err.contains("unsupported digest algorithm \"sha512\""),
+            "{err}"
+        );
     }
 
     #[test]

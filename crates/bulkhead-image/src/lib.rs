@@ -38,7 +38,7 @@ mod digest;
 mod error;
 mod fsutil;
 mod layer;
-mod manifest;
+pub mod manifest;
 mod metadata;
 mod reference;
 mod rootfs;
@@ -51,4 +51,7 @@ pub use error::ImageError;
 pub use layer::Compression;
 pub use manifest::LayerDescriptor;
 pub use reference::{Reference, DEFAULT_REGISTRY, DEFAULT_TAG};
-pub use store::{Image, ImageSummary, IngestLease, Limits, PruneReport, Store};
+pub use store::{
+    Image, ImageDeletion, ImageInspect, ImageSummary, IngestLease, InspectLayer, InspectMetadata,
+    InspectRootFs, Limits, PruneReport, Store,
+};

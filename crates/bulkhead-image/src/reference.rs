@@ -3,6 +3,11 @@
 //! `busybox` means `docker.io/library/busybox:latest`; the first path component is a registry
 //! only when it looks like a host (`.`, `:` or `localhost`), so `localhost:5000/x` works as in
 //! docker. Keeping one canonical spelling is what lets tags in the store be compared as strings.
+//!
+//! Not `oci_spec::distribution::Reference` (0.7): it parses with a regex, which would link a regex
+//! engine into the binary that is also every VM guest's /init (kept out for size) and compile the
+//! pattern in every CLI process; and it is laxer: tags match a Unicode `\w`, and an uppercase first
+//! component (`Uppercase/app`) is accepted as a Docker Hub repository.
 
 use std::fmt;
 use std::str::FromStr;

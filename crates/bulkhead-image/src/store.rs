@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::ImageConfiguration;
-use serde_json::json;
+use oci_spec::image::{Config, History, ImageConfiguration};
+use serde::Serialize;
 
 use crate::digest::{Digest, ImageId};
 use crate::error::ImageError;
@@ -44,7 +44,7 @@ impl Default for Limits {
             max_unpacked_bytes: 16 << 30,
             max_members: 1_000_000,
             max_path_len: 4096,
-            max_manifest_bytes: 4 << 20,
+            max_manifest_bytes: manifest::MAX_MANIFEST_BYTES,
         }
     }
 }
@@ -74,6 +74,69 @@ pub struct ImageSummary {
     pub id: ImageId,
     pub created: Option<String>,
     pub size: u64,
+}
+
+/// One effect of [`Store::remove`], in the order docker reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageDeletion {
+    /// A tag or a `name@digest` reference was removed; familiar form (`busybox:latest`).
+    Untagged(String),
+    /// The image record was deleted (its blobs are freed unless another image uses them).
+    Deleted(ImageId),
+}
+
+/// What [`Store::inspect`] reports about one image. Serializes with docker's field names.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageInspect {
+    pub id: ImageId,
+    /// Familiar tags (`busybox:latest`).
+    pub repo_tags: Vec<String>,
+    /// Familiar `name@digest` references the image was pulled or registered as.
+    pub repo_digests: Vec<String>,
+    pub manifest_digest: Digest,
+    pub created: Option<String>,
+    pub author: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    pub variant: Option<String>,
+    /// Config plus (compressed) layer sizes in bytes.
+    pub size: u64,
+    /// The image's default run configuration (command, environment, user, ...).
+    pub config: Option<Config>,
+    #[serde(rename = "RootFS")]
+    pub root_fs: InspectRootFs,
+    pub layers: Vec<InspectLayer>,
+    pub history: Vec<History>,
+    pub metadata: InspectMetadata,
+}
+
+/// The uncompressed layers of an image, by diff id.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InspectRootFs {
+    /// Always `layers`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub layers: Vec<Digest>,
+}
+
+/// A layer blob as the manifest lists it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InspectLayer {
+    pub digest: Digest,
+    pub size: u64,
+    /// OCI media type (Docker types are mapped to OCI ones).
+    pub media_type: String,
+}
+
+/// Local facts about an image, not part of the image itself.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InspectMetadata {
+    /// When the image was registered in this store (RFC 3339).
+    pub added: String,
 }
 
 /// What [`Store::prune`] deleted.
@@ -298,8 +361,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// docker-inspect-like JSON for one image.
-    pub fn inspect(&self, reference: &str) -> Result<serde_json::Value, ImageError> {
+    /// What docker's image inspect shows about the image `reference` denotes.
+    pub fn inspect(&self, reference: &str) -> Result<ImageInspect, ImageError> {
         let meta = self.metadata()?;
         let id = Self::lookup_id(&meta, reference)?;
         let image = self.load_image(&meta, &id)?;
@@ -313,30 +376,37 @@ impl Store {
                 .collect()
         };
         let config = &image.config;
-        Ok(json!({
-            "Id": id.to_string(),
-            "RepoTags": familiar(&mut image.names.iter()),
-            "RepoDigests": familiar(&mut record.repo_digests.iter()),
-            "ManifestDigest": image.manifest_digest.to_string(),
-            "Created": image.created,
-            "Author": config.author(),
-            "Architecture": config.architecture().to_string(),
-            "Os": config.os().to_string(),
-            "Variant": config.variant(),
-            "Size": image.size,
-            "Config": config.config(),
-            "RootFS": {
-                "Type": "layers",
-                "Layers": config.rootfs().diff_ids(),
+        Ok(ImageInspect {
+            repo_tags: familiar(&mut image.names.iter()),
+            repo_digests: familiar(&mut record.repo_digests.iter()),
+            manifest_digest: image.manifest_digest.clone(),
+            created: image.created.clone(),
+            author: config.author().clone(),
+            architecture: config.architecture().to_string(),
+            os: config.os().to_string(),
+            variant: config.variant().clone(),
+            size: image.size,
+            config: config.config().clone(),
+            root_fs: InspectRootFs {
+                kind: "layers".to_string(),
+                // The diff ids, validated when the image was loaded.
+                layers: image.layers.iter().map(|l| l.diff_id.clone()).collect(),
             },
-            "Layers": image.layers.iter().map(|l| json!({
-                "Digest": l.digest.to_string(),
-                "Size": l.size,
-                "MediaType": l.media_type,
-            })).collect::<Vec<_>>(),
-            "History": config.history(),
-            "Metadata": { "Added": record.added },
-        }))
+            layers: image
+                .layers
+                .iter()
+                .map(|l| InspectLayer {
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    media_type: l.media_type.clone(),
+                })
+                .collect(),
+            history: config.history().clone(),
+            metadata: InspectMetadata {
+                added: record.added.clone(),
+            },
+            id,
+        })
     }
 
     /// Adds tag `dst` (e.g. `myapp:v1`) to the image `src` denotes.
@@ -357,14 +427,14 @@ impl Store {
 
     /// Untags and, when the last tag goes (or when addressed by id), deletes the image record,
     /// then frees blobs no other image uses. Refuses images `in_use` unless `force`.
-    /// Returns docker-style lines (`Untagged: ...`, `Deleted: ...`).
+    /// Returns what was untagged and deleted, in docker's order.
     pub fn remove(
         &self,
         reference: &str,
         force: bool,
         in_use: &dyn Fn(&ImageId) -> bool,
-    ) -> Result<Vec<String>, ImageError> {
-        let (lines, deleted) = self.update_metadata(|meta| {
+    ) -> Result<Vec<ImageDeletion>, ImageError> {
+        let (deletions, deleted) = self.update_metadata(|meta| {
             let id = Self::lookup_id(meta, reference)?;
             let tags = meta.tags_of(&id);
             let by_tag = reference
@@ -378,11 +448,11 @@ impl Store {
                     .map(|r| r.familiar())
                     .unwrap_or_else(|_| name.to_string())
             };
-            let mut lines = Vec::new();
+            let mut deletions = Vec::new();
             if let Some(tag) = &by_tag {
                 if tags.len() > 1 {
                     meta.tags.remove(tag);
-                    return Ok((vec![format!("Untagged: {}", familiar(tag))], None));
+                    return Ok((vec![ImageDeletion::Untagged(familiar(tag))], None));
                 }
             } else if tags.len() > 1 && !force {
                 return Err(ImageError::MultipleTags {
@@ -402,16 +472,16 @@ impl Store {
             }
             for tag in &tags {
                 meta.tags.remove(tag);
-                lines.push(format!("Untagged: {}", familiar(tag)));
+                deletions.push(ImageDeletion::Untagged(familiar(tag)));
             }
             if let Some(record) = meta.images.remove(&id) {
                 for repo_digest in &record.repo_digests {
-                    lines.push(format!("Untagged: {}", familiar(repo_digest)));
+                    deletions.push(ImageDeletion::Untagged(familiar(repo_digest)));
                 }
-                lines.push(format!("Deleted: {id}"));
-                return Ok((lines, Some((id, record))));
+                deletions.push(ImageDeletion::Deleted(id.clone()));
+                return Ok((deletions, Some((id, record))));
             }
-            Ok((lines, None))
+            Ok((deletions, None))
         })?;
         if let Some((id, record)) = deleted {
             let mut candidates = BTreeSet::new();
@@ -425,7 +495,7 @@ impl Store {
                 self.collect_garbage(ingest, Some(&candidates))?;
             }
         }
-        Ok(lines)
+        Ok(deletions)
     }
 
     /// Deletes blobs and rootfs artifacts that no image references, and stale temp files.

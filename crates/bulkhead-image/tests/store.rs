@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 
-use bulkhead_image::{Digest, ImageError, Store};
+use bulkhead_image::{Digest, ImageDeletion, ImageError, Store};
 use common::{busybox_layer, ingest, snapshot, Layer, LayerBuilder, OCI_GZIP, OCI_TAR};
 
 #[test]
@@ -113,8 +113,17 @@ fn register_resolve_list_tag_remove() {
             ("localhost:5000/mine".into(), "v1".into())
         ]
     );
-    let inspect = store.inspect("localhost:5000/mine:v1").unwrap();
+    let record = store.inspect("localhost:5000/mine:v1").unwrap();
+    assert_eq!(record.id, image.id);
+    assert_eq!(
+        record.repo_tags,
+        ["busybox:latest", "localhost:5000/mine:v1"]
+    );
+    // Docker's field names.
+    let inspect = serde_json::to_value(&record).unwrap();
     assert_eq!(inspect["Id"], id);
+    assert_eq!(inspect["Metadata"]["Added"], record.metadata.added);
+    assert_eq!(inspect["Layers"][0]["MediaType"], OCI_GZIP);
     assert_eq!(inspect["Config"]["Cmd"][0], "/bin/sh");
     assert_eq!(
         inspect["RootFS"]["Layers"][0],
@@ -130,7 +139,7 @@ fn register_resolve_list_tag_remove() {
     // By tag with two tags: untag only.
     assert_eq!(
         store.remove("busybox", false, &never).unwrap(),
-        vec!["Untagged: busybox:latest"]
+        [ImageDeletion::Untagged("busybox:latest".into())]
     );
     assert!(store.resolve("busybox").is_err());
     // Last tag while in use: refused, then forced.
@@ -139,9 +148,15 @@ fn register_resolve_list_tag_remove() {
         store.remove("localhost:5000/mine:v1", false, &used),
         Err(ImageError::InUse { .. })
     ));
-    let lines = store.remove("localhost:5000/mine:v1", true, &used).unwrap();
-    assert_eq!(lines.first().unwrap(), "Untagged: localhost:5000/mine:v1");
-    assert_eq!(lines.last().unwrap(), &format!("Deleted: {id}"));
+    let deletions = store.remove("localhost:5000/mine:v1", true, &used).unwrap();
+    assert_eq!(
+        deletions.first(),
+        Some(&ImageDeletion::Untagged("localhost:5000/mine:v1".into()))
+    );
+    assert_eq!(
+        deletions.last(),
+        Some(&ImageDeletion::Deleted(image.id.clone()))
+    );
     assert!(store.resolve(&id).is_err());
     assert!(store.list().unwrap().is_empty());
     // Its blobs went with it.

@@ -309,7 +309,7 @@ fn host_without_port(registry: &str) -> &str {
 /// Docker Hub's API is not served on its reference name.
 fn api_host(registry: &str) -> &str {
     match registry {
-        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        bulkhead_image::DEFAULT_REGISTRY | "index.docker.io" => "registry-1.docker.io",
         other => other,
     }
 }

@@ -175,7 +175,7 @@ fn normalise_registry(name: &str) -> Result<String, RegistryError> {
     }
     Ok(match host.as_str() {
         "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".to_owned()
+            bulkhead_image::DEFAULT_REGISTRY.to_owned()
         }
         _ => host,
     })

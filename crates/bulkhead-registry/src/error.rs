@@ -70,18 +70,13 @@ pub enum RegistryError {
     #[error("{what} is larger than the {limit} byte limit for manifests")]
     ManifestTooLarge { what: String, limit: u64 },
 
-    #[error("{what} uses Docker schema 1 ({media_type}), which is deprecated and unsupported; rebuild or re-push the image")]
-    Schema1 { what: String, media_type: String },
-
     #[error("{what} has unsupported media type {media_type:?}")]
     UnsupportedMediaType { what: String, media_type: String },
 
-    #[error("{what} is not a valid manifest: {source}")]
-    InvalidManifest {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    /// A manifest the image store would refuse (format, media types, schema 1, digests); the
+    /// image error names the manifest and the reference.
+    #[error(transparent)]
+    InvalidManifest(bulkhead_image::ImageError),
 
     #[error("{what} has digest {actual}, expected {expected}")]
     ManifestDigestMismatch {

@@ -12,16 +12,16 @@ mod auth;
 mod client;
 mod credentials;
 mod error;
+mod event;
 mod manifest;
 mod platform;
-mod progress;
 mod pull;
 
 pub use client::RetryPolicy;
 pub use credentials::{CredentialStore, Credentials};
 pub use error::RegistryError;
+pub use event::PullEvent;
 pub use platform::Platform;
-pub use progress::Progress;
 pub use pull::{pull, PullOptions};
 
 /// Checks `credentials` against `registry`'s API endpoint (`/v2/`), answering its

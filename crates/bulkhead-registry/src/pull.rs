@@ -12,14 +12,15 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use bulkhead_image::manifest::{BlobRef, ManifestDocument, MANIFEST_MEDIA_TYPES};
 use bulkhead_image::{Digest, Image, ImageError, Reference, Store};
 
 use crate::client::{Client, RetryPolicy};
 use crate::credentials::Credentials;
 use crate::error::RegistryError;
-use crate::manifest::{self, Blob, Document};
+use crate::event::PullEvent;
+use crate::manifest;
 use crate::platform::Platform;
-use crate::progress::{BlobProgress, Progress, Reporter};
 
 const COPY_CHUNK: usize = 64 * 1024;
 
@@ -32,7 +33,6 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// Credentials for the reference's registry; anonymous when `None`.
     pub credentials: Option<Credentials>,
-    pub progress: Progress,
     /// Blobs downloaded at the same time (at least 1).
     pub max_concurrent: usize,
     /// Retry bounds for failed requests and interrupted blob downloads.
@@ -45,18 +45,20 @@ impl Default for PullOptions {
             platform: Platform::default(),
             insecure_registries: Vec::new(),
             credentials: None,
-            progress: Progress::default(),
             max_concurrent: 3,
             retry: RetryPolicy::default(),
         }
     }
 }
 
-/// Pulls `reference` from its registry into `store` and registers it under that name.
+/// Pulls `reference` from its registry into `store` and registers it under that name,
+/// reporting each step to `events`. The callback runs on the download threads too (hence
+/// `Sync`) and should return quickly: a slow one slows the downloads.
 pub fn pull(
     store: &Store,
     reference: &Reference,
     opts: &PullOptions,
+    events: &(dyn Fn(&PullEvent) + Sync),
 ) -> Result<Image, RegistryError> {
     let client = Client::new(
         &reference.registry,
@@ -64,7 +66,6 @@ pub fn pull(
         opts.credentials.clone(),
         opts.retry.clone(),
     );
-    let reporter = Reporter::new(opts.progress);
     let name = reference.to_string();
     // Keeps `image prune` from collecting blobs this pull found present or wrote,
     // until the image referencing them is registered.
@@ -72,24 +73,34 @@ pub fn pull(
         what: format!("pull of {name}"),
         source,
     })?;
-    reporter.message(&format!("Pulling {name}"));
+    events(&PullEvent::Resolving {
+        reference: reference.clone(),
+    });
     let scope = format!("repository:{}:pull", reference.repository);
-    let image_manifest = resolve(&client, reference, &scope, &opts.platform)?;
+    let (image_manifest, platform) = resolve(&client, reference, &scope, &opts.platform)?;
+    events(&PullEvent::ManifestChosen {
+        digest: image_manifest.digest.clone(),
+        platform,
+    });
     let what = format!("manifest of {name}");
-    let Document::Image(parsed) = &image_manifest.document else {
+    let ManifestDocument::Manifest {
+        manifest: parsed,
+        docker,
+    } = &image_manifest.document
+    else {
         return Err(RegistryError::UnsupportedMediaType {
             what,
             media_type: "nested image index".to_owned(),
         });
     };
-    let blobs = manifest::image_blobs(parsed, &what)?;
+    let blobs = manifest::image_blobs(parsed, *docker, &what)?;
     let job = Job {
         client: &client,
         store,
         reference: &name,
         repository: &reference.repository,
         scope: &scope,
-        reporter: &reporter,
+        events,
         cancelled: AtomicBool::new(false),
     };
     job.download_all(&blobs, opts.max_concurrent)?;
@@ -103,18 +114,21 @@ pub fn pull(
     let image = store
         .register_image(reference, &image_manifest.digest)
         .map_err(store_err)?;
-    reporter.message(&format!("Digest: {}", image_manifest.digest));
+    events(&PullEvent::Done {
+        reference: reference.clone(),
+        digest: image_manifest.digest,
+    });
     Ok(image)
 }
 
 /// Fetches the manifest `reference` points to and, for an index, the manifest of
-/// `platform` it lists.
+/// `platform` it lists, with the platform of the index entry chosen.
 fn resolve(
     client: &Client,
     reference: &Reference,
     scope: &str,
     platform: &Platform,
-) -> Result<manifest::Fetched, RegistryError> {
+) -> Result<(manifest::Fetched, Option<Platform>), RegistryError> {
     let name = reference.to_string();
     let what = format!("manifest of {name}");
     let target = match (&reference.digest, &reference.tag) {
@@ -130,20 +144,21 @@ fn resolve(
         scope,
         &what,
     )?;
-    let Document::Index(index) = &fetched.document else {
-        return Ok(fetched);
+    let ManifestDocument::Index(index) = &fetched.document else {
+        return Ok((fetched, None));
     };
-    let descriptor = manifest::select_platform(index, platform, &name)?;
+    let (descriptor, chosen) = manifest::select_platform(index, platform, &name)?;
     let digest = manifest::descriptor_digest(descriptor, &what)?;
     let what = format!("{platform} manifest {digest} of {name}");
-    fetch_manifest(
+    let fetched = fetch_manifest(
         client,
         &reference.repository,
         &digest.to_string(),
         Some(&digest),
         scope,
         &what,
-    )
+    )?;
+    Ok((fetched, Some(chosen)))
 }
 
 fn fetch_manifest(
@@ -156,7 +171,7 @@ fn fetch_manifest(
 ) -> Result<manifest::Fetched, RegistryError> {
     let response = client.get(
         &format!("{repository}/manifests/{target}"),
-        &manifest::ACCEPTED,
+        &MANIFEST_MEDIA_TYPES,
         Some(scope),
         what,
     )?;
@@ -170,7 +185,7 @@ struct Job<'a> {
     reference: &'a str,
     repository: &'a str,
     scope: &'a str,
-    reporter: &'a Reporter,
+    events: &'a (dyn Fn(&PullEvent) + Sync),
     /// Set by the first failing download so the others stop early.
     cancelled: AtomicBool,
 }
@@ -218,7 +233,7 @@ impl Retryable {
 }
 
 impl Job<'_> {
-    fn download_all(&self, blobs: &[Blob], max_concurrent: usize) -> Result<(), RegistryError> {
+    fn download_all(&self, blobs: &[BlobRef], max_concurrent: usize) -> Result<(), RegistryError> {
         let queue = Mutex::new(blobs.iter().collect::<VecDeque<_>>());
         let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
         let workers = max_concurrent.clamp(1, blobs.len().max(1));
@@ -249,46 +264,49 @@ impl Job<'_> {
 
     /// Downloads one blob unless the store has it, retrying interrupted or corrupt
     /// transfers up to the retry policy's attempt count.
-    fn download(&self, blob: &Blob) -> Result<(), RegistryError> {
+    fn download(&self, blob: &BlobRef) -> Result<(), RegistryError> {
+        let digest = || blob.digest.clone();
         if self.store.has_blob(&blob.digest) {
-            self.reporter.skipped(&blob.digest);
+            (self.events)(&PullEvent::BlobPresent { digest: digest() });
             return Ok(());
         }
         let what = format!("blob {} of {}", blob.digest, self.reference);
-        let progress = self.reporter.blob(&blob.digest, blob.size);
+        (self.events)(&PullEvent::BlobStarted {
+            digest: digest(),
+            size: blob.size,
+        });
         let retry = self.client.retry();
         let mut failures = 0;
         loop {
-            let error = match self.attempt(blob, &what, &progress) {
+            let error = match self.attempt(blob, &what) {
                 Ok(()) => {
-                    progress.finished();
+                    (self.events)(&PullEvent::BlobDone { digest: digest() });
                     return Ok(());
                 }
                 Err(AttemptError::Cancelled) => return Ok(()),
                 Err(AttemptError::Fatal(error)) => {
-                    progress.failed();
+                    (self.events)(&PullEvent::BlobFailed { digest: digest() });
                     return Err(error);
                 }
                 Err(AttemptError::Retryable(error)) => error,
             };
             failures += 1;
             if failures >= retry.attempts() {
-                progress.failed();
+                (self.events)(&PullEvent::BlobFailed { digest: digest() });
                 return Err(error.into_error(self.client.registry(), what, failures));
             }
             let reason = error.reason();
             tracing::warn!(%what, %reason, failures, "blob download failed, retrying");
-            progress.retrying(&reason);
+            (self.events)(&PullEvent::BlobRetrying {
+                digest: digest(),
+                attempt: failures,
+                reason,
+            });
             std::thread::sleep(retry.backoff(failures));
         }
     }
 
-    fn attempt(
-        &self,
-        blob: &Blob,
-        what: &str,
-        progress: &BlobProgress,
-    ) -> Result<(), AttemptError> {
+    fn attempt(&self, blob: &BlobRef, what: &str) -> Result<(), AttemptError> {
         let response = self
             .client
             .get(
@@ -312,6 +330,7 @@ impl Job<'_> {
         // anyway, and a hostile registry must not be able to stream forever.
         let mut body = response.into_reader().take(blob.size);
         let mut buf = vec![0u8; COPY_CHUNK];
+        let mut downloaded = 0u64;
         loop {
             if self.cancelled.load(Ordering::Relaxed) {
                 return Err(AttemptError::Cancelled);
@@ -328,7 +347,11 @@ impl Job<'_> {
                     source,
                 })
             })?;
-            progress.advance(n as u64);
+            downloaded += n as u64;
+            (self.events)(&PullEvent::BlobProgress {
+                digest: blob.digest.clone(),
+                downloaded,
+            });
         }
         writer.commit().map_err(|error| match error {
             ImageError::DigestMismatch { .. } | ImageError::SizeMismatch { .. } => {

@@ -4,10 +4,12 @@
 mod common;
 
 use bulkhead_image::Reference;
-use bulkhead_registry::{pull, Credentials, PullOptions, RegistryError};
+use bulkhead_registry::{pull, Credentials, PullEvent, PullOptions, RegistryError};
 use common::fault::{Fault, FaultServer};
 use common::layout::{busybox_image, write_layout, BuiltImage};
-use common::{assert_failed_pull_left_store_clean, new_store, store_state, test_options};
+use common::{
+    assert_failed_pull_left_store_clean, new_store, quiet, recorded_pull, store_state, test_options,
+};
 use tempfile::TempDir;
 
 struct Setup {
@@ -47,11 +49,25 @@ fn corrupt_blob_is_rejected_after_bounded_retries() {
         max_concurrent: 1,
         ..test_options()
     };
-    let err = pull(&store, &setup.reference, &opts).unwrap_err();
+    let (result, events) = recorded_pull(&store, &setup.reference, &opts);
+    let err = result.unwrap_err();
     assert!(
         matches!(err, RegistryError::BlobCorrupt { attempts: 3, .. }),
         "{err}"
     );
+    // The first blob (the config) is retried twice, then given up.
+    let config = setup.image.config.clone();
+    let verdicts: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            PullEvent::BlobRetrying {
+                digest, attempt, ..
+            } if *digest == config => Some(format!("retry {attempt}")),
+            PullEvent::BlobFailed { digest } if *digest == config => Some("failed".to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verdicts, ["retry 1", "retry 2", "failed"]);
     let msg = err.to_string();
     assert!(
         msg.contains("digest mismatch") && msg.contains("img:v1"),
@@ -67,7 +83,7 @@ fn corrupt_blob_is_rejected_after_bounded_retries() {
 fn dropped_connection_is_retried_then_succeeds() {
     let setup = serve(Fault::DropBlobs { times: 2 });
     let (_root, store) = new_store();
-    let image = pull(&store, &setup.reference, &test_options()).unwrap();
+    let image = pull(&store, &setup.reference, &test_options(), &quiet).unwrap();
     assert_eq!(image.manifest_digest, setup.image.manifest);
     assert_eq!(blob_requests(&setup.server), 4 + 2);
 }
@@ -77,7 +93,7 @@ fn connection_dropped_every_time_fails_cleanly() {
     let setup = serve(Fault::DropBlobs { times: usize::MAX });
     let (root, store) = new_store();
     let before = store_state(&root, &store);
-    let err = pull(&store, &setup.reference, &test_options()).unwrap_err();
+    let err = pull(&store, &setup.reference, &test_options(), &quiet).unwrap_err();
     assert!(
         matches!(err, RegistryError::Connection { attempts: 3, .. }),
         "{err}"
@@ -100,7 +116,7 @@ fn rate_limit_honours_retry_after_then_gives_up() {
         retry_after: Some(1),
     });
     let (_root, store) = new_store();
-    pull(&store, &transient.reference, &test_options()).unwrap();
+    pull(&store, &transient.reference, &test_options(), &quiet).unwrap();
 
     let persistent = serve(Fault::Status {
         path_contains: "/manifests/",
@@ -110,7 +126,7 @@ fn rate_limit_honours_retry_after_then_gives_up() {
     });
     let (root, store) = new_store();
     let before = store_state(&root, &store);
-    let err = pull(&store, &persistent.reference, &test_options()).unwrap_err();
+    let err = pull(&store, &persistent.reference, &test_options(), &quiet).unwrap_err();
     assert!(
         matches!(err, RegistryError::RateLimited { attempts: 3, .. }),
         "{err}"
@@ -128,7 +144,7 @@ fn server_errors_are_retried_with_backoff_then_fail() {
         retry_after: None,
     });
     let (_root, store) = new_store();
-    pull(&store, &transient.reference, &test_options()).unwrap();
+    pull(&store, &transient.reference, &test_options(), &quiet).unwrap();
 
     let persistent = serve(Fault::Status {
         path_contains: "/blobs/",
@@ -138,7 +154,7 @@ fn server_errors_are_retried_with_backoff_then_fail() {
     });
     let (root, store) = new_store();
     let before = store_state(&root, &store);
-    let err = pull(&store, &persistent.reference, &test_options()).unwrap_err();
+    let err = pull(&store, &persistent.reference, &test_options(), &quiet).unwrap_err();
     assert!(
         matches!(
             err,
@@ -158,7 +174,7 @@ fn server_errors_are_retried_with_backoff_then_fail() {
 fn blob_redirects_to_storage_are_followed() {
     let setup = serve(Fault::RedirectBlobs);
     let (_root, store) = new_store();
-    let image = pull(&store, &setup.reference, &test_options()).unwrap();
+    let image = pull(&store, &setup.reference, &test_options(), &quiet).unwrap();
     assert_eq!(image.manifest_digest, setup.image.manifest);
     let storage = setup
         .server
@@ -181,7 +197,7 @@ fn bearer_token_is_fetched_once_per_scope_and_checked() {
         credentials: Some(Credentials::new("carol", "bad")),
         ..test_options()
     };
-    let err = pull(&store, &setup.reference, &wrong).unwrap_err();
+    let err = pull(&store, &setup.reference, &wrong, &quiet).unwrap_err();
     assert!(matches!(err, RegistryError::AuthFailed { .. }), "{err}");
     assert!(err.to_string().contains("refused the credentials"), "{err}");
     assert_eq!(store_state(&root, &store), before);
@@ -190,7 +206,7 @@ fn bearer_token_is_fetched_once_per_scope_and_checked() {
         credentials: Some(Credentials::new("carol", "pa55")),
         ..test_options()
     };
-    let image = pull(&store, &setup.reference, &right).unwrap();
+    let image = pull(&store, &setup.reference, &right, &quiet).unwrap();
     assert_eq!(image.manifest_digest, setup.image.manifest);
     assert_eq!(
         setup.server.tokens_issued(),
@@ -222,7 +238,7 @@ fn oversized_schema1_and_unknown_manifests_are_refused() {
         let setup = serve(Fault::ReplaceManifest { media_type, body });
         let (root, store) = new_store();
         let before = store_state(&root, &store);
-        let err = pull(&store, &setup.reference, &test_options()).unwrap_err();
+        let err = pull(&store, &setup.reference, &test_options(), &quiet).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(expected) && msg.contains("img:v1"), "{msg}");
         assert_eq!(blob_requests(&setup.server), 0);

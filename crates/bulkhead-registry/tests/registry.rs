@@ -3,14 +3,54 @@
 
 mod common;
 
-use bulkhead_image::Reference;
-use bulkhead_registry::{login, pull, CredentialStore, Credentials, PullOptions, RegistryError};
+use bulkhead_image::{Digest, Reference};
+use bulkhead_registry::{
+    login, pull, CredentialStore, Credentials, Platform, PullEvent, PullOptions, RegistryError,
+};
 use common::layout::{busybox_image, tiny_image, write_layout};
 use common::registry::{Account, Auth, Registry};
-use common::{assert_failed_pull_left_store_clean, new_store, store_state, test_options};
+use common::{
+    assert_failed_pull_left_store_clean, new_store, quiet, recorded_pull, store_state, test_options,
+};
 
 fn reference(registry: &Registry, name: &str) -> Reference {
     format!("{}/{name}", registry.host()).parse().unwrap()
+}
+
+/// Checks the order of one blob's events: started, progress up to `size`, done.
+fn assert_blob_downloaded(events: &[PullEvent], digest: &Digest, size: u64) {
+    let mine: Vec<&PullEvent> = events
+        .iter()
+        .filter(|e| match e {
+            PullEvent::BlobStarted { digest: d, .. }
+            | PullEvent::BlobProgress { digest: d, .. }
+            | PullEvent::BlobDone { digest: d } => d == digest,
+            _ => false,
+        })
+        .collect();
+    assert_eq!(
+        mine.first(),
+        Some(&&PullEvent::BlobStarted {
+            digest: digest.clone(),
+            size
+        }),
+        "{mine:?}"
+    );
+    assert_eq!(
+        mine.last(),
+        Some(&&PullEvent::BlobDone {
+            digest: digest.clone()
+        })
+    );
+    let progress: Vec<u64> = mine
+        .iter()
+        .filter_map(|e| match e {
+            PullEvent::BlobProgress { downloaded, .. } => Some(*downloaded),
+            _ => None,
+        })
+        .collect();
+    assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+    assert_eq!(progress.last(), Some(&size));
 }
 
 #[test]
@@ -23,9 +63,33 @@ fn multi_layer_pull_then_second_pull_fetches_nothing() {
 
     let (_root, store) = new_store();
     let image_ref = reference(&registry, "apps/busybox:v1");
-    let image = pull(&store, &image_ref, &test_options()).unwrap();
+    let (image, events) = recorded_pull(&store, &image_ref, &test_options());
+    let image = image.unwrap();
 
     assert_eq!(image.manifest_digest, images[0].manifest);
+    assert_eq!(
+        events.first(),
+        Some(&PullEvent::Resolving {
+            reference: image_ref.clone()
+        })
+    );
+    assert_eq!(
+        events[1],
+        PullEvent::ManifestChosen {
+            digest: image.manifest_digest.clone(),
+            platform: None,
+        }
+    );
+    assert_eq!(
+        events.last(),
+        Some(&PullEvent::Done {
+            reference: image_ref.clone(),
+            digest: image.manifest_digest.clone(),
+        })
+    );
+    for layer in &image.layers {
+        assert_blob_downloaded(&events, &layer.digest, layer.size);
+    }
     assert_eq!(image.id.digest(), &images[0].config);
     assert_eq!(image.layers.len(), 3);
     for blob in images[0].blobs() {
@@ -36,8 +100,16 @@ fn multi_layer_pull_then_second_pull_fetches_nothing() {
     assert_eq!(resolved.id, image.id);
 
     // Everything is present: the second pull only fetches the manifest.
-    let again = pull(&store, &image_ref, &test_options()).unwrap();
-    assert_eq!(again.id, image.id);
+    let (again, events) = recorded_pull(&store, &image_ref, &test_options());
+    assert_eq!(again.unwrap().id, image.id);
+    let present = events
+        .iter()
+        .filter(|e| matches!(e, PullEvent::BlobPresent { .. }))
+        .count();
+    assert_eq!(present, 4, "{events:?}");
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, PullEvent::BlobStarted { .. })));
     assert_eq!(registry.blob_downloads() - before_pull, 4);
 }
 
@@ -53,13 +125,20 @@ fn pull_by_digest_and_platform_selection_from_index() {
     registry.push(layout.path(), "multi", "multi");
 
     let (_root, store) = new_store();
-    let amd64 = pull(
+    let (amd64, events) = recorded_pull(
         &store,
         &reference(&registry, "multi:multi"),
         &test_options(),
-    )
-    .unwrap();
+    );
+    let amd64 = amd64.unwrap();
     assert_eq!(amd64.manifest_digest, images[0].manifest);
+    assert_eq!(
+        events[1],
+        PullEvent::ManifestChosen {
+            digest: images[0].manifest.clone(),
+            platform: Some(Platform::default()),
+        }
+    );
 
     let (_root2, store2) = new_store();
     let arm64_opts = PullOptions {
@@ -67,7 +146,7 @@ fn pull_by_digest_and_platform_selection_from_index() {
         ..test_options()
     };
     let by_digest = reference(&registry, &format!("multi@{index_digest}"));
-    let arm64 = pull(&store2, &by_digest, &arm64_opts).unwrap();
+    let arm64 = pull(&store2, &by_digest, &arm64_opts, &quiet).unwrap();
     assert_eq!(arm64.manifest_digest, images[1].manifest);
 
     let (root3, store3) = new_store();
@@ -76,7 +155,13 @@ fn pull_by_digest_and_platform_selection_from_index() {
         platform: "linux/s390x".parse().unwrap(),
         ..test_options()
     };
-    let err = pull(&store3, &reference(&registry, "multi:multi"), &s390x).unwrap_err();
+    let err = pull(
+        &store3,
+        &reference(&registry, "multi:multi"),
+        &s390x,
+        &quiet,
+    )
+    .unwrap_err();
     assert!(
         matches!(err, RegistryError::PlatformNotFound { .. }),
         "{err}"
@@ -100,7 +185,13 @@ fn unknown_tag_is_a_clear_404_and_changes_nothing() {
     let (root, store) = new_store();
     let before = store_state(&root, &store);
     for missing in ["present:nope", "absent:v1"] {
-        let err = pull(&store, &reference(&registry, missing), &test_options()).unwrap_err();
+        let err = pull(
+            &store,
+            &reference(&registry, missing),
+            &test_options(),
+            &quiet,
+        )
+        .unwrap_err();
         assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
         let msg = err.to_string();
         assert!(
@@ -127,7 +218,7 @@ fn basic_auth_registry_requires_the_right_credentials() {
 
     let (root, store) = new_store();
     let before = store_state(&root, &store);
-    let anonymous = pull(&store, &image_ref, &test_options()).unwrap_err();
+    let anonymous = pull(&store, &image_ref, &test_options(), &quiet).unwrap_err();
     assert!(
         matches!(anonymous, RegistryError::AuthFailed { .. }),
         "{anonymous}"
@@ -141,7 +232,7 @@ fn basic_auth_registry_requires_the_right_credentials() {
         credentials: Some(Credentials::new("alice", "wrong")),
         ..test_options()
     };
-    let err = pull(&store, &image_ref, &wrong).unwrap_err();
+    let err = pull(&store, &image_ref, &wrong, &quiet).unwrap_err();
     assert!(matches!(err, RegistryError::AuthFailed { .. }), "{err}");
     let msg = err.to_string();
     assert!(
@@ -154,7 +245,7 @@ fn basic_auth_registry_requires_the_right_credentials() {
         credentials: Some(Credentials::new("alice", "correct horse")),
         ..test_options()
     };
-    let image = pull(&store, &image_ref, &right).unwrap();
+    let image = pull(&store, &image_ref, &right, &quiet).unwrap();
     assert_eq!(image.manifest_digest, images[0].manifest);
 }
 
@@ -203,7 +294,7 @@ fn token_auth_registry_with_jwt_issuer() {
 
     let (root, store) = new_store();
     let before = store_state(&root, &store);
-    let anonymous = pull(&store, &image_ref, &test_options()).unwrap_err();
+    let anonymous = pull(&store, &image_ref, &test_options(), &quiet).unwrap_err();
     assert!(
         matches!(anonymous, RegistryError::AuthFailed { .. }),
         "{anonymous}"
@@ -216,7 +307,7 @@ fn token_auth_registry_with_jwt_issuer() {
         credentials: Some(Credentials::new("dave", "nope")),
         ..test_options()
     };
-    let err = pull(&store, &image_ref, &wrong).unwrap_err();
+    let err = pull(&store, &image_ref, &wrong, &quiet).unwrap_err();
     assert!(err.to_string().contains("refused the credentials"), "{err}");
     assert_eq!(store_state(&root, &store), before);
 
@@ -225,7 +316,7 @@ fn token_auth_registry_with_jwt_issuer() {
         credentials: Some(Credentials::new("dave", "t0ken pass")),
         ..test_options()
     };
-    let image = pull(&store, &image_ref, &right).unwrap();
+    let image = pull(&store, &image_ref, &right, &quiet).unwrap();
     assert_eq!(image.manifest_digest, images[0].manifest);
     // One token for the repository scope serves the manifest and all blobs.
     assert_eq!(registry.tokens_issued() - issued_before, 1);

@@ -12,10 +12,11 @@ pub mod token;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use bulkhead_image::{Digest, Store};
-use bulkhead_registry::{Progress, PullOptions, RetryPolicy};
+use bulkhead_image::{Digest, Image, Reference, Store};
+use bulkhead_registry::{pull, PullEvent, PullOptions, RegistryError, RetryPolicy};
 use tempfile::TempDir;
 
 /// A fresh store in a temp root.
@@ -25,10 +26,9 @@ pub fn new_store() -> (TempDir, Store) {
     (root, store)
 }
 
-/// Quiet pull options with short retry delays (the retry count is what is tested).
+/// Pull options with short retry delays (the retry count is what is tested).
 pub fn test_options() -> PullOptions {
     PullOptions {
-        progress: Progress::Quiet,
         retry: RetryPolicy {
             attempts: 3,
             backoff: Duration::from_millis(20),
@@ -36,6 +36,22 @@ pub fn test_options() -> PullOptions {
         },
         ..PullOptions::default()
     }
+}
+
+/// The `events` callback of a pull whose progress is not looked at.
+pub fn quiet(_: &PullEvent) {}
+
+/// Pulls, keeping the events reported, in order.
+pub fn recorded_pull(
+    store: &Store,
+    reference: &Reference,
+    opts: &PullOptions,
+) -> (Result<Image, RegistryError>, Vec<PullEvent>) {
+    let events = Mutex::new(Vec::new());
+    let result = pull(store, reference, opts, &|e| {
+        events.lock().unwrap().push(e.clone())
+    });
+    (result, events.into_inner().unwrap())
 }
 
 /// The observable state of a store: registered images and stored blobs.
