@@ -348,14 +348,19 @@ impl Engine {
         Ok(())
     }
 
-    /// The names the policy matches an image by: the reference the caller used and the store's names,
-    /// each as `REGISTRY/REPOSITORY`.
+    /// The names the policy matches an image by, as `REGISTRY/REPOSITORY`: the name the caller used when
+    /// the store knows the image by it; otherwise (an image id, a digest) every name the store has for it.
     fn policy_names(&self, reference: &str, store_names: &[String]) -> Vec<String> {
-        std::iter::once(reference)
-            .chain(store_names.iter().map(String::as_str))
-            .filter_map(|n| n.parse::<bulkhead_image::Reference>().ok())
-            .map(|r| r.name())
-            .collect()
+        let name_of = |r: &str| {
+            r.parse::<bulkhead_image::Reference>()
+                .ok()
+                .map(|r| r.name())
+        };
+        let known: Vec<String> = store_names.iter().filter_map(|n| name_of(n)).collect();
+        match name_of(reference) {
+            Some(given) if known.contains(&given) => vec![given],
+            given => known.into_iter().chain(given).collect(),
+        }
     }
 
     /// Removes everything a container has on the host: mounts, cgroup, sockets, files. Idempotent.

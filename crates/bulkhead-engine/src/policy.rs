@@ -16,9 +16,10 @@
 //!   may run with process isolation; every other image runs in a VM.
 //!
 //! Patterns are matched against an image's names without tag or digest (`REGISTRY/REPOSITORY`, e.g.
-//! `docker.io/library/busybox`), where `*` stands for any run of characters. An image's names are the
-//! reference the caller used and every name the store has for it, so the same content cannot slip past a
-//! rule under another name. `force_vm` wins over `process_allowed`. An explicit request for process
+//! `docker.io/library/busybox`), where `*` stands for any run of characters. The name matched is the one
+//! the caller used; a caller that names the image by id or digest gets every name the store has for it
+//! matched, so an untrusted image cannot slip past a rule by being run by id. `force_vm` wins over
+//! `process_allowed`. An explicit request for process
 //! isolation that the policy forbids is refused with the rule that forbids it; it is never quietly
 //! turned into a VM. A file that does not parse is an error when the engine opens, never a silent default.
 
