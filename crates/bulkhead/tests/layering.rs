@@ -56,7 +56,13 @@ fn documented() -> BTreeMap<String, Listed> {
 /// Each workspace crate with its dependencies on other workspace crates: (name, dependency kind).
 fn actual() -> BTreeMap<String, Vec<(String, String)>> {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .expect("running cargo metadata");
