@@ -1,9 +1,10 @@
 //! The container records on disk: create, find by name or id prefix, list, update state under lock.
 
-use crate::fsutil::{self, Lock};
+use crate::fsutil;
 use crate::layout::{ContainerPaths, Layout};
 use crate::state::{self, ContainerState};
 use crate::{ContainerConfig, EngineError};
+use bulkhead_fs::Lock;
 use std::fs;
 use std::io::Read;
 
@@ -80,9 +81,9 @@ pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, Eng
     let result = (|| {
         fsutil::write_json(&tmp.join("config.json"), &config)?;
         fsutil::write_json(&tmp.join("state.json"), &ContainerState::default())?;
-        fsutil::sync_dir(&tmp)?;
+        bulkhead_fs::sync_dir(&tmp).map_err(EngineError::io(&tmp))?;
         fs::rename(&tmp, &staged).map_err(EngineError::io(&staged))?;
-        fsutil::sync_dir(&layout.containers())
+        bulkhead_fs::sync_dir(&layout.containers()).map_err(EngineError::io(layout.containers()))
     })();
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);

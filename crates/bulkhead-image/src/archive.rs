@@ -52,7 +52,7 @@ struct Staging<'s> {
 
 impl<'s> Staging<'s> {
     fn new(store: &'s Store) -> Result<Staging<'s>, ImageError> {
-        let dir = TempPath(store.tmp_dir().join(fsutil::unique_name("import")));
+        let dir = TempPath(store.tmp_dir().join(bulkhead_fs::unique_name("import")));
         fs::create_dir(&dir.0).map_err(ImageError::io(format!("create {}", dir.0.display())))?;
         Ok(Staging { store, dir })
     }
@@ -422,7 +422,7 @@ impl Store {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let tmp = TempPath(dir.join(format!(".{}", fsutil::unique_name("export"))));
+        let tmp = TempPath(dir.join(format!(".{}", bulkhead_fs::unique_name("export"))));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -37,7 +37,7 @@ impl BlobWriter {
         what: String,
     ) -> Result<BlobWriter, ImageError> {
         let lease = store.lease()?;
-        let tmp_path = store.tmp_dir().join(fsutil::unique_name("blob"));
+        let tmp_path = store.tmp_dir().join(bulkhead_fs::unique_name("blob"));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -1,116 +1,24 @@
-//! Small filesystem primitives the store's guarantees rest on: advisory file locks, unique temp
-//! names, and crash-safe "write temp, fsync, rename, fsync directory" replacement.
+//! The store's filesystem helpers: its errors on the shared primitives of `bulkhead_fs` (locks,
+//! directory syncs), and what only the store needs (removing and measuring trees, temp paths).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use rustix::fs::{flock, FlockOperation};
 
 use crate::error::ImageError;
 
-/// An advisory `flock(2)` lock, released when dropped (the descriptor closes).
-pub(crate) struct LockFile {
-    _file: File,
-}
-
-impl LockFile {
-    fn open(path: &Path) -> Result<File, ImageError> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(ImageError::io(format!("open lock file {}", path.display())))
-    }
-
-    fn acquire(path: &Path, op: FlockOperation) -> Result<LockFile, ImageError> {
-        let file = Self::open(path)?;
-        loop {
-            match flock(&file, op) {
-                Ok(()) => return Ok(LockFile { _file: file }),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    return Err(ImageError::errno(format!("lock {}", path.display()))(e));
-                }
-            }
-        }
-    }
-
-    /// Blocks until the exclusive lock is held.
-    pub(crate) fn exclusive(path: &Path) -> Result<LockFile, ImageError> {
-        Self::acquire(path, FlockOperation::LockExclusive)
-    }
-
-    /// Blocks until a shared lock is held.
-    pub(crate) fn shared(path: &Path) -> Result<LockFile, ImageError> {
-        Self::acquire(path, FlockOperation::LockShared)
-    }
-
-    /// Takes the exclusive lock only if nobody holds the file locked; `None` otherwise.
-    pub(crate) fn try_exclusive(path: &Path) -> Result<Option<LockFile>, ImageError> {
-        match Self::acquire(path, FlockOperation::NonBlockingLockExclusive) {
-            Ok(lock) => Ok(Some(lock)),
-            Err(ImageError::Io { source, .. })
-                if source.raw_os_error() == Some(libc::EWOULDBLOCK) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// A name unique across processes and threads, for temp files and directories.
-pub(crate) fn unique_name(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{prefix}-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+/// Takes a lock on `path` with `take` (`Lock::exclusive`, `Lock::shared` or
+/// `Lock::try_exclusive`), the error naming the lock file.
+pub(crate) fn lock<T>(
+    path: &Path,
+    take: impl FnOnce(&Path) -> io::Result<T>,
+) -> Result<T, ImageError> {
+    take(path).map_err(ImageError::io(format!("lock {}", path.display())))
 }
 
 /// Flushes a directory's entries (new names, renames) to disk.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), ImageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(ImageError::io(format!("fsync directory {}", dir.display())))
-}
-
-/// Atomically replaces `dest` with `bytes`: temp file in `tmp_dir`, fsync, rename, fsync parent.
-pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let tmp = tmp_dir.join(unique_name("write"));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(ImageError::io(format!("create {}", tmp.display())))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(ImageError::io(format!("write {}", tmp.display())))?;
-        fs::rename(&tmp, dest).map_err(ImageError::io(format!(
-            "rename {} to {}",
-            tmp.display(),
-            dest.display()
-        )))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    fsync_dir(dest.parent().unwrap_or(Path::new("/")))
+    bulkhead_fs::sync_dir(dir).map_err(ImageError::io(format!("fsync directory {}", dir.display())))
 }
 
 /// Removes a file or directory tree if present; missing is not an error.

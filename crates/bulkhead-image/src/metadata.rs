@@ -8,11 +8,12 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
+use bulkhead_fs::{Durability, Lock};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, ImageId};
 use crate::error::ImageError;
-use crate::fsutil::{self, LockFile};
+use crate::fsutil;
 use crate::store::Store;
 
 const METADATA_VERSION: u32 = 1;
@@ -86,7 +87,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Metadata) -> Result<T, ImageError>,
     ) -> Result<T, ImageError> {
-        let _lock = LockFile::exclusive(&self.metadata_lock_path())?;
+        let _lock = fsutil::lock(&self.metadata_lock_path(), Lock::exclusive)?;
         let path = self.metadata_path();
         let mut meta = Metadata::load(&path)?;
         let value = f(&mut meta)?;
@@ -94,7 +95,8 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        fsutil::write_atomic(&self.tmp_dir(), &path, &bytes)?;
+        bulkhead_fs::replace(&path, &bytes, &self.tmp_dir(), Durability::DataAndEntry)
+            .map_err(ImageError::io(format!("write {}", path.display())))?;
         Ok(value)
     }
 }

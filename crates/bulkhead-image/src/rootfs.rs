@@ -10,8 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bulkhead_fs::Lock;
+
 use crate::error::ImageError;
-use crate::fsutil::{self, LockFile, TempPath};
+use crate::fsutil::{self, TempPath};
 use crate::layer;
 use crate::store::{Image, Store};
 use crate::unpack::Unpacker;
@@ -35,17 +37,17 @@ impl Store {
             return Ok(dest);
         }
         let _lease = self.lease()?;
-        let _lock =
-            LockFile::exclusive(&self.locks_dir().join(format!("{}.lock", image.id.0.hex())))?;
+        let lock_path = self.locks_dir().join(format!("{}.lock", image.id.0.hex()));
+        let _lock = fsutil::lock(&lock_path, Lock::exclusive)?;
         if dest.is_file() {
             return Ok(dest);
         }
-        let work = TempPath(self.tmp_dir().join(fsutil::unique_name("unpack")));
+        let work = TempPath(self.tmp_dir().join(bulkhead_fs::unique_name("unpack")));
         fs::create_dir(&work.0).map_err(ImageError::io(format!("create {}", work.0.display())))?;
         fs::set_permissions(&work.0, fs::Permissions::from_mode(0o755))
             .map_err(ImageError::io(format!("chmod {}", work.0.display())))?;
         self.unpack_image(image, &work.0)?;
-        let out = TempPath(self.tmp_dir().join(fsutil::unique_name("rootfs")));
+        let out = TempPath(self.tmp_dir().join(bulkhead_fs::unique_name("rootfs")));
         run_mkfs(&work.0, &out.0, &image.id.to_string())?;
         File::open(&out.0)
             .and_then(|f| {

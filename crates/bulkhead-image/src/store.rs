@@ -12,12 +12,13 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use bulkhead_fs::Lock;
 use oci_spec::image::{Config, History, ImageConfiguration};
 use serde::Serialize;
 
 use crate::digest::{Digest, ImageId};
 use crate::error::ImageError;
-use crate::fsutil::{self, LockFile};
+use crate::fsutil;
 use crate::manifest::{self, ImageParts, LayerDescriptor};
 use crate::metadata::{ImageRecord, Metadata};
 use crate::reference::Reference;
@@ -150,7 +151,7 @@ pub struct PruneReport {
 /// Keeps garbage collection away while held: take one across a pull, from the first blob
 /// written until [`Store::register_image`] returns.
 pub struct IngestLease {
-    _lock: LockFile,
+    _lock: Lock,
 }
 
 /// The content-addressed image store under `<root>/images`.
@@ -177,8 +178,8 @@ impl Store {
             fs::create_dir_all(&dir)
                 .map_err(ImageError::io(format!("create {}", dir.display())))?;
         }
-        if let Some(_ingest) = LockFile::try_exclusive(&store.ingest_lock_path())? {
-            let _meta = LockFile::exclusive(&store.metadata_lock_path())?;
+        if let Some(_ingest) = fsutil::lock(&store.ingest_lock_path(), Lock::try_exclusive)? {
+            let _meta = fsutil::lock(&store.metadata_lock_path(), Lock::exclusive)?;
             store.clean_tmp()?;
         }
         Ok(store)
@@ -203,7 +204,7 @@ impl Store {
     /// Takes a shared ingest lease (see [`IngestLease`]).
     pub fn lease(&self) -> Result<IngestLease, ImageError> {
         Ok(IngestLease {
-            _lock: LockFile::shared(&self.ingest_lock_path())?,
+            _lock: fsutil::lock(&self.ingest_lock_path(), Lock::shared)?,
         })
     }
 
@@ -491,7 +492,7 @@ impl Store {
                 candidates.extend(parts.layers.into_iter().map(|l| l.digest));
             }
             // Best effort: if a pull or build holds a lease, `prune` frees the rest later.
-            if let Some(ingest) = LockFile::try_exclusive(&self.ingest_lock_path())? {
+            if let Some(ingest) = fsutil::lock(&self.ingest_lock_path(), Lock::try_exclusive)? {
                 self.collect_garbage(ingest, Some(&candidates))?;
             }
         }
@@ -501,17 +502,17 @@ impl Store {
     /// Deletes blobs and rootfs artifacts that no image references, and stale temp files.
     /// Waits for running pulls, imports and builds to finish first.
     pub fn prune(&self) -> Result<PruneReport, ImageError> {
-        let ingest = LockFile::exclusive(&self.ingest_lock_path())?;
+        let ingest = fsutil::lock(&self.ingest_lock_path(), Lock::exclusive)?;
         self.collect_garbage(ingest, None)
     }
 
     /// Garbage collection proper; `only` restricts blob deletion to the given candidates.
     fn collect_garbage(
         &self,
-        _ingest: LockFile,
+        _ingest: Lock,
         only: Option<&BTreeSet<Digest>>,
     ) -> Result<PruneReport, ImageError> {
-        let _meta_lock = LockFile::exclusive(&self.metadata_lock_path())?;
+        let _meta_lock = fsutil::lock(&self.metadata_lock_path(), Lock::exclusive)?;
         let meta = self.metadata()?;
         let mut referenced = BTreeSet::new();
         for (id, record) in &meta.images {
@@ -622,7 +623,7 @@ impl Store {
         })?;
         // Created now so that a later (possibly failing) artifact build changes no store file.
         let lock = self.locks_dir().join(format!("{}.lock", id.0.hex()));
-        drop(LockFile::shared(&lock)?);
+        drop(fsutil::lock(&lock, Lock::shared)?);
         let meta = self.metadata()?;
         self.load_image(&meta, &id)
     }

@@ -1,0 +1,215 @@
+//! Filesystem primitives that bulkhead's on-disk guarantees rest on: advisory `flock` locks, names
+//! unique across processes and threads, and atomic replacement of a file whose durability the
+//! caller chooses.
+//!
+//! Errors are plain `std::io::Error`; each caller adds the context (which file, which store).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+/// An advisory `flock(2)` lock on a file, released when dropped. The kernel also releases it when
+/// the holder dies, so a killed process never leaves a stale lock.
+#[must_use = "the lock is released as soon as it is dropped"]
+pub struct Lock {
+    _flock: Flock<File>,
+}
+
+impl Lock {
+    /// Blocks until the exclusive lock on `path` (created if missing) is held.
+    pub fn exclusive(path: &Path) -> io::Result<Lock> {
+        Self::acquire(path, FlockArg::LockExclusive)
+    }
+
+    /// Blocks until a shared lock on `path` (created if missing) is held.
+    pub fn shared(path: &Path) -> io::Result<Lock> {
+        Self::acquire(path, FlockArg::LockShared)
+    }
+
+    /// Takes the exclusive lock only if nobody holds `path` locked; `None` otherwise.
+    pub fn try_exclusive(path: &Path) -> io::Result<Option<Lock>> {
+        match Self::acquire(path, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(e) if e.raw_os_error() == Some(Errno::EWOULDBLOCK as i32) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn acquire(path: &Path, arg: FlockArg) -> io::Result<Lock> {
+        // The file only carries the lock; nobody but the owner needs to open it.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        loop {
+            match Flock::lock(file, arg) {
+                Ok(flock) => return Ok(Lock { _flock: flock }),
+                // A signal handler ran while we waited: wait again.
+                Err((f, Errno::EINTR)) => file = f,
+                Err((_, errno)) => return Err(errno.into()),
+            }
+        }
+    }
+}
+
+/// `prefix` followed by a suffix unique across processes and threads, for temp files and
+/// directories.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What [`replace`] makes durable before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The new file's data is synced before the rename: after a crash the file holds the old or
+    /// the new content, never a truncated one, but the rename itself may be lost.
+    Data,
+    /// As `Data`, and the directory is synced after the rename, so the new content survives a
+    /// crash once `replace` has returned.
+    DataAndEntry,
+}
+
+/// Replaces `dest` with `bytes` so readers see the old or the new content, never a mix: the bytes
+/// go to a temp file in `tmp_dir` (which must be on the same filesystem as `dest`), are synced, and
+/// the temp file is renamed over `dest`. The temp file is removed if any step fails.
+pub fn replace(
+    dest: &Path,
+    bytes: &[u8],
+    tmp_dir: &Path,
+    durability: Durability,
+) -> io::Result<()> {
+    let name = dest
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy());
+    let tmp = tmp_dir.join(unique_name(&format!(".{name}")));
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, dest)
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    match durability {
+        Durability::Data => Ok(()),
+        Durability::DataAndEntry => sync_dir(parent(dest)),
+    }
+}
+
+/// Makes the entries of `dir` (names created in it, renames into it) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The directory holding `path`; `.` for a bare file name.
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusive_lock_excludes_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = Lock::exclusive(&path).unwrap();
+        // flock locks belong to the open file description, so a second open contends even in
+        // the same process.
+        assert!(Lock::try_exclusive(&path).unwrap().is_none());
+        drop(held);
+        assert!(Lock::try_exclusive(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_exclude_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let a = Lock::shared(&path).unwrap();
+        let b = Lock::shared(&path).unwrap();
+        assert!(Lock::try_exclusive(&path).unwrap().is_none());
+        drop(a);
+        assert!(Lock::try_exclusive(&path).unwrap().is_none());
+        drop(b);
+        assert!(Lock::try_exclusive(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn lock_in_a_missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Lock::exclusive(&dir.path().join("missing/lock"))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        let a = unique_name("tmp");
+        let b = unique_name("tmp");
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("tmp-{}-", std::process::id())));
+    }
+
+    #[test]
+    fn replace_writes_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("state.json");
+        for (content, durability) in [
+            (&b"old"[..], Durability::Data),
+            (b"new", Durability::DataAndEntry),
+        ] {
+            replace(&dest, content, dir.path(), durability).unwrap();
+            assert_eq!(fs::read(&dest).unwrap(), content);
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn failed_replace_removes_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        // Renaming a file over a non-empty directory fails.
+        let dest = dir.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        fs::write(dest.join("keep"), b"").unwrap();
+        assert!(replace(&dest, b"x", &tmp, Durability::DataAndEntry).is_err());
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        assert!(dest.join("keep").exists());
+    }
+
+    #[test]
+    fn sync_dir_of_a_missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(sync_dir(&dir.path().join("missing")).is_err());
+        sync_dir(dir.path()).unwrap();
+    }
+}
