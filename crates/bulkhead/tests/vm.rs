@@ -266,7 +266,7 @@ fn vm_refuses_host_directories() {
         "true",
     ]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refused with --isolation=vm"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused with vm isolation"));
 }
 
 /// A "QEMU" that opens the agent socket and sends garbage instead of a handshake: the monitor must end
