@@ -103,9 +103,10 @@ impl Session {
         &mut self,
         process: &bulkhead_runtime::ProcessSpec,
     ) -> Result<Result<u32, ExitStatus>, EngineError> {
-        let process =
-            serde_json::to_value(process).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
-        self.send(&Message::Exec { stream: 0, process })?;
+        self.send(&Message::Exec {
+            stream: 0,
+            process: process.clone(),
+        })?;
         let mut error = None;
         loop {
             match self.recv() {

@@ -7,8 +7,10 @@
 //! peer as broken and closes the stream.
 //!
 //! Wire format, big-endian: `u32 len | u8 kind | u32 stream | payload[len - 5]`. Data frames (stdio) carry raw
-//! bytes; control frames carry a small JSON object. `stream` 0 is the container's main process, other values
-//! name `exec` sessions.
+//! bytes; control frames carry a JSON object, typed on both ends: `Start`, `Exec` and `Update` carry the
+//! `bulkhead-spec` types the runtime executes, and a payload that does not decode as its kind's type is
+//! [`ProtoError::Malformed`]. `stream` 0 is the container's main process, other values name `exec`
+//! sessions.
 
 mod frame;
 mod message;

@@ -1,12 +1,12 @@
 //! Boots a real VM: the cached guest kernel, an initramfs whose `/init` is this very test binary (static,
 //! like `bulkhead`), an erofs image disk and an ext4 writable disk. As PID 1 the binary runs the real
 //! `bulkhead_vm::guest::main()`: it mounts, finds the agent port, assembles the rootfs from both disks
-//! with bulkhead-runtime and serves with bulkhead-agent. The host handshakes, then sends a `Start` whose
-//! spec is invalid, so the agent fails in a known way: the guest must report it as an `Error` frame,
-//! unmount, and power off, making QEMU exit and the stream end. Running a real container over this path
-//! is the engine's end-to-end test.
+//! with bulkhead-runtime and serves with bulkhead-agent. The host handshakes, then sends a `Start` frame
+//! whose payload is not a container spec, so the agent fails in a known way: the guest must report it as
+//! an `Error` frame, unmount, and power off, making QEMU exit and the stream end. Running a real container
+//! over this path is the engine's end-to-end test.
 
-use bulkhead_proto::{Message, ProtoError};
+use bulkhead_proto::{write_frame, Frame, Kind, Message, ProtoError};
 use bulkhead_vm::accel::{detect, AccelChoice};
 use bulkhead_vm::{host, initramfs, kernel, Vm, VmConfig};
 use std::fs;
@@ -70,14 +70,15 @@ fn boots_serves_reports_and_powers_off() {
         panic!("handshake: {e}\nconsole:\n{}", console());
     }
     let mut stream = vm.stream();
-    Message::Start {
-        spec: serde_json::json!({"not": "a container spec"}),
-    }
-    .send(&mut stream)
-    .unwrap();
+    let bogus = Frame {
+        kind: Kind::Start,
+        stream: 0,
+        payload: br#"{"not": "a container spec"}"#.to_vec(),
+    };
+    write_frame(&mut stream, &bogus).unwrap();
     match Message::recv(&mut stream) {
         Ok(Message::Error { message, .. }) => {
-            assert!(message.contains("invalid container spec"), "{message}")
+            assert!(message.contains("malformed Start frame"), "{message}")
         }
         other => panic!(
             "expected the agent's Error, got {other:?}\nconsole:\n{}",

@@ -216,7 +216,10 @@ impl<'a> Monitor<'a> {
         let open_stdin = self.container.config.open_stdin;
         let opened = (|| {
             send_hello(&mut &agent)?;
-            Message::Start { spec }.send(&mut &agent)?;
+            Message::Start {
+                spec: Box::new(spec),
+            }
+            .send(&mut &agent)?;
             if !open_stdin {
                 Message::StdinClose { stream: 0 }.send(&mut &agent)?;
             }
@@ -309,10 +312,10 @@ impl<'a> Monitor<'a> {
 
     /// The runtime spec the agent starts the container from. The seccomp filter is compiled here rather
     /// than by the agent: in a VM guest under binary translation libseccomp takes about 50 ms for it.
-    fn start_spec(&self) -> Result<serde_json::Value, EngineError> {
+    fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
         let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
         spec.security.seccomp = bulkhead_runtime::compile_seccomp(&spec.security)?;
-        serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))
+        Ok(spec)
     }
 
     fn cgroup_name(&self) -> String {
