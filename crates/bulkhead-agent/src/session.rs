@@ -25,7 +25,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// killed monitor never kills a container; the host reconciles its state later.
 pub fn serve(conn: OwnedFd, rootfs: &Path) -> Result<ExitStatus, AgentError> {
     let mut conn = Conn::new(File::from(conn));
-    handshake(&mut &conn.file, &mut &conn.file)?;
+    handshake(&mut &conn.file, &mut &conn.file, &[])?;
     let mut spec: ContainerSpec = match Message::recv(&mut &conn.file)? {
         Message::Start { spec } => *spec,
         other => return Err(AgentError::NoStart(format!("{other:?}"))),

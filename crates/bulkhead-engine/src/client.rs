@@ -46,7 +46,7 @@ impl Session {
             status: container.state.status.to_string(),
             what: format!("its monitor is not reachable ({e})"),
         })?;
-        handshake(&mut &stream, &mut &stream).map_err(|source| EngineError::Monitor {
+        handshake(&mut &stream, &mut &stream, &[]).map_err(|source| EngineError::Monitor {
             id: id.clone(),
             source,
         })?;

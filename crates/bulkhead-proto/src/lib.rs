@@ -10,13 +10,15 @@
 //! bytes; control frames carry a JSON object, typed on both ends: `Start`, `Exec` and `Update` carry the
 //! `bulkhead-spec` types the runtime executes, and a payload that does not decode as its kind's type is
 //! [`ProtoError::Malformed`]. `stream` 0 is the container's main process, other values name `exec`
-//! sessions.
+//! sessions. Every session opens with [`handshake`].
 
 mod frame;
+mod handshake;
 mod message;
 
 pub use frame::{read_frame, write_frame, Frame, Kind, MAX_PAYLOAD};
-pub use message::{expect_hello, handshake, send_hello, ExitStatus, Message};
+pub use handshake::{handshake, MAX_PEER_MESSAGE};
+pub use message::{ExitStatus, Message};
 
 /// Protocol version carried in `Hello`; peers with another version are refused.
 pub const VERSION: u16 = 1;
@@ -40,4 +42,10 @@ pub enum ProtoError {
     Version(u16),
     #[error("expected {expected}, got a {got:?} frame")]
     Unexpected { expected: &'static str, got: Kind },
+    /// The peer sent an `Error` instead of opening the session: its own message, at most
+    /// [`MAX_PEER_MESSAGE`] bytes, control characters escaped.
+    #[error("peer reported an error: {0}")]
+    Peer(String),
+    #[error("timed out waiting for the peer")]
+    TimedOut,
 }

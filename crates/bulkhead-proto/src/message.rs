@@ -278,37 +278,6 @@ impl Message {
     }
 }
 
-/// Sends our `Hello` and checks the peer's; the peer must answer with `Hello` of the same version.
-pub fn handshake(
-    r: &mut impl std::io::Read,
-    w: &mut impl std::io::Write,
-) -> Result<(), ProtoError> {
-    send_hello(w)?;
-    expect_hello(r)
-}
-
-/// The first half of [`handshake`]: our `Hello`. A side that knows what it will send next may send it
-/// before [`expect_hello`], sparing the peer a round trip.
-pub fn send_hello(w: &mut impl std::io::Write) -> Result<(), ProtoError> {
-    Message::Hello {
-        version: crate::VERSION,
-    }
-    .send(w)
-}
-
-/// The second half of [`handshake`]: the peer's `Hello`, of our version.
-pub fn expect_hello(r: &mut impl std::io::Read) -> Result<(), ProtoError> {
-    let f = crate::read_frame(r)?;
-    match Message::from_frame(&f)? {
-        Message::Hello { version } if version == crate::VERSION => Ok(()),
-        Message::Hello { version } => Err(ProtoError::Version(version)),
-        _ => Err(ProtoError::Unexpected {
-            expected: "Hello",
-            got: f.kind,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,16 +414,5 @@ mod tests {
                 other => panic!("{kind:?}: expected Malformed, got {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn handshake_refuses_other_versions() {
-        let mut peer = Vec::new();
-        Message::Hello { version: 99 }.send(&mut peer).unwrap();
-        let mut out = Vec::new();
-        assert!(matches!(
-            handshake(&mut peer.as_slice(), &mut out),
-            Err(ProtoError::Version(99))
-        ));
     }
 }

@@ -11,8 +11,10 @@
 //! The guest runs untrusted code with a kernel we must assume compromised: everything that comes out of
 //! the VM is attacker-controlled. The host therefore
 //! - talks to the guest only through one virtio-serial port carrying bounded `bulkhead-proto` frames
-//!   (decoding errors end the session, never panic, never allocate beyond one bounded frame), and through
-//!   the serial console, which is only appended to a log file and never parsed;
+//!   (decoding errors end the session, never panic, never allocate beyond one bounded frame; an
+//!   `Error` the guest sends in place of `Hello`, which becomes the container's error, is cut to a bounded
+//!   length with control characters escaped), and through the serial console, which is only appended to a
+//!   log file and never parsed;
 //! - exposes exactly two disks: the image's erofs artifact, attached `readonly=on` and shared by every VM
 //!   of that image (a guest can corrupt only its page cache view, never the file), and the container's own
 //!   writable ext4 image, which the host must treat as hostile data after the VM ran (never mount it on the

@@ -6,9 +6,9 @@
 //! an `Error` frame, unmount, and power off, making QEMU exit and the stream end. Running a real container
 //! over this path is the engine's end-to-end test.
 
-use bulkhead_proto::{write_frame, Frame, Kind, Message, ProtoError};
+use bulkhead_proto::{handshake, write_frame, Frame, Kind, Message, ProtoError};
 use bulkhead_vm::accel::{detect, AccelChoice};
-use bulkhead_vm::{host, initramfs, kernel, Vm, VmConfig};
+use bulkhead_vm::{initramfs, kernel, Vm, VmConfig};
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
@@ -66,10 +66,11 @@ fn boots_serves_reports_and_powers_off() {
     .unwrap();
     let console = || fs::read_to_string(run_dir.join("console.log")).unwrap_or_default();
 
-    if let Err(e) = host::agent_handshake(vm.stream(), BOOT_TIMEOUT) {
+    let mut stream = vm.stream();
+    stream.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+    if let Err(e) = handshake(&mut vm.stream(), &mut vm.stream(), &[]) {
         panic!("handshake: {e}\nconsole:\n{}", console());
     }
-    let mut stream = vm.stream();
     let bogus = Frame {
         kind: Kind::Start,
         stream: 0,

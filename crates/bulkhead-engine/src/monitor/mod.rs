@@ -16,7 +16,7 @@ use crate::logs::{self, Stream};
 use crate::state::{start_time, Status};
 use crate::{spec, EngineError};
 use backend::Backend;
-use bulkhead_proto::{expect_hello, send_hello, ExitStatus, Message, ProtoError};
+use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
 use chrono::Utc;
 use clients::Clients;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -213,21 +213,19 @@ impl<'a> Monitor<'a> {
             .set_read_timeout(Some(AGENT_HELLO_WAIT))
             .and_then(|()| agent.set_write_timeout(Some(AGENT_HELLO_WAIT)))
             .map_err(EngineError::io("agent socket"))?;
-        let open_stdin = self.container.config.open_stdin;
-        let opened = (|| {
-            send_hello(&mut &agent)?;
-            Message::Start {
-                spec: Box::new(spec),
-            }
-            .send(&mut &agent)?;
-            if !open_stdin {
-                Message::StdinClose { stream: 0 }.send(&mut &agent)?;
-            }
-            expect_hello(&mut &agent)
-        })();
-        opened.map_err(|e| EngineError::StartFailed {
+        let mut ahead = vec![Message::Start {
+            spec: Box::new(spec),
+        }];
+        if !self.container.config.open_stdin {
+            ahead.push(Message::StdinClose { stream: 0 });
+        }
+        handshake(&mut &agent, &mut &agent, &ahead).map_err(|e| EngineError::StartFailed {
             id: id.clone(),
-            message: self.agent_gone(&format!("failed the protocol handshake ({e})")),
+            message: match e {
+                // The agent's own words on why it cannot serve, e.g. a guest that cannot mount the rootfs.
+                ProtoError::Peer(said) => self.agent_gone(&format!("reported: {said}")),
+                e => self.agent_gone(&format!("failed the protocol handshake ({e})")),
+            },
         })?;
         tracing::debug!("agent handshake done at {:?}", t0.elapsed());
         agent
