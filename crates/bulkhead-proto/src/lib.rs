@@ -11,10 +11,15 @@
 //! `bulkhead-spec` types the runtime executes, and a payload that does not decode as its kind's type is
 //! [`ProtoError::Malformed`]. `stream` 0 is the container's main process, other values name `exec`
 //! sessions. Every session opens with [`handshake`].
+//!
+//! This crate is the host<->guest contract, so it also holds what the VM host (`bulkhead-vm`) and the
+//! guest's PID 1 (`bulkhead-guest`) must agree on outside frames ([`vm`]): both depend on it, neither on
+//! the other.
 
 mod frame;
 mod handshake;
 mod message;
+pub mod vm;
 
 pub use frame::{read_frame, write_frame, Frame, Kind, MAX_PAYLOAD};
 pub use handshake::{handshake, MAX_PEER_MESSAGE};

@@ -28,9 +28,9 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// The initramfs whose `/init` is the agent.
     pub initramfs: PathBuf,
-    /// The image's erofs artifact, attached read-only (guest `/dev/vda`).
+    /// The image's erofs artifact, attached read-only (guest `bulkhead_proto::vm::IMAGE_DISK`).
     pub rootfs_artifact: PathBuf,
-    /// The container's writable ext4 image (guest `/dev/vdb`).
+    /// The container's writable ext4 image (guest `bulkhead_proto::vm::WRITABLE_DISK`).
     pub writable_disk: PathBuf,
     pub memory_mib: u32,
     pub vcpus: u32,

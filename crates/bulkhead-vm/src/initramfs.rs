@@ -6,6 +6,7 @@
 //! `<cache>/initramfs/`.
 
 use crate::cache::{file_identity, remembered, sha256_file, temp_sibling};
+use bulkhead_proto::vm::INIT;
 use lz4::block::CompressionMode;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -143,7 +144,7 @@ pub fn write(init: &Path, out: impl Write) -> Result<(), InitramfsError> {
         cpio.dir("tmp", 0o1777)?;
         // The kernel opens /dev/console for init's stdio before anything is mounted.
         cpio.char_device("dev/console", 0o600, 5, 1)?;
-        cpio.file("init", 0o755, size, &mut binary)?;
+        cpio.file(INIT.trim_start_matches('/'), 0o755, size, &mut binary)?;
         cpio.finish().map(drop)
     })()
     .map_err(io_err("writing", archive))

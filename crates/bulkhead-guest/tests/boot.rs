@@ -1,10 +1,10 @@
 //! Boots a real VM: the cached guest kernel, an initramfs whose `/init` is this very test binary (static,
 //! like `bulkhead`), an erofs image disk and an ext4 writable disk. As PID 1 the binary runs the real
-//! `bulkhead_vm::guest::main()`: it mounts, finds the agent port, assembles the rootfs from both disks
-//! with bulkhead-runtime and serves with bulkhead-agent. The host handshakes, then sends a `Start` frame
-//! whose payload is not a container spec, so the agent fails in a known way: the guest must report it as
-//! an `Error` frame, unmount, and power off, making QEMU exit and the stream end. Running a real container
-//! over this path is the engine's end-to-end test.
+//! `bulkhead_guest::main()`: it mounts, finds the agent port, assembles the rootfs from both disks
+//! with bulkhead-runtime and serves with bulkhead-agent. The host (bulkhead-vm) launches the VM and
+//! handshakes, then sends a `Start` frame whose payload is not a container spec, so the agent fails in a
+//! known way: the guest must report it as an `Error` frame, unmount, and power off, making QEMU exit and
+//! the stream end. Running a real container over this path is the engine's end-to-end test.
 
 use bulkhead_proto::{handshake, write_frame, Frame, Kind, Message, ProtoError};
 use bulkhead_vm::accel::{detect, AccelChoice};
@@ -18,7 +18,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn main() {
     if std::process::id() == 1 {
-        bulkhead_vm::guest::main();
+        bulkhead_guest::main();
     }
     boots_serves_reports_and_powers_off();
     println!("test boots_serves_reports_and_powers_off ... ok");
