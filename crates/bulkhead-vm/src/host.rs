@@ -4,6 +4,7 @@
 //! read timeout on the stream, like every other session.
 
 use crate::accel::AccelKind;
+use crate::io_error::{io_err, IoError};
 use crate::qemu;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -41,13 +42,8 @@ pub struct VmConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(
         "starting {}: {source} (install the Debian package qemu-system-x86)",
         qemu::QEMU
@@ -62,11 +58,6 @@ pub enum VmError {
     EarlyExit { status: String, log: String },
     #[error("QEMU did not create the agent socket {path} within {timeout:?}")]
     SocketTimeout { path: PathBuf, timeout: Duration },
-}
-
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VmError {
-    let path = path.to_path_buf();
-    move |source| VmError::Io { op, path, source }
 }
 
 /// A running QEMU process and the stream to its guest agent. Dropping it kills QEMU.
@@ -86,7 +77,7 @@ impl Vm {
         let socket = qemu::agent_socket(&cfg.run_dir);
         match fs::remove_file(&socket) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_err("removing stale", &socket)(e))
+                return Err(io_err("removing stale", &socket)(e).into())
             }
             _ => {}
         }
@@ -206,7 +197,7 @@ pub fn connect_agent(
                     e.kind(),
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
                 ) => {}
-            Err(e) => return Err(io_err("connecting to", socket)(e)),
+            Err(e) => return Err(io_err("connecting to", socket)(e).into()),
         }
         if let Some(status) = exited().map_err(io_err("checking QEMU for", socket))? {
             return Err(VmError::EarlyExit {
