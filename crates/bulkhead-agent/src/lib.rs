@@ -22,8 +22,6 @@ pub enum AgentError {
     Proto(#[from] ProtoError),
     #[error("expected a Start message first, got {0}")]
     NoStart(String),
-    #[error("invalid container spec in Start: {0}")]
-    BadSpec(serde_json::Error),
     #[error("{what}: {source}")]
     Sys {
         what: &'static str,

@@ -3,7 +3,7 @@
 use crate::process::{self, Proc};
 use crate::{sys, AgentError};
 use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
-use bulkhead_runtime::{exit_code, resize_pty, Container, ContainerSpec, ProcessSpec, Resources};
+use bulkhead_runtime::{exit_code, resize_pty, Container, ContainerSpec, ProcessSpec};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -25,9 +25,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// killed monitor never kills a container; the host reconciles its state later.
 pub fn serve(conn: OwnedFd, rootfs: &Path) -> Result<ExitStatus, AgentError> {
     let mut conn = Conn::new(File::from(conn));
-    handshake(&mut &conn.file, &mut &conn.file)?;
+    handshake(&mut &conn.file, &mut &conn.file, &[])?;
     let mut spec: ContainerSpec = match Message::recv(&mut &conn.file)? {
-        Message::Start { spec } => serde_json::from_value(spec).map_err(AgentError::BadSpec)?,
+        Message::Start { spec } => *spec,
         other => return Err(AgentError::NoStart(format!("{other:?}"))),
     };
     spec.rootfs = rootfs.to_path_buf();
@@ -222,15 +222,11 @@ impl Session {
             }
             Message::Exec { stream, process } => self.exec(stream, process),
             Message::Update { resources } => {
-                let result = serde_json::from_value::<Resources>(resources)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| {
-                        self.container
-                            .update_resources(&r)
-                            .map_err(|e| e.to_string())
+                if let Err(e) = self.container.update_resources(&resources) {
+                    self.conn.send(&Message::Error {
+                        stream: 0,
+                        message: e.to_string(),
                     });
-                if let Err(message) = result {
-                    self.conn.send(&Message::Error { stream: 0, message });
                 }
             }
             other => {
@@ -240,7 +236,7 @@ impl Session {
         }
     }
 
-    fn exec(&mut self, stream: u32, process: serde_json::Value) {
+    fn exec(&mut self, stream: u32, process: ProcessSpec) {
         let fail = |conn: &mut Conn, code: i32, message: String| {
             conn.send(&Message::Error {
                 stream,
@@ -260,10 +256,6 @@ impl Session {
                 format!("exec stream {stream} is already in use"),
             );
         }
-        let process: ProcessSpec = match serde_json::from_value(process) {
-            Ok(p) => p,
-            Err(e) => return fail(&mut self.conn, 125, format!("invalid exec process: {e}")),
-        };
         let (stdio, ends) = match process::stdio(process.terminal) {
             Ok(s) => s,
             Err(e) => return fail(&mut self.conn, 125, format!("creating exec stdio: {e}")),

@@ -301,9 +301,7 @@ impl Engine {
         drop(lock);
         let live = resources != Resources::default() && state.status == Status::Running;
         if live {
-            let value = serde_json::to_value(merged)
-                .map_err(|e| EngineError::InvalidOption(e.to_string()))?;
-            Session::connect(&c)?.send(&Message::Update { resources: value })?;
+            Session::connect(&c)?.send(&Message::Update { resources: merged })?;
         }
         Ok(c)
     }

@@ -31,7 +31,7 @@ impl Session {
             status: container.state.status.to_string(),
             what: format!("its monitor is not reachable ({e})"),
         })?;
-        handshake(&mut &stream, &mut &stream).map_err(|source| EngineError::Monitor {
+        handshake(&mut &stream, &mut &stream, &[]).map_err(|source| EngineError::Monitor {
             id: id.clone(),
             source,
         })?;
@@ -61,9 +61,10 @@ impl Session {
         &mut self,
         process: &bulkhead_runtime::ProcessSpec,
     ) -> Result<Result<u32, ExitStatus>, EngineError> {
-        let process =
-            serde_json::to_value(process).map_err(|e| EngineError::InvalidOption(e.to_string()))?;
-        self.send(&Message::Exec { stream: 0, process })?;
+        self.send(&Message::Exec {
+            stream: 0,
+            process: process.clone(),
+        })?;
         let mut error = None;
         loop {
             match self.recv() {

@@ -7,14 +7,23 @@
 //! peer as broken and closes the stream.
 //!
 //! Wire format, big-endian: `u32 len | u8 kind | u32 stream | payload[len - 5]`. Data frames (stdio) carry raw
-//! bytes; control frames carry a small JSON object. `stream` 0 is the container's main process, other values
-//! name `exec` sessions.
+//! bytes; control frames carry a JSON object, typed on both ends: `Start`, `Exec` and `Update` carry the
+//! `bulkhead-spec` types the runtime executes, and a payload that does not decode as its kind's type is
+//! [`ProtoError::Malformed`]. `stream` 0 is the container's main process, other values name `exec`
+//! sessions. Every session opens with [`handshake`].
+//!
+//! This crate is the host<->guest contract, so it also holds what the VM host (`bulkhead-vm`) and the
+//! guest's PID 1 (`bulkhead-guest`) must agree on outside frames ([`vm`]): both depend on it, neither on
+//! the other.
 
 mod frame;
+mod handshake;
 mod message;
+pub mod vm;
 
 pub use frame::{read_frame, write_frame, Frame, Kind, MAX_PAYLOAD};
-pub use message::{expect_hello, handshake, send_hello, ExitStatus, Message};
+pub use handshake::{handshake, MAX_PEER_MESSAGE};
+pub use message::{ExitStatus, Message};
 
 /// Protocol version carried in `Hello`; peers with another version are refused.
 pub const VERSION: u16 = 1;
@@ -38,4 +47,10 @@ pub enum ProtoError {
     Version(u16),
     #[error("expected {expected}, got a {got:?} frame")]
     Unexpected { expected: &'static str, got: Kind },
+    /// The peer sent an `Error` instead of opening the session: its own message, at most
+    /// [`MAX_PEER_MESSAGE`] bytes, control characters escaped.
+    #[error("peer reported an error: {0}")]
+    Peer(String),
+    #[error("timed out waiting for the peer")]
+    TimedOut,
 }

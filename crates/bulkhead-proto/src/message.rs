@@ -1,9 +1,9 @@
 //! Typed messages on top of frames: what each kind means and which payload it carries.
 
 use crate::{Frame, Kind, ProtoError, MAX_PAYLOAD};
+use bulkhead_spec::{ContainerSpec, ProcessSpec, Resources};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// How a process ended, docker-style: `code` is the exit code or 128+signal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,9 +23,9 @@ pub enum Message {
     Hello {
         version: u16,
     },
-    /// Host to agent: start the container; `spec` is a runtime `ContainerSpec` as JSON.
+    /// Host to agent: start the container. Boxed: a spec is far larger than every other message.
     Start {
-        spec: Value,
+        spec: Box<ContainerSpec>,
     },
     /// A process of `stream` runs with this pid (in the namespace of whoever reports it).
     Started {
@@ -56,10 +56,10 @@ pub enum Message {
         stream: u32,
         signal: i32,
     },
-    /// Start an exec session; `process` is a runtime `ProcessSpec` as JSON.
+    /// Start an exec session running `process`.
     Exec {
         stream: u32,
-        process: Value,
+        process: ProcessSpec,
     },
     Exited {
         stream: u32,
@@ -69,9 +69,9 @@ pub enum Message {
         stream: u32,
         message: String,
     },
-    /// Change resource limits of the running container (runtime `Resources` as JSON).
+    /// Change resource limits of the running container.
     Update {
-        resources: Value,
+        resources: Resources,
     },
     /// CLI to monitor: send me the main process' output; with `stdin`, I also feed its input.
     Attach {
@@ -278,47 +278,45 @@ impl Message {
     }
 }
 
-/// Sends our `Hello` and checks the peer's; the peer must answer with `Hello` of the same version.
-pub fn handshake(
-    r: &mut impl std::io::Read,
-    w: &mut impl std::io::Write,
-) -> Result<(), ProtoError> {
-    send_hello(w)?;
-    expect_hello(r)
-}
-
-/// The first half of [`handshake`]: our `Hello`. A side that knows what it will send next may send it
-/// before [`expect_hello`], sparing the peer a round trip.
-pub fn send_hello(w: &mut impl std::io::Write) -> Result<(), ProtoError> {
-    Message::Hello {
-        version: crate::VERSION,
-    }
-    .send(w)
-}
-
-/// The second half of [`handshake`]: the peer's `Hello`, of our version.
-pub fn expect_hello(r: &mut impl std::io::Read) -> Result<(), ProtoError> {
-    let f = crate::read_frame(r)?;
-    match Message::from_frame(&f)? {
-        Message::Hello { version } if version == crate::VERSION => Ok(()),
-        Message::Hello { version } => Err(ProtoError::Version(version)),
-        _ => Err(ProtoError::Unexpected {
-            expected: "Hello",
-            got: f.kind,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulkhead_spec::{NetworkMode, SeccompPolicy, SecuritySpec};
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            id: "x".into(),
+            rootfs: "/".into(),
+            process: ProcessSpec {
+                args: vec!["sh".into()],
+                env: vec!["PATH=/bin".into()],
+                cwd: "/".into(),
+                user: String::new(),
+                terminal: false,
+                rlimits: Vec::new(),
+            },
+            hostname: "x".into(),
+            readonly_rootfs: false,
+            mounts: Vec::new(),
+            network: NetworkMode::None,
+            userns: None,
+            security: SecuritySpec {
+                seccomp: SeccompPolicy::Compiled(vec![1, 2, 3]),
+                ..SecuritySpec::default()
+            },
+            resources: Resources::default(),
+            cgroup_name: "bulkhead/x".into(),
+            etc_hosts: String::new(),
+            resolv_conf: String::new(),
+        }
+    }
 
     #[test]
     fn every_message_round_trips() {
         let msgs = vec![
             Message::Hello { version: 1 },
             Message::Start {
-                spec: serde_json::json!({"id": "x"}),
+                spec: Box::new(spec()),
             },
             Message::Started { stream: 2, pid: 7 },
             Message::Stdin {
@@ -345,7 +343,7 @@ mod tests {
             },
             Message::Exec {
                 stream: 4,
-                process: serde_json::json!({"args": ["sh"]}),
+                process: spec().process,
             },
             Message::Exited {
                 stream: 0,
@@ -360,7 +358,11 @@ mod tests {
                 message: "no".into(),
             },
             Message::Update {
-                resources: serde_json::json!({}),
+                resources: Resources {
+                    memory_bytes: Some(1 << 30),
+                    cpus: Some(1.5),
+                    pids_limit: None,
+                },
             },
             Message::Attach { stdin: true },
         ];
@@ -379,6 +381,9 @@ mod tests {
             Kind::Resize,
             Kind::Exited,
             Kind::StdinClose,
+            Kind::Start,
+            Kind::Exec,
+            Kind::Update,
         ] {
             let f = Frame {
                 kind,
@@ -393,13 +398,21 @@ mod tests {
     }
 
     #[test]
-    fn handshake_refuses_other_versions() {
-        let mut peer = Vec::new();
-        Message::Hello { version: 99 }.send(&mut peer).unwrap();
-        let mut out = Vec::new();
-        assert!(matches!(
-            handshake(&mut peer.as_slice(), &mut out),
-            Err(ProtoError::Version(99))
-        ));
+    fn json_that_is_not_the_payload_type_is_malformed_naming_the_kind() {
+        for (kind, payload) in [
+            (Kind::Start, r#"{"not": "a container spec"}"#),
+            (Kind::Exec, r#"{"args": "sh"}"#),
+            (Kind::Update, r#"{"memory_bytes": -1}"#),
+        ] {
+            let f = Frame {
+                kind,
+                stream: 0,
+                payload: payload.as_bytes().to_vec(),
+            };
+            match Message::from_frame(&f) {
+                Err(ProtoError::Malformed { kind: got, .. }) => assert_eq!(got, kind),
+                other => panic!("{kind:?}: expected Malformed, got {other:?}"),
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use caps::{CapSet, Capability, CapsHashSet};
 
 use crate::error::RuntimeError;
-use crate::spec::SecuritySpec;
+use bulkhead_spec::SecuritySpec;
 
 /// Docker's default capability set.
 const DEFAULT_CAPS: [Capability; 14] = [

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
-use crate::spec::Resources;
+use bulkhead_spec::Resources;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];

@@ -30,7 +30,7 @@ use crate::network;
 use crate::process_setup::{self, Confinement};
 use crate::pty;
 use crate::seccomp;
-use crate::spec::{ContainerSpec, MountSpec, NetworkMode, ProcessSpec};
+use bulkhead_spec::{ContainerSpec, MountSpec, NetworkMode, ProcessSpec};
 
 /// Standard streams of a container process.
 #[derive(Debug)]
@@ -229,7 +229,7 @@ fn collect(chan: &Channel, stage: &str, reported: &mut Reported) -> Result<(), R
     Ok(())
 }
 
-fn write_id_maps(pid: Pid, map: &crate::spec::IdMap) -> Result<(), RuntimeError> {
+fn write_id_maps(pid: Pid, map: &bulkhead_spec::IdMap) -> Result<(), RuntimeError> {
     for (file, host) in [("uid_map", map.host_uid), ("gid_map", map.host_gid)] {
         let path = format!("/proc/{pid}/{file}");
         std::fs::write(&path, format!("0 {host} {}\n", map.size))
@@ -454,7 +454,7 @@ impl Container {
     }
 
     /// Changes the limits that are set in `r`.
-    pub fn update_resources(&self, r: &crate::spec::Resources) -> Result<(), RuntimeError> {
+    pub fn update_resources(&self, r: &bulkhead_spec::Resources) -> Result<(), RuntimeError> {
         self.cgroup.apply(r)
     }
 

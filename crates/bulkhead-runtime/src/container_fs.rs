@@ -14,7 +14,7 @@ use nix::sys::statvfs::{fstatvfs, FsFlags};
 use crate::error::RuntimeError;
 use crate::pty;
 use crate::safe_path::{ensure_file, fd_path, mkdir_all, open_in_root, write_file};
-use crate::spec::{ContainerSpec, MountSpec};
+use bulkhead_spec::{ContainerSpec, MountSpec};
 
 /// runc's default masked paths: hidden behind /dev/null (files) or an empty read-only tmpfs.
 const MASKED_PATHS: [&str; 12] = [

@@ -19,9 +19,12 @@ mod process_setup;
 mod pty;
 mod safe_path;
 mod seccomp;
-mod spec;
 mod users;
 
+pub use bulkhead_spec::{
+    ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
+    SecuritySpec,
+};
 pub use cgroups::CgroupVersion;
 pub use container::{exit_code, spawn, Container, ExecProcess, Stdio};
 pub use error::RuntimeError;
@@ -31,7 +34,3 @@ pub use nix::sys::wait::WaitStatus;
 pub use nix::unistd::Pid;
 pub use pty::resize_pty;
 pub use seccomp::compile as compile_seccomp;
-pub use spec::{
-    ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
-    SecuritySpec,
-};

@@ -15,8 +15,8 @@ use nix::unistd::{Gid, Uid};
 use crate::capabilities;
 use crate::error::RuntimeError;
 use crate::seccomp;
-use crate::spec::{ProcessSpec, Rlimit};
 use crate::users;
+use bulkhead_spec::{ProcessSpec, Rlimit};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

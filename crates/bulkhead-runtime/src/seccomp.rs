@@ -17,7 +17,7 @@ use libseccomp::{
 use serde::Deserialize;
 
 use crate::error::RuntimeError;
-use crate::spec::{SeccompPolicy, SecuritySpec};
+use bulkhead_spec::{SeccompPolicy, SecuritySpec};
 use nix::errno::Errno;
 use nix::sys::memfd::MemFdCreateFlag;
 

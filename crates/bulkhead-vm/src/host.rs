@@ -1,10 +1,11 @@
 //! The host side of one VM: spawns QEMU, connects to the agent's virtio-serial socket and owns the QEMU
-//! process until it exits. The stream it returns carries `bulkhead-proto` frames from a hostile guest; the
-//! only interpretation done here is the optional bounded [`agent_handshake`].
+//! process until it exits. The stream it returns carries `bulkhead-proto` frames from a hostile guest and
+//! is not interpreted here: the caller opens the session with `bulkhead_proto::handshake`, bounded by a
+//! read timeout on the stream, like every other session.
 
 use crate::accel::AccelKind;
+use crate::io_error::{io_err, IoError};
 use crate::qemu;
-use bulkhead_proto::{read_frame, Message, ProtoError, VERSION};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::fs::{self, File};
@@ -28,9 +29,9 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// The initramfs whose `/init` is the agent.
     pub initramfs: PathBuf,
-    /// The image's erofs artifact, attached read-only (guest `/dev/vda`).
+    /// The image's erofs artifact, attached read-only (guest `bulkhead_proto::vm::IMAGE_DISK`).
     pub rootfs_artifact: PathBuf,
-    /// The container's writable ext4 image (guest `/dev/vdb`).
+    /// The container's writable ext4 image (guest `bulkhead_proto::vm::WRITABLE_DISK`).
     pub writable_disk: PathBuf,
     pub memory_mib: u32,
     pub vcpus: u32,
@@ -41,13 +42,8 @@ pub struct VmConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(
         "starting {}: {source} (install the Debian package qemu-system-x86)",
         qemu::QEMU
@@ -62,17 +58,6 @@ pub enum VmError {
     EarlyExit { status: String, log: String },
     #[error("QEMU did not create the agent socket {path} within {timeout:?}")]
     SocketTimeout { path: PathBuf, timeout: Duration },
-    #[error("guest agent reported: {0}")]
-    Guest(String),
-    #[error("guest agent handshake failed: {0}")]
-    Handshake(#[source] ProtoError),
-    #[error("guest agent did not answer the handshake within {0:?}")]
-    HandshakeTimeout(Duration),
-}
-
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VmError {
-    let path = path.to_path_buf();
-    move |source| VmError::Io { op, path, source }
 }
 
 /// A running QEMU process and the stream to its guest agent. Dropping it kills QEMU.
@@ -86,13 +71,13 @@ pub struct Vm {
 
 impl Vm {
     /// Spawns QEMU for `cfg` in its own process group and connects to the agent socket. Does not wait for
-    /// the guest to boot: the agent speaks first once it is up (see [`agent_handshake`]).
+    /// the guest to boot: the agent answers the handshake once it is up.
     pub fn launch(cfg: &VmConfig) -> Result<Vm, VmError> {
         fs::create_dir_all(&cfg.run_dir).map_err(io_err("creating", &cfg.run_dir))?;
         let socket = qemu::agent_socket(&cfg.run_dir);
         match fs::remove_file(&socket) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_err("removing stale", &socket)(e))
+                return Err(io_err("removing stale", &socket)(e).into())
             }
             _ => {}
         }
@@ -212,7 +197,7 @@ pub fn connect_agent(
                     e.kind(),
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
                 ) => {}
-            Err(e) => return Err(io_err("connecting to", socket)(e)),
+            Err(e) => return Err(io_err("connecting to", socket)(e).into()),
         }
         if let Some(status) = exited().map_err(io_err("checking QEMU for", socket))? {
             return Err(VmError::EarlyExit {
@@ -228,44 +213,4 @@ pub fn connect_agent(
         }
         std::thread::sleep(SOCKET_POLL);
     }
-}
-
-/// Performs the protocol handshake with the guest agent, bounded by `timeout` (which must cover the
-/// guest's boot). An `Error` frame in place of `Hello` (the guest failed before serving) becomes
-/// [`VmError::Guest`]; anything else unexpected is [`VmError::Handshake`]. The stream's read timeout is
-/// cleared again on success.
-pub fn agent_handshake(stream: &UnixStream, timeout: Duration) -> Result<(), VmError> {
-    let set = |t| {
-        stream.set_read_timeout(t).map_err(io_err(
-            "setting a read timeout on",
-            Path::new("agent stream"),
-        ))
-    };
-    set(Some(timeout))?;
-    Message::Hello { version: VERSION }
-        .send(&mut &*stream)
-        .map_err(VmError::Handshake)?;
-    let frame = read_frame(&mut &*stream).map_err(|e| match e {
-        ProtoError::Io(io)
-            if matches!(
-                io.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            VmError::HandshakeTimeout(timeout)
-        }
-        other => VmError::Handshake(other),
-    })?;
-    match Message::from_frame(&frame).map_err(VmError::Handshake)? {
-        Message::Hello { version } if version == VERSION => {}
-        Message::Hello { version } => return Err(VmError::Handshake(ProtoError::Version(version))),
-        Message::Error { message, .. } => return Err(VmError::Guest(message)),
-        _ => {
-            return Err(VmError::Handshake(ProtoError::Unexpected {
-                expected: "Hello",
-                got: frame.kind,
-            }))
-        }
-    }
-    set(None)
 }

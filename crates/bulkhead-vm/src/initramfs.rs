@@ -6,6 +6,8 @@
 //! `<cache>/initramfs/`.
 
 use crate::cache::{file_identity, remembered, sha256_file, temp_sibling};
+use crate::io_error::{io_err, IoError};
+use bulkhead_proto::vm::INIT;
 use lz4::block::CompressionMode;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -24,13 +26,8 @@ const LZ4_LEVEL: i32 = 9;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitramfsError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{path}: {size} bytes is too large for a newc cpio entry")]
     TooLarge { path: PathBuf, size: u64 },
 }
@@ -143,19 +140,15 @@ pub fn write(init: &Path, out: impl Write) -> Result<(), InitramfsError> {
         cpio.dir("tmp", 0o1777)?;
         // The kernel opens /dev/console for init's stdio before anything is mounted.
         cpio.char_device("dev/console", 0o600, 5, 1)?;
-        cpio.file("init", 0o755, size, &mut binary)?;
+        cpio.file(INIT.trim_start_matches('/'), 0o755, size, &mut binary)?;
         cpio.finish().map(drop)
     })()
-    .map_err(io_err("writing", archive))
+    .map_err(io_err("writing", archive))?;
+    Ok(())
 }
 
 /// Cached images kept besides the one just built (other bulkhead versions sharing the cache).
 const KEEP: usize = 3;
-
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> InitramfsError {
-    let path = path.to_path_buf();
-    move |source| InitramfsError::Io { op, path, source }
-}
 
 /// Compresses `data` into an LZ4 legacy frame.
 fn lz4_legacy(data: &[u8]) -> io::Result<Vec<u8>> {
@@ -194,7 +187,7 @@ pub fn build(cache_dir: &Path, init: &Path) -> Result<PathBuf, InitramfsError> {
     };
     if let Err(e) = publish() {
         let _ = fs::remove_file(&tmp);
-        return Err(io_err("publishing", &path)(e));
+        return Err(io_err("publishing", &path)(e).into());
     }
     prune(&dir, &path);
     Ok(path)
@@ -211,6 +204,7 @@ fn binary_hash(dir: &Path, init: &Path) -> Result<String, InitramfsError> {
         |h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()),
         || sha256_file(init).map_err(io_err("hashing", init)),
     )
+    .map_err(InitramfsError::from)
 }
 
 /// Deletes all but the [`KEEP`] newest images besides `current` (hash stamps are a few bytes and stay).

@@ -6,11 +6,12 @@
 //! `vmlinux` is the load image of the built one ([`crate::load_image`]), with `System.map` beside it.
 
 use crate::cache::{file_identity, remembered, sha256_hex, temp_sibling};
+use crate::io_error::{io_err, IoError};
 use crate::load_image::{load_image, LoadImageError};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -49,13 +50,8 @@ pub enum KernelError {
         package: &'static str,
         reason: String,
     },
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("`{step}` failed ({status}); last output:\n{tail}")]
     Step {
         step: String,
@@ -73,11 +69,6 @@ pub enum KernelError {
         config: PathBuf,
         missing: Vec<String>,
     },
-}
-
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> KernelError {
-    let path = path.to_path_buf();
-    move |source| KernelError::Io { op, path, source }
 }
 
 /// The options the fragment turns on (`CONFIG_X=y` / `=N` / `="s"` lines), which the final config must
@@ -324,11 +315,7 @@ fn run(
         .stdout(writer)
         .stderr(writer2)
         .spawn()
-        .map_err(|source| KernelError::Io {
-            op: "running",
-            path: PathBuf::from(program),
-            source,
-        })?;
+        .map_err(io_err("running", Path::new(program)))?;
     let mut tail = VecDeque::with_capacity(LOG_TAIL);
     // Drop our copies of the write end, or the reader never sees end of file.
     drop(command);

@@ -1,18 +1,15 @@
-//! The VM isolation backend: every container runs in its own QEMU microVM with its own guest kernel.
-//!
-//! Pieces, one module each: [`kernel`] builds (and caches) the guest kernel from Debian's
-//! linux-source package, [`initramfs`] packs the running static `bulkhead` binary as the guest's `/init`,
-//! [`accel`] decides between KVM and TCG, [`qemu`] turns a [`VmConfig`] into a QEMU command line,
-//! [`host`] launches the VM and hands back the agent's stream, and [`guest`] is what `/init` does
-//! inside the VM. [`load_image`] reduces the built kernel to what QEMU loads.
+//! The VM isolation backend, host side: every container runs in its own QEMU microVM with its own guest
+//! kernel.
 //!
 //! # Threat model
 //!
 //! The guest runs untrusted code with a kernel we must assume compromised: everything that comes out of
 //! the VM is attacker-controlled. The host therefore
 //! - talks to the guest only through one virtio-serial port carrying bounded `bulkhead-proto` frames
-//!   (decoding errors end the session, never panic, never allocate beyond one bounded frame), and through
-//!   the serial console, which is only appended to a log file and never parsed;
+//!   (decoding errors end the session, never panic, never allocate beyond one bounded frame; an
+//!   `Error` the guest sends in place of `Hello`, which becomes the container's error, is cut to a bounded
+//!   length with control characters escaped), and through the serial console, which is only appended to a log file and never
+//!   parsed;
 //! - exposes exactly two disks: the image's erofs artifact, attached `readonly=on` and shared by every VM
 //!   of that image (a guest can corrupt only its page cache view, never the file), and the container's own
 //!   writable ext4 image, which the host must treat as hostile data after the VM ran (never mount it on the
@@ -23,12 +20,25 @@
 //!
 //! What remains exposed is QEMU's virtio-mmio, virtio-blk and virtio-serial device emulation and, under
 //! KVM, the host kernel's KVM interface. Under TCG (no usable KVM) the isolation is the same, only slower.
+//!
+//! # Layout
+//!
+//! Pieces, one module each: [`kernel`] builds (and caches) the guest kernel from Debian's
+//! linux-source package, [`initramfs`] packs the running static `bulkhead` binary as the guest's `/init`,
+//! [`accel`] decides between KVM and TCG, [`qemu`] turns a [`VmConfig`] into a QEMU command line, and
+//! [`host`] launches the VM and hands back the agent's stream. [`load_image`] reduces the built kernel to
+//! what QEMU loads.
+//!
+//! What `/init` does inside the VM is the guest side, `bulkhead-guest`; this crate does not link it (nor
+//! the agent), so host code can never call into guest code paths by accident. The two sides share only
+//! `bulkhead-proto`: the frames, and in `bulkhead_proto::vm` the names both must agree on (the agent's
+//! port, the disks' order, the init path).
 
 pub mod accel;
 mod cache;
-pub mod guest;
 pub mod host;
 pub mod initramfs;
+mod io_error;
 pub mod kernel;
 pub mod load_image;
 pub mod qemu;
@@ -37,4 +47,5 @@ mod tsc;
 pub use accel::{Accel, AccelChoice, AccelKind};
 pub use cache::default_cache_dir;
 pub use host::{Vm, VmConfig, VmError};
+pub use io_error::IoError;
 pub use kernel::Kernel;

@@ -5,12 +5,11 @@
 
 use crate::accel::AccelKind;
 use crate::host::VmConfig;
+use bulkhead_proto::vm::{AGENT_PORT, INIT};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The virtio-serial port name the guest agent looks for.
-pub const AGENT_PORT: &str = "bulkhead.agent";
 /// The QEMU binary, looked up in `PATH`.
 pub const QEMU: &str = "qemu-system-x86_64";
 
@@ -35,7 +34,7 @@ pub fn qemu_log(run_dir: &Path) -> PathBuf {
 /// - `reboot=t panic=-1`: the guest's reboot (and any panic) triple-faults at once; with `-no-reboot`
 ///   QEMU then exits, which is how the guest powers off.
 /// - `8250.nr_uarts=1`: register a single UART.
-/// - `rdinit=/init`: the initramfs' `/init` is the agent.
+/// - `rdinit=/init` ([`INIT`]): the initramfs' `/init` is the guest's PID 1.
 /// - `rcupdate.rcu_expedited=1`: starting a container waits for RCU grace periods (mounts, namespaces,
 ///   cgroups); at 100 Hz under TCG a normal one takes tens of milliseconds, an expedited one on a guest
 ///   this small a fraction of that. Measured: about 70 ms less per `run --rm --isolation=vm`.
@@ -50,7 +49,7 @@ pub fn kernel_cmdline(accel: AccelKind) -> String {
         "reboot=t".to_string(),
         "panic=-1".to_string(),
         "8250.nr_uarts=1".to_string(),
-        "rdinit=/init".to_string(),
+        format!("rdinit={INIT}"),
         "rcupdate.rcu_expedited=1".to_string(),
     ];
     if accel == AccelKind::Tcg {
@@ -100,6 +99,8 @@ pub fn command(cfg: &VmConfig) -> Command {
     .arg(&cfg.initramfs)
     .arg("-append")
     .arg(kernel_cmdline(cfg.accel));
+    // The guest names the disks by the order they are attached in: the image's first (IMAGE_DISK), the
+    // writable one second (WRITABLE_DISK), see `bulkhead_proto::vm`.
     // The image artifact is shared by every VM of the image: read-only opens take only a shared lock, so
     // any number of VMs attach it concurrently while a writer is refused ("Failed to get write lock").
     cmd.arg("-drive")

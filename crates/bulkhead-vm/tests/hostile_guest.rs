@@ -1,8 +1,10 @@
 //! A fake guest behind a real unix socket (standing in for QEMU's chardev server) misbehaves; the host side
-//! must fail with a clear error, without panicking or hanging.
+//! must fail with a clear error, without panicking or hanging. The host side is what the engine's monitor
+//! runs in production: `connect_agent`, then `bulkhead_proto::handshake` bounded by a read timeout on the
+//! stream.
 
-use bulkhead_proto::{Frame, Kind, Message, ProtoError};
-use bulkhead_vm::host::{agent_handshake, connect_agent};
+use bulkhead_proto::{handshake, Frame, Kind, Message, ProtoError, MAX_PEER_MESSAGE};
+use bulkhead_vm::host::connect_agent;
 use bulkhead_vm::VmError;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,8 +16,19 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The host's side of opening the session, as the monitor does it (which sends its `Start` ahead too;
+/// what goes ahead does not change how the guest's answer is judged).
+fn host_handshake(stream: &UnixStream, timeout: Duration) -> Result<(), ProtoError> {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    handshake(
+        &mut &*stream,
+        &mut &*stream,
+        &[Message::StdinClose { stream: 0 }],
+    )
+}
+
 /// Serves one connection at `socket` with `guest`, returns the host's handshake result.
-fn handshake_against(guest: impl FnOnce(UnixStream) + Send + 'static) -> Result<(), VmError> {
+fn handshake_against(guest: impl FnOnce(UnixStream) + Send + 'static) -> Result<(), ProtoError> {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("agent.sock");
     let listener = UnixListener::bind(&socket).unwrap();
@@ -30,7 +43,7 @@ fn handshake_against(guest: impl FnOnce(UnixStream) + Send + 'static) -> Result<
         let _ = rest.read_to_end(&mut Vec::new());
     });
     let stream = connect_agent(&socket, TIMEOUT, || Ok(None)).unwrap();
-    let result = agent_handshake(&stream, TIMEOUT);
+    let result = host_handshake(&stream, TIMEOUT);
     drop(stream);
     server.join().unwrap();
     result
@@ -44,10 +57,7 @@ fn oversized_frame_is_refused() {
         let _ = conn.write_all(&[Kind::Hello as u8, 0, 0, 0, 0]);
     });
     assert!(
-        matches!(
-            result,
-            Err(VmError::Handshake(ProtoError::Oversized { .. }))
-        ),
+        matches!(result, Err(ProtoError::Oversized { .. })),
         "{result:?}"
     );
 }
@@ -58,10 +68,7 @@ fn random_bytes_are_refused() {
         let _ = conn.write_all(&[0, 0, 0, 9, 0xee, 1, 2, 3, 4, 5, 6, 7, 8]);
     });
     assert!(
-        matches!(
-            result,
-            Err(VmError::Handshake(ProtoError::UnknownKind(0xee)))
-        ),
+        matches!(result, Err(ProtoError::UnknownKind(0xee))),
         "{result:?}"
     );
 }
@@ -77,10 +84,7 @@ fn malformed_hello_is_refused() {
         let _ = bulkhead_proto::write_frame(&mut conn, &frame);
     });
     assert!(
-        matches!(
-            result,
-            Err(VmError::Handshake(ProtoError::Malformed { .. }))
-        ),
+        matches!(result, Err(ProtoError::Malformed { .. })),
         "{result:?}"
     );
 }
@@ -91,7 +95,7 @@ fn truncated_frame_then_hangup_is_refused() {
         let _ = conn.write_all(&[0, 0]);
     });
     assert!(
-        matches!(result, Err(VmError::Handshake(ProtoError::Truncated(2)))),
+        matches!(result, Err(ProtoError::Truncated(2))),
         "{result:?}"
     );
 }
@@ -106,8 +110,29 @@ fn guest_error_before_hello_is_reported() {
         .send(&mut conn);
     });
     match result {
-        Err(VmError::Guest(message)) => assert!(message.contains("erofs"), "{message}"),
-        other => panic!("expected VmError::Guest, got {other:?}"),
+        Err(ProtoError::Peer(message)) => {
+            assert_eq!(message, "mounting erofs on /run/bulkhead/lower: EINVAL")
+        }
+        other => panic!("expected ProtoError::Peer, got {other:?}"),
+    }
+}
+
+#[test]
+fn huge_guest_error_with_escapes_is_bounded() {
+    let result = handshake_against(|mut conn| {
+        let _ = Message::Error {
+            stream: 0,
+            message: format!("\x1b]0;pwned\x07{}", "A".repeat(200_000)),
+        }
+        .send(&mut conn);
+    });
+    match result {
+        Err(ProtoError::Peer(message)) => {
+            assert!(message.len() <= MAX_PEER_MESSAGE, "{}", message.len());
+            assert!(!message.contains('\x1b'), "{message}");
+            assert!(message.starts_with("\\u{1b}]0;pwned"), "{message}");
+        }
+        other => panic!("expected ProtoError::Peer, got {other:?}"),
     }
 }
 
@@ -118,11 +143,8 @@ fn silent_guest_times_out() {
     let listener = UnixListener::bind(&socket).unwrap();
     let stream = connect_agent(&socket, TIMEOUT, || Ok(None)).unwrap();
     let (mut guest, _) = listener.accept().unwrap();
-    let result = agent_handshake(&stream, Duration::from_millis(200));
-    assert!(
-        matches!(result, Err(VmError::HandshakeTimeout(_))),
-        "{result:?}"
-    );
+    let result = host_handshake(&stream, Duration::from_millis(200));
+    assert!(matches!(result, Err(ProtoError::TimedOut)), "{result:?}");
     // The host did send its Hello before giving up.
     let mut hello = [0u8; 4];
     guest.read_exact(&mut hello).unwrap();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     if std::process::id() == 1 {
         // PID 1 of a bulkhead VM guest: the initramfs /init is this binary.
-        bulkhead_vm::guest::main();
+        bulkhead_guest::main();
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args

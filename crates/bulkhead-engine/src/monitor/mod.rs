@@ -16,7 +16,7 @@ use crate::layout::Layout;
 use crate::logs::{self, Stream};
 use crate::state::{start_time, Status};
 use crate::{spec, EngineError};
-use bulkhead_proto::{expect_hello, send_hello, ExitStatus, Message, ProtoError};
+use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
 use chrono::Utc;
 use clients::Clients;
 use launch::Ready;
@@ -107,7 +107,11 @@ impl<'a> Monitor<'a> {
         let (mut backend, mut agent) = match outcome {
             Ok(pair) => pair,
             Err(e) => {
-                let msg = e.to_string();
+                // Whoever started us says which container failed to start; the reason is enough here.
+                let msg = match &e {
+                    EngineError::StartFailed { message, .. } => message.clone(),
+                    e => e.to_string(),
+                };
                 record_exit(self.container, e.exit_code(), false, Some(msg.clone()));
                 report(&format!("error: {msg}"));
                 self.clients.broadcast(&Message::Error {
@@ -196,27 +200,30 @@ impl<'a> Monitor<'a> {
             self.mode
                 .launch(&self.container.config, &self.container.paths, &artifact)?;
         tracing::debug!("backend up in {:?}", t0.elapsed());
-        // The spec is built, and the client attaches, while a VM boots. The container must not start
-        // before the client is there, or early output would be lost.
-        let ready = self.start_spec().and_then(|spec| {
-            if self.attach_first {
-                self.wait_for_attach()?;
-            }
-            Ok(spec)
-        });
-        let spec = match ready {
-            Ok(spec) => spec,
+        match self.open_agent(&mut agent, backend.host_pid(), t0) {
+            Ok(()) => Ok((backend, agent)),
             Err(e) => {
                 backend.kill();
                 let _ = backend.teardown();
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// Starts the container through a just-launched agent: the spec is built, and the client attaches,
+    /// while a VM boots; the container must not start before the client is there, or early output would
+    /// be lost.
+    fn open_agent(
+        &mut self,
+        agent: &mut UnixStream,
+        host_pid: i32,
+        t0: Instant,
+    ) -> Result<(), EngineError> {
+        let spec = self.start_spec()?;
+        if self.attach_first {
+            self.wait_for_attach()?;
+        }
         let id = self.container.config.id.clone();
-        let proto = |source| EngineError::Monitor {
-            id: id.clone(),
-            source,
-        };
         // Start goes out right behind our Hello: the agent reads Hello then Start, so a booting guest
         // does not wait for a round trip to us once it is up. Both fit in the socket buffer; the write
         // timeout only guards against an agent that never reads.
@@ -224,18 +231,19 @@ impl<'a> Monitor<'a> {
             .set_read_timeout(Some(AGENT_HELLO_WAIT))
             .and_then(|()| agent.set_write_timeout(Some(AGENT_HELLO_WAIT)))
             .map_err(EngineError::io("agent socket"))?;
-        let open_stdin = self.container.config.open_stdin;
-        let opened = (|| {
-            send_hello(&mut &agent)?;
-            Message::Start { spec }.send(&mut &agent)?;
-            if !open_stdin {
-                Message::StdinClose { stream: 0 }.send(&mut &agent)?;
-            }
-            expect_hello(&mut &agent)
-        })();
-        opened.map_err(|e| EngineError::StartFailed {
+        let mut ahead = vec![Message::Start {
+            spec: Box::new(spec),
+        }];
+        if !self.container.config.open_stdin {
+            ahead.push(Message::StdinClose { stream: 0 });
+        }
+        handshake(&mut &*agent, &mut &*agent, &ahead).map_err(|e| EngineError::StartFailed {
             id: id.clone(),
-            message: self.agent_gone(&format!("failed the protocol handshake ({e})")),
+            message: match e {
+                // The agent's own words on why it cannot serve, e.g. a guest that cannot mount the rootfs.
+                ProtoError::Peer(said) => self.agent_gone(&format!("reported: {said}")),
+                e => self.agent_gone(&format!("failed the protocol handshake ({e})")),
+            },
         })?;
         tracing::debug!("agent handshake done at {:?}", t0.elapsed());
         agent
@@ -243,14 +251,15 @@ impl<'a> Monitor<'a> {
             .and_then(|()| agent.set_write_timeout(None))
             .map_err(EngineError::io("agent socket"))?;
         for msg in self.pending.drain(..) {
-            msg.send(&mut agent).map_err(proto)?;
+            msg.send(agent).map_err(|source| EngineError::Monitor {
+                id: id.clone(),
+                source,
+            })?;
         }
-        let host_pid = backend.host_pid();
         self.container.update_state(|s| {
             s.pid = Some(host_pid);
             s.pid_start = start_time(host_pid);
-        })?;
-        Ok((backend, agent))
+        })
     }
 
     /// Moves frames until the main process has exited. Returns its status, or the reason the agent was
@@ -320,10 +329,10 @@ impl<'a> Monitor<'a> {
 
     /// The runtime spec the agent starts the container from. The seccomp filter is compiled here rather
     /// than by the agent: in a VM guest under binary translation libseccomp takes about 50 ms for it.
-    fn start_spec(&self) -> Result<serde_json::Value, EngineError> {
+    fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
         let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
         spec.security.seccomp = bulkhead_runtime::compile_seccomp(&spec.security)?;
-        serde_json::to_value(&spec).map_err(|e| EngineError::InvalidOption(e.to_string()))
+        Ok(spec)
     }
 
     fn agent_gone(&self, what: &str) -> String {

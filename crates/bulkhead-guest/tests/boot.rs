@@ -1,14 +1,14 @@
 //! Boots a real VM: the cached guest kernel, an initramfs whose `/init` is this very test binary (static,
 //! like `bulkhead`), an erofs image disk and an ext4 writable disk. As PID 1 the binary runs the real
-//! `bulkhead_vm::guest::main()`: it mounts, finds the agent port, assembles the rootfs from both disks
-//! with bulkhead-runtime and serves with bulkhead-agent. The host handshakes, then sends a `Start` whose
-//! spec is invalid, so the agent fails in a known way: the guest must report it as an `Error` frame,
-//! unmount, and power off, making QEMU exit and the stream end. Running a real container over this path
-//! is the engine's end-to-end test.
+//! `bulkhead_guest::main()`: it mounts, finds the agent port, assembles the rootfs from both disks
+//! with bulkhead-runtime and serves with bulkhead-agent. The host (bulkhead-vm) launches the VM and
+//! handshakes, then sends a `Start` frame whose payload is not a container spec, so the agent fails in a
+//! known way: the guest must report it as an `Error` frame, unmount, and power off, making QEMU exit and
+//! the stream end. Running a real container over this path is the engine's end-to-end test.
 
-use bulkhead_proto::{Message, ProtoError};
+use bulkhead_proto::{handshake, write_frame, Frame, Kind, Message, ProtoError};
 use bulkhead_vm::accel::{detect, AccelChoice};
-use bulkhead_vm::{host, initramfs, kernel, Vm, VmConfig};
+use bulkhead_vm::{initramfs, kernel, Vm, VmConfig};
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
@@ -18,7 +18,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn main() {
     if std::process::id() == 1 {
-        bulkhead_vm::guest::main();
+        bulkhead_guest::main();
     }
     boots_serves_reports_and_powers_off();
     println!("test boots_serves_reports_and_powers_off ... ok");
@@ -66,18 +66,20 @@ fn boots_serves_reports_and_powers_off() {
     .unwrap();
     let console = || fs::read_to_string(run_dir.join("console.log")).unwrap_or_default();
 
-    if let Err(e) = host::agent_handshake(vm.stream(), BOOT_TIMEOUT) {
+    let mut stream = vm.stream();
+    stream.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+    if let Err(e) = handshake(&mut vm.stream(), &mut vm.stream(), &[]) {
         panic!("handshake: {e}\nconsole:\n{}", console());
     }
-    let mut stream = vm.stream();
-    Message::Start {
-        spec: serde_json::json!({"not": "a container spec"}),
-    }
-    .send(&mut stream)
-    .unwrap();
+    let bogus = Frame {
+        kind: Kind::Start,
+        stream: 0,
+        payload: br#"{"not": "a container spec"}"#.to_vec(),
+    };
+    write_frame(&mut stream, &bogus).unwrap();
     match Message::recv(&mut stream) {
         Ok(Message::Error { message, .. }) => {
-            assert!(message.contains("invalid container spec"), "{message}")
+            assert!(message.contains("malformed Start frame"), "{message}")
         }
         other => panic!(
             "expected the agent's Error, got {other:?}\nconsole:\n{}",

@@ -1,7 +1,8 @@
-//! The container description shared by the host monitor and the VM agent.
+//! The container description shared by the host monitor, the wire protocol and the agent.
 //!
-//! Everything here is plain data with serde support: in VM mode the host serialises a
-//! [`ContainerSpec`] to JSON and the guest agent feeds it to the very same runtime code.
+//! Everything here is plain data with serde support and no behaviour: `bulkhead-runtime` executes it
+//! (and re-exports it), `bulkhead-proto` carries it in `Start`, `Exec` and `Update` frames. It is its own
+//! crate so that the protocol can name these types without linking the runtime (libseccomp, nix).
 
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub id: String,
-    /// An already assembled root directory (see [`crate::rootfs::assemble`]).
+    /// An already assembled root directory (see bulkhead-runtime's `rootfs::assemble`).
     pub rootfs: PathBuf,
     pub process: ProcessSpec,
     pub hostname: String,
@@ -94,14 +95,14 @@ pub struct SecuritySpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SeccompPolicy {
-    /// Docker's default profile (see [`crate::seccomp`]).
+    /// Docker's default profile (bulkhead-runtime's `seccomp` module).
     #[default]
     Default,
     Unconfined,
     /// A docker-format JSON profile.
     Profile(String),
     /// One of the above already compiled to a classic BPF program (`struct sock_filter` array, native
-    /// byte order) for this container's capabilities, by [`crate::compile_seccomp`]. The VM host sends
+    /// byte order) for this container's capabilities, by bulkhead-runtime's `compile_seccomp`. The VM host sends
     /// this, sparing the guest a compile that takes about 50 ms under binary translation. Serialized as
     /// base64: a JSON array of numbers is three times larger and slow to parse in the guest.
     Compiled(#[serde(with = "base64_bytes")] Vec<u8>),

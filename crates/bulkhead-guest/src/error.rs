@@ -1,0 +1,45 @@
+//! Why the guest could not serve its container. The message reaches the host as an `Error` frame and
+//! the user as the container's error, so each variant says what the guest was doing.
+
+use bulkhead_proto::vm::AGENT_PORT;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GuestError {
+    #[error("mounting {fstype} on {target}: {source}")]
+    Mount {
+        fstype: &'static str,
+        target: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("switching from the initramfs to a tmpfs root: {0}")]
+    SwitchRoot(#[source] nix::Error),
+    #[error("no virtio-serial port named {AGENT_PORT} appeared within {0:?}")]
+    NoAgentPort(Duration),
+    #[error("the host did not connect to the agent port within {0:?}")]
+    HostAbsent(Duration),
+    #[error("polling the agent port: {0}")]
+    Poll(#[source] nix::Error),
+    #[error("bringing up the loopback interface: {0}")]
+    Loopback(#[source] bulkhead_runtime::RuntimeError),
+    #[error("assembling the container rootfs: {0}")]
+    Rootfs(#[source] bulkhead_runtime::RuntimeError),
+    #[error("serving the container: {0}")]
+    Agent(#[source] bulkhead_agent::AgentError),
+}
+
+/// Wraps an I/O error with what was being done to which path.
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> GuestError {
+    let path = path.to_path_buf();
+    move |source| GuestError::Io { op, path, source }
+}

@@ -1,0 +1,70 @@
+//! The guest's own filesystems before the container's: a tmpfs root in place of the initramfs, and the
+//! kernel's pseudo filesystems the runtime needs.
+
+use crate::error::{io_err, GuestError};
+use bulkhead_proto::vm::INIT;
+use nix::mount::{mount, MsFlags};
+use nix::unistd::{chdir, chroot};
+use std::fs;
+use std::path::Path;
+
+/// Moves PID 1 onto a fresh tmpfs root, like `switch_root`. The initramfs itself is the kernel's
+/// `rootfs`, which `pivot_root(2)` refuses to move away from (EINVAL), and the runtime pivots into the
+/// container root. Our binary's copy in the initramfs is deleted first: the running process keeps its
+/// mapping, and the guest gets the memory back.
+pub(crate) fn leave_initramfs() -> Result<(), GuestError> {
+    const NEW_ROOT: &str = "/newroot";
+    fs::create_dir_all(NEW_ROOT).map_err(io_err("creating", Path::new(NEW_ROOT)))?;
+    mount(
+        Some("tmpfs"),
+        NEW_ROOT,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )
+    .map_err(|source| GuestError::Mount {
+        fstype: "tmpfs",
+        target: NEW_ROOT,
+        source,
+    })?;
+    // Only memory is at stake if this fails.
+    let _ = fs::remove_file(INIT);
+    let switch = || -> nix::Result<()> {
+        chdir(NEW_ROOT)?;
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)?;
+        chroot(".")?;
+        chdir("/")
+    };
+    switch().map_err(GuestError::SwitchRoot)
+}
+
+/// Mounts /dev, /proc, /sys and the cgroup2 hierarchy, and delegates the cpu, memory and pids
+/// controllers to child cgroups so the runtime can apply limits.
+pub(crate) fn mount_pseudo_filesystems() -> Result<(), GuestError> {
+    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    // cgroup2 `favordynmods`: moving the container into its cgroup then skips an RCU grace period
+    // (tens of milliseconds under binary translation), at a small cost to fork and exit.
+    let mounts: [(&'static str, &'static str, MsFlags, Option<&str>); 4] = [
+        ("devtmpfs", "/dev", MsFlags::MS_NOSUID, None),
+        ("proc", "/proc", hardened | MsFlags::MS_NODEV, None),
+        ("sysfs", "/sys", hardened | MsFlags::MS_NODEV, None),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            hardened | MsFlags::MS_NODEV,
+            Some("favordynmods"),
+        ),
+    ];
+    for (fstype, target, flags, data) in mounts {
+        fs::create_dir_all(target).map_err(io_err("creating", Path::new(target)))?;
+        mount(Some(fstype), target, Some(fstype), flags, data).map_err(|source| {
+            GuestError::Mount {
+                fstype,
+                target,
+                source,
+            }
+        })?;
+    }
+    let control = Path::new("/sys/fs/cgroup/cgroup.subtree_control");
+    fs::write(control, "+cpu +memory +pids").map_err(io_err("writing", control))
+}
