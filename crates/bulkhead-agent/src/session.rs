@@ -36,7 +36,7 @@ pub fn serve(conn: OwnedFd, rootfs: &Path) -> Result<ExitStatus, AgentError> {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
     let (stdio, ends) =
-        process::stdio(spec.process.terminal).map_err(sys("creating stdio pipes"))?;
+        process::stdio(spec.workload.process.terminal).map_err(sys("creating stdio pipes"))?;
     let mut container = match bulkhead_runtime::spawn(&spec, stdio) {
         Ok(c) => c,
         Err(e) => {

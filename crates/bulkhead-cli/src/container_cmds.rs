@@ -133,7 +133,7 @@ pub fn start(engine: &Engine, a: StartArgs) -> Result<i32> {
             bail!("start -a/-i takes exactly one container");
         };
         let c = engine.start(one, StartMode::AttachFirst)?;
-        let tty = c.config.process.terminal;
+        let tty = c.config.workload.process.terminal;
         let session = engine.attach(c.id(), a.interactive)?;
         return Ok(exit_code(relay::attached(session, a.interactive, tty)?));
     }
@@ -208,7 +208,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32> {
         "NAMES".into(),
     ]];
     for c in &list {
-        let cmd = format!("\"{}\"", c.config.process.args.join(" "));
+        let cmd = format!("\"{}\"", c.config.workload.process.args.join(" "));
         rows.push(vec![
             if a.no_trunc {
                 c.id().to_string()

@@ -1,6 +1,6 @@
 //! What a container is: fixed at create time (isolation and resources may be changed by `update`).
 
-use bulkhead_runtime::{IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, SecuritySpec};
+use bulkhead_runtime::Workload;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -55,16 +55,11 @@ pub struct ContainerConfig {
     pub image: String,
     pub image_id: String,
     pub isolation: Isolation,
-    pub process: ProcessSpec,
+    /// What runs and how it is confined: the same in both isolation levels.
+    #[serde(flatten)]
+    pub workload: Workload,
     /// `-i`: stdin stays open for attach.
     pub open_stdin: bool,
-    pub hostname: String,
-    pub readonly_rootfs: bool,
-    pub mounts: Vec<MountSpec>,
-    pub network: NetworkMode,
-    pub userns: Option<IdMap>,
-    pub security: SecuritySpec,
-    pub resources: Resources,
     pub stop_signal: String,
     pub stop_timeout: u64,
     pub auto_remove: bool,

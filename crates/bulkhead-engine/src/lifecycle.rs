@@ -174,17 +174,17 @@ impl Engine {
         }
         let process = ProcessSpec {
             args: opts.args.clone(),
-            env: env::merge(&c.config.process.env, &opts.env)?,
+            env: env::merge(&c.config.workload.process.env, &opts.env)?,
             cwd: opts
                 .workdir
                 .clone()
-                .unwrap_or_else(|| c.config.process.cwd.clone()),
+                .unwrap_or_else(|| c.config.workload.process.cwd.clone()),
             user: opts
                 .user
                 .clone()
-                .unwrap_or_else(|| c.config.process.user.clone()),
+                .unwrap_or_else(|| c.config.workload.process.user.clone()),
             terminal: opts.tty,
-            rlimits: c.config.process.rlimits.clone(),
+            rlimits: c.config.workload.process.rlimits.clone(),
         };
         Ok((Session::connect(&c)?, process))
     }
@@ -290,12 +290,12 @@ impl Engine {
             self.check_policy(&c, iso)?;
             c.config.isolation = iso;
         }
-        let mut merged = c.config.resources;
+        let mut merged = c.config.workload.resources;
         merged.memory_bytes = resources.memory_bytes.or(merged.memory_bytes);
         merged.cpus = resources.cpus.or(merged.cpus);
         merged.pids_limit = resources.pids_limit.or(merged.pids_limit);
         spec::validate_resources(&merged)?;
-        c.config.resources = merged;
+        c.config.workload.resources = merged;
         isolation::mode(c.config.isolation).check(&c.config)?;
         c.save_config()?;
         drop(lock);

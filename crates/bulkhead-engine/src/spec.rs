@@ -5,7 +5,7 @@ use crate::config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
 use crate::{env, isolation, EngineError};
 use bulkhead_runtime::{
     ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
-    SecuritySpec,
+    SecuritySpec, Workload,
 };
 use oci_spec::image::ImageConfiguration;
 use std::path::{Path, PathBuf};
@@ -107,15 +107,17 @@ pub fn container_config(
         image: opts.image.clone(),
         image_id: image_id.to_string(),
         isolation,
-        process,
+        workload: Workload {
+            process,
+            hostname,
+            readonly_rootfs: opts.read_only,
+            mounts,
+            network: parse_network(opts.network.as_deref())?,
+            userns: parse_userns(opts.userns.as_deref())?,
+            security: parse_security(opts)?,
+            resources,
+        },
         open_stdin: opts.interactive,
-        hostname,
-        readonly_rootfs: opts.read_only,
-        mounts,
-        network: parse_network(opts.network.as_deref())?,
-        userns: parse_userns(opts.userns.as_deref())?,
-        security: parse_security(opts)?,
-        resources,
         stop_signal: opts
             .stop_signal
             .clone()
@@ -138,18 +140,11 @@ pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
     let mut spec = ContainerSpec {
         id: config.id.clone(),
         rootfs: rootfs.to_path_buf(),
-        process: config.process.clone(),
-        hostname: config.hostname.clone(),
-        readonly_rootfs: config.readonly_rootfs,
-        mounts: config.mounts.clone(),
-        network: config.network,
-        userns: config.userns,
-        security: config.security.clone(),
-        resources: config.resources,
+        workload: config.workload.clone(),
         cgroup_name: String::new(),
         etc_hosts: format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            config.hostname
+            config.workload.hostname
         ),
         resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };

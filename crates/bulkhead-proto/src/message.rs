@@ -281,30 +281,32 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bulkhead_spec::{NetworkMode, SeccompPolicy, SecuritySpec};
+    use bulkhead_spec::{NetworkMode, SeccompPolicy, SecuritySpec, Workload};
 
     fn spec() -> ContainerSpec {
         ContainerSpec {
             id: "x".into(),
             rootfs: "/".into(),
-            process: ProcessSpec {
-                args: vec!["sh".into()],
-                env: vec!["PATH=/bin".into()],
-                cwd: "/".into(),
-                user: String::new(),
-                terminal: false,
-                rlimits: Vec::new(),
+            workload: Workload {
+                process: ProcessSpec {
+                    args: vec!["sh".into()],
+                    env: vec!["PATH=/bin".into()],
+                    cwd: "/".into(),
+                    user: String::new(),
+                    terminal: false,
+                    rlimits: Vec::new(),
+                },
+                hostname: "x".into(),
+                readonly_rootfs: false,
+                mounts: Vec::new(),
+                network: NetworkMode::None,
+                userns: None,
+                security: SecuritySpec {
+                    seccomp: SeccompPolicy::Compiled(vec![1, 2, 3]),
+                    ..SecuritySpec::default()
+                },
+                resources: Resources::default(),
             },
-            hostname: "x".into(),
-            readonly_rootfs: false,
-            mounts: Vec::new(),
-            network: NetworkMode::None,
-            userns: None,
-            security: SecuritySpec {
-                seccomp: SeccompPolicy::Compiled(vec![1, 2, 3]),
-                ..SecuritySpec::default()
-            },
-            resources: Resources::default(),
             cgroup_name: "bulkhead/x".into(),
             etc_hosts: String::new(),
             resolv_conf: String::new(),
@@ -343,7 +345,7 @@ mod tests {
             },
             Message::Exec {
                 stream: 4,
-                process: spec().process,
+                process: spec().workload.process,
             },
             Message::Exited {
                 stream: 0,

@@ -134,12 +134,12 @@ fn install_pty(master: OwnedFd, slave: OwnedFd, chan: &Channel) -> Result<(), Ru
 }
 
 fn confinement(spec: &ContainerSpec) -> Result<Confinement, RuntimeError> {
-    let caps = capabilities::resolve(&spec.security)?;
-    let privileged = spec.security.privileged;
+    let caps = capabilities::resolve(&spec.workload.security)?;
+    let privileged = spec.workload.security.privileged;
     Ok(Confinement {
-        seccomp: seccomp::build(&spec.security.seccomp, privileged, &caps)?,
+        seccomp: seccomp::build(&spec.workload.security.seccomp, privileged, &caps)?,
         caps,
-        no_new_privs: !privileged || spec.security.no_new_privileges,
+        no_new_privs: !privileged || spec.workload.security.no_new_privileges,
     })
 }
 
@@ -166,7 +166,7 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
             spec.rootfs.display()
         )));
     }
-    for m in &spec.mounts {
+    for m in &spec.workload.mounts {
         let target = match m {
             MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } => target,
         };
@@ -176,7 +176,7 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
             )));
         }
     }
-    validate_process(&spec.process)
+    validate_process(&spec.workload.process)
 }
 
 /// `clone(2)` without a new stack: returns like fork, `None` in the child.
@@ -244,24 +244,24 @@ fn kill_and_reap(pid: Pid) {
     let _ = waitpid(pid, None);
 }
 
-/// Starts the container's init process running `spec.process`.
+/// Starts the container's init process running `spec.workload.process`.
 pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
     validate(spec)?;
     let confinement = confinement(spec)?;
     container_fs::ensure_etc_mount_points(spec)?;
     let stdio = prepare_stdio(stdio)?;
     let cgroup = Cgroup::create(&spec.cgroup_name)?;
-    if let Err(e) = cgroup.apply(&spec.resources) {
+    if let Err(e) = cgroup.apply(&spec.workload.resources) {
         let _ = cgroup.destroy();
         return Err(e);
     }
     let (parent_chan, child_chan) = channel::pair()?;
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
-    if spec.network == NetworkMode::None {
+    if spec.workload.network == NetworkMode::None {
         flags |= libc::CLONE_NEWNET;
     }
-    if spec.userns.is_some() {
+    if spec.workload.userns.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
     let pid = match raw_clone(flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong) {
@@ -285,7 +285,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         .map(OwnedFd::from);
     let mut reported = Reported::default();
     let started = (|| {
-        if let Some(map) = &spec.userns {
+        if let Some(map) = &spec.workload.userns {
             write_id_maps(pid, map)?;
         }
         let joined = cgroup.add_process(pid).and_then(|()| parent_chan.send_go());
@@ -322,7 +322,7 @@ fn init_process(
 ) -> Result<Infallible, RuntimeError> {
     process_setup::reset_signals()?;
     process_setup::set_non_dumpable()?;
-    if spec.userns.is_some() {
+    if spec.workload.userns.is_some() {
         // The id maps must be written before we act as root in the new user namespace.
         chan.wait_go()?;
         let root_gid = Gid::from_raw(0);
@@ -340,14 +340,14 @@ fn init_process(
     if let Some((master, slave)) = pty {
         install_pty(master, slave, chan)?;
     }
-    if !spec.hostname.is_empty() {
-        nix::unistd::sethostname(&spec.hostname)
+    if !spec.workload.hostname.is_empty() {
+        nix::unistd::sethostname(&spec.workload.hostname)
             .map_err(|e| RuntimeError::sys("sethostname", e))?;
     }
-    if spec.network == NetworkMode::None {
+    if spec.workload.network == NetworkMode::None {
         network::bring_loopback_up()?;
     }
-    if spec.userns.is_none() {
+    if spec.workload.userns.is_none() {
         // Joining a cgroup waits for an RCU grace period on v1 (about 10 ms here): the parent does it
         // while we build the filesystem above, and nothing of the user's runs before this point.
         chan.wait_go()?;
@@ -355,7 +355,7 @@ fn init_process(
     // Only now, inside its cgroup, so the namespace is rooted there.
     unshare(CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| RuntimeError::sys("unshare cgroup namespace", e))?;
-    process_setup::exec_process(&spec.process, confinement, true)
+    process_setup::exec_process(&spec.workload.process, confinement, true)
 }
 
 /// Namespaces to join, in order: the user namespace first so it grants the rights for

@@ -135,7 +135,7 @@ pub(crate) fn build(
     .map_err(|e| mount_err(format!("bind of {}", rootfs.display()), e))?;
     let root = std::fs::File::open(rootfs).map_err(|e| RuntimeError::io("open", rootfs, e))?;
     let root: OwnedFd = root.into();
-    let privileged = spec.security.privileged;
+    let privileged = spec.workload.security.privileged;
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc_dir = mkdir_all(root.as_fd(), "/proc")?;
@@ -150,13 +150,13 @@ pub(crate) fn build(
     mount_sys(&root, privileged)?;
     let pty = mount_dev(&root, terminal)?;
     mount_etc_files(&root, spec)?;
-    for m in &spec.mounts {
+    for m in &spec.workload.mounts {
         mount_user(&root, m)?;
     }
     if !privileged {
         mask_paths(&root)?;
     }
-    if spec.readonly_rootfs {
+    if spec.workload.readonly_rootfs {
         let current_root = open_in_root(root.as_fd(), "/", libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(|e| RuntimeError::sys("reopening the root", e))?;
         remount_readonly(&current_root, "/")?;
@@ -172,7 +172,7 @@ pub(crate) const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 fn etc_files(spec: &ContainerSpec) -> [(&'static str, String); 3] {
     let [hostname, hosts, resolv] = ETC_FILES;
     [
-        (hostname, format!("{}\n", spec.hostname)),
+        (hostname, format!("{}\n", spec.workload.hostname)),
         (hosts, spec.etc_hosts.clone()),
         (resolv, spec.resolv_conf.clone()),
     ]

@@ -23,7 +23,7 @@ mod users;
 
 pub use bulkhead_spec::{
     ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
-    SecuritySpec,
+    SecuritySpec, Workload,
 };
 pub use cgroups::CgroupVersion;
 pub use container::{exit_code, spawn, Container, ExecProcess, Stdio};

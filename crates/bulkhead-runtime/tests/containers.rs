@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use bulkhead_runtime::{
     cgroups, exit_code, rootfs, spawn, ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec,
-    Resources, RuntimeError, SecuritySpec, Stdio,
+    Resources, RuntimeError, SecuritySpec, Stdio, Workload,
 };
 use nix::sys::wait::waitpid;
 
@@ -113,21 +113,23 @@ fn spec(root: &Rootfs, args: &[&str]) -> ContainerSpec {
     ContainerSpec {
         id: id.clone(),
         rootfs: root.rootfs.clone(),
-        process: ProcessSpec {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec!["PATH=/bin".into(), "FOO=bar".into()],
-            cwd: "/".into(),
-            user: String::new(),
-            terminal: false,
-            rlimits: vec![],
+        workload: Workload {
+            process: ProcessSpec {
+                args: args.iter().map(|s| s.to_string()).collect(),
+                env: vec!["PATH=/bin".into(), "FOO=bar".into()],
+                cwd: "/".into(),
+                user: String::new(),
+                terminal: false,
+                rlimits: vec![],
+            },
+            hostname: "testhost".into(),
+            readonly_rootfs: false,
+            mounts: vec![],
+            network: NetworkMode::None,
+            userns: None,
+            security: SecuritySpec::default(),
+            resources: Resources::default(),
         },
-        hostname: "testhost".into(),
-        readonly_rootfs: false,
-        mounts: vec![],
-        network: NetworkMode::None,
-        userns: None,
-        security: SecuritySpec::default(),
-        resources: Resources::default(),
         cgroup_name: format!("bulkhead-test/{id}"),
         etc_hosts: "127.0.0.1 localhost testhost\n".into(),
         resolv_conf: "nameserver 192.0.2.1\n".into(),
@@ -221,13 +223,13 @@ fn identity_and_files(image: &Image) {
         assert_eq!(on_disk, "", "/etc/{name} in the rootfs");
     }
     let mut s = sh(&root, "id -u; id -g; id -G; echo $HOME");
-    s.process.user = "user".into();
+    s.workload.process.user = "user".into();
     assert_eq!(run_ok(&s).stdout, "1000\n1000\n1000 50\n/home/user\n");
-    s.process.user = "1000:root".into();
+    s.workload.process.user = "1000:root".into();
     assert_eq!(run_ok(&s).stdout, "1000\n0\n0\n/home/user\n");
-    s.process.user = "4242".into();
+    s.workload.process.user = "4242".into();
     assert_eq!(run_ok(&s).stdout, "4242\n0\n0\n/\n");
-    s.process.user = "nobody".into();
+    s.workload.process.user = "nobody".into();
     let err = run(&s).err().expect("unknown user must fail");
     assert!(matches!(err, RuntimeError::UnknownUser { .. }), "{err}");
     assert_eq!(err.exit_code_hint(), 125);
@@ -244,11 +246,11 @@ fn start_failures(image: &Image) {
         .expect("not executable");
     assert_eq!(err.exit_code_hint(), 126, "{err}");
     let mut s = spec(&root, &["pwd"]);
-    s.process.cwd = "/etc/data.txt".into();
+    s.workload.process.cwd = "/etc/data.txt".into();
     let err = run(&s).err().expect("bad cwd");
     assert!(matches!(err, RuntimeError::BadCwd { .. }), "{err}");
-    s.process.cwd = "/work/dir".into();
-    s.process.user = "user".into();
+    s.workload.process.cwd = "/work/dir".into();
+    s.workload.process.user = "user".into();
     assert_eq!(run_ok(&s).stdout, "/work/dir\n");
 }
 
@@ -267,7 +269,7 @@ fn isolation_of_mounts_and_fds(image: &Image) {
 
     let (out_r, out_w, err_r, err_w, stdio) = pipes();
     let mut s = spec(&root, &["sh", "-c", "echo ready; sleep 30"]);
-    s.mounts.push(MountSpec::Tmpfs {
+    s.workload.mounts.push(MountSpec::Tmpfs {
         target: "/scratch".into(),
         options: "size=1m".into(),
     });
@@ -316,7 +318,7 @@ fn hostile_actions_fail(image: &Image) {
     fs::create_dir_all(&shared).unwrap();
     for attempt in attempts {
         let mut s = sh(&root, attempt);
-        s.mounts.push(MountSpec::Bind {
+        s.workload.mounts.push(MountSpec::Bind {
             source: shared.clone(),
             target: "/data".into(),
             readonly: false,
@@ -325,12 +327,12 @@ fn hostile_actions_fail(image: &Image) {
         assert_ne!(out.code, 0, "{attempt:?} succeeded: {}", out.stdout);
     }
     let mut s = sh(&root, "cat /proc/1/environ");
-    s.process.user = "user".into();
+    s.workload.process.user = "user".into();
     let (out_r, out_w, err_r, err_w, stdio) = pipes();
     let init = spawn(&spec(&root, &["sleep", "30"]), stdio).unwrap();
     drop((out_w, err_w, out_r, err_r));
     let (o_r, o_w, e_r, e_w, stdio) = pipes();
-    let p = init.exec(&s, &s.process, stdio).unwrap();
+    let p = init.exec(&s, &s.workload.process, stdio).unwrap();
     drop((o_w, e_w));
     let (out, err) = (read_all(o_r), read_all(e_r));
     let status = waitpid(p.pid, None).unwrap();
@@ -356,8 +358,8 @@ fn readonly_rootfs_and_mounts(image: &Image) {
         &root,
         "cat /data/in; echo w > /rw/out; echo t > /scratch/t && cat /scratch/t; touch /x || echo rofs; echo n > /ro/n || echo robind",
     );
-    s.readonly_rootfs = true;
-    s.mounts = vec![
+    s.workload.readonly_rootfs = true;
+    s.workload.mounts = vec![
         MountSpec::Bind {
             source: shared.clone(),
             target: "/data".into(),
@@ -390,7 +392,7 @@ fn privileged_is_unconfined(image: &Image) {
         &root,
         "mount -t tmpfs none /mnt && echo mounted; grep CapEff /proc/self/status",
     );
-    s.security.privileged = true;
+    s.workload.security.privileged = true;
     let out = run_ok(&s);
     assert!(
         out.stdout.starts_with("mounted\n"),
@@ -399,8 +401,8 @@ fn privileged_is_unconfined(image: &Image) {
         out.stderr
     );
     let mut s = sh(&root, "grep CapBnd /proc/self/status");
-    s.security.cap_drop = vec!["ALL".into()];
-    s.security.cap_add = vec!["CHOWN".into()];
+    s.workload.security.cap_drop = vec!["ALL".into()];
+    s.workload.security.cap_add = vec!["CHOWN".into()];
     assert_eq!(run_ok(&s).stdout, "CapBnd:\t0000000000000001\n");
 }
 
@@ -410,7 +412,7 @@ fn memory_hog_is_oom_killed(image: &Image) {
         &root,
         &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
     );
-    s.resources.memory_bytes = Some(32 << 20);
+    s.workload.resources.memory_bytes = Some(32 << 20);
     let out = run_ok(&s);
     assert_eq!(out.code, 137, "{}", out.stderr);
     assert!(out.oom, "OOM kill not reported");
@@ -422,7 +424,7 @@ fn fork_bomb_is_capped(image: &Image) {
         &root,
         "i=0; while [ $i -lt 40 ]; do sleep 2 & i=$((i+1)); echo $i; done; wait",
     );
-    s.resources.pids_limit = Some(10);
+    s.workload.resources.pids_limit = Some(10);
     let (out_r, out_w, err_r, err_w, stdio) = pipes();
     let container = spawn(&s, stdio).unwrap();
     drop((out_w, err_w));
@@ -456,7 +458,7 @@ fn exec_joins_the_container(image: &Image) {
     let s = spec(&root, &["sleep", "30"]);
     let init = spawn(&s, stdio).unwrap();
     drop((out_w, err_w, out_r, err_r));
-    let mut process = s.process.clone();
+    let mut process = s.workload.process.clone();
     process.args = [
         "sh",
         "-c",
@@ -518,7 +520,7 @@ fn pty_gives_a_terminal(image: &Image) {
         &root,
         "tty; test -t 0 && echo isatty; ls -l /dev/console | grep -c c",
     );
-    s.process.terminal = true;
+    s.workload.process.terminal = true;
     let container = spawn(&s, Stdio::Pty).unwrap();
     let master = container.pty_master.as_ref().unwrap().try_clone().unwrap();
     bulkhead_runtime::resize_pty(master.as_fd(), 40, 100).unwrap();
@@ -534,7 +536,7 @@ fn user_namespace(image: &Image) {
         &root,
         "id -u; cat /proc/self/uid_map; echo ok > /dev/null && echo devnull",
     );
-    s.userns = Some(IdMap {
+    s.workload.userns = Some(IdMap {
         host_uid: 100000,
         host_gid: 100000,
         size: 65536,

@@ -8,12 +8,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// Everything needed to start a container's init process.
+/// What runs in a container and how it is confined, whichever isolation level runs it. The engine keeps
+/// it in each container's definition; a run adds the host-specific rest ([`ContainerSpec`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContainerSpec {
-    pub id: String,
-    /// An already assembled root directory (see bulkhead-runtime's `rootfs::assemble`).
-    pub rootfs: PathBuf,
+pub struct Workload {
     pub process: ProcessSpec,
     pub hostname: String,
     pub readonly_rootfs: bool,
@@ -22,6 +20,16 @@ pub struct ContainerSpec {
     pub userns: Option<IdMap>,
     pub security: SecuritySpec,
     pub resources: Resources,
+}
+
+/// Everything needed to start a container's init process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub id: String,
+    /// An already assembled root directory (see bulkhead-runtime's `rootfs::assemble`).
+    pub rootfs: PathBuf,
+    #[serde(flatten)]
+    pub workload: Workload,
     /// Relative cgroup path such as `bulkhead/<id>`, created under each v1 controller or the v2 root.
     pub cgroup_name: String,
     /// Content written to the container's `/etc/hosts`.

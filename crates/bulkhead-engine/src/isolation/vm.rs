@@ -44,6 +44,7 @@ impl VmSizing {
 impl Mode for VmMode {
     fn check(&self, config: &ContainerConfig) -> Result<(), EngineError> {
         if config
+            .workload
             .mounts
             .iter()
             .any(|m| matches!(m, MountSpec::Bind { .. }))
@@ -54,7 +55,7 @@ impl Mode for VmMode {
                     .into(),
             ));
         }
-        if config.network == NetworkMode::Host {
+        if config.workload.network == NetworkMode::Host {
             return Err(EngineError::InvalidOption(
                 "host networking is refused with vm isolation: the guest has no host network"
                     .into(),
@@ -65,7 +66,7 @@ impl Mode for VmMode {
             .accel
             .parse::<AccelChoice>()
             .map_err(|e| EngineError::InvalidOption(format!("invalid VM accelerator: {e}")))?;
-        u32::try_from(VmSizing::of(&config.resources).memory_mib).map_err(|_| {
+        u32::try_from(VmSizing::of(&config.workload.resources).memory_mib).map_err(|_| {
             EngineError::InvalidOption("the memory limit is too large for a VM".into())
         })?;
         Ok(())
@@ -74,14 +75,14 @@ impl Mode for VmMode {
     fn adapt_spec(&self, spec: &mut ContainerSpec) {
         // The guest's own network namespace holds nothing but `lo` (its init brings it up) and serves this
         // one container, so the container shares it rather than paying for a new one.
-        spec.network = NetworkMode::Host;
+        spec.workload.network = NetworkMode::Host;
         // The guest's only tenant gets one cgroup level under the root: every level is a cgroup the guest
         // kernel creates at each start.
         spec.cgroup_name = "container".to_string();
     }
 
     fn sizing(&self, config: &ContainerConfig) -> Option<VmSizing> {
-        Some(VmSizing::of(&config.resources))
+        Some(VmSizing::of(&config.workload.resources))
     }
 
     fn launch(
@@ -103,7 +104,7 @@ impl Mode for VmMode {
         let accel = bulkhead_vm::accel::detect(choice)
             .map_err(|e| EngineError::InvalidOption(e.to_string()))?;
         let initramfs = bulkhead_vm::initramfs::for_current_exe(&cache)?;
-        let sizing = VmSizing::of(&config.resources);
+        let sizing = VmSizing::of(&config.workload.resources);
         let vm = Vm::launch(&VmConfig {
             kernel: kernel.vmlinux.clone(),
             initramfs,

@@ -331,7 +331,8 @@ impl<'a> Monitor<'a> {
     /// than by the agent: in a VM guest under binary translation libseccomp takes about 50 ms for it.
     fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
         let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
-        spec.security.seccomp = bulkhead_runtime::compile_seccomp(&spec.security)?;
+        spec.workload.security.seccomp =
+            bulkhead_runtime::compile_seccomp(&spec.workload.security)?;
         Ok(spec)
     }
 
