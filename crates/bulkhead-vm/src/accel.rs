@@ -63,17 +63,17 @@ pub struct Accel {
 pub enum AccelError {
     #[error("unknown accelerator {0:?} (expected auto, kvm or tcg)")]
     UnknownChoice(String),
-    #[error("--accel kvm requested but KVM is unusable here: {0}")]
+    #[error("the KVM accelerator was requested but KVM is unusable here: {0}")]
     KvmUnusable(String),
 }
 
-/// Resolves `--accel`: `auto` picks KVM when usable else TCG, `kvm` fails when KVM is unusable, `tcg`
+/// Resolves the accelerator choice: `auto` picks KVM when usable else TCG, `kvm` fails when KVM is unusable, `tcg`
 /// always uses TCG.
 pub fn detect(choice: AccelChoice) -> Result<Accel, AccelError> {
     if choice == AccelChoice::Tcg {
         return Ok(Accel {
             kind: AccelKind::Tcg,
-            reason: "requested with --accel tcg".to_string(),
+            reason: "TCG was requested".to_string(),
         });
     }
     match (choice, kvm_usable()) {
