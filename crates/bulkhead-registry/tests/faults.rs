@@ -5,8 +5,9 @@ mod common;
 
 use bulkhead_image::Reference;
 use bulkhead_registry::{pull, Credentials, PullOptions, RegistryError};
+use bulkhead_testkit::{write_layout, BuiltImage, Platform};
 use common::fault::{Fault, FaultServer};
-use common::layout::{busybox_image, write_layout, BuiltImage};
+use common::images::busybox_image;
 use common::{assert_failed_pull_left_store_clean, new_store, store_state, test_options};
 use tempfile::TempDir;
 
@@ -19,7 +20,12 @@ struct Setup {
 
 fn serve(fault: Fault) -> Setup {
     let layout = tempfile::tempdir().unwrap();
-    let (mut images, _) = write_layout(layout.path(), "v1", &[busybox_image(256 * 1024)]);
+    let mut images = write_layout(
+        layout.path(),
+        Some("v1"),
+        &[Platform::amd64(&busybox_image(256 * 1024))],
+    )
+    .images;
     let server = FaultServer::start(layout.path(), fault);
     let reference = format!("{}/img:v1", server.host()).parse().unwrap();
     Setup {
@@ -68,7 +74,7 @@ fn dropped_connection_is_retried_then_succeeds() {
     let setup = serve(Fault::DropBlobs { times: 2 });
     let (_root, store) = new_store();
     let image = pull(&store, &setup.reference, &test_options()).unwrap();
-    assert_eq!(image.manifest_digest, setup.image.manifest);
+    assert_eq!(image.manifest_digest.to_string(), setup.image.manifest);
     assert_eq!(blob_requests(&setup.server), 4 + 2);
 }
 
@@ -159,7 +165,7 @@ fn blob_redirects_to_storage_are_followed() {
     let setup = serve(Fault::RedirectBlobs);
     let (_root, store) = new_store();
     let image = pull(&store, &setup.reference, &test_options()).unwrap();
-    assert_eq!(image.manifest_digest, setup.image.manifest);
+    assert_eq!(image.manifest_digest.to_string(), setup.image.manifest);
     let storage = setup
         .server
         .requests()
@@ -191,7 +197,7 @@ fn bearer_token_is_fetched_once_per_scope_and_checked() {
         ..test_options()
     };
     let image = pull(&store, &setup.reference, &right).unwrap();
-    assert_eq!(image.manifest_digest, setup.image.manifest);
+    assert_eq!(image.manifest_digest.to_string(), setup.image.manifest);
     assert_eq!(
         setup.server.tokens_issued(),
         1,
