@@ -7,6 +7,8 @@
 use std::ops::Deref;
 use std::path::Path;
 
+pub mod host;
+
 pub use bulkhead_testkit::{stderr, stdout, wait_output, Isolation};
 
 /// The demo image's name inside every test root.
@@ -43,4 +45,16 @@ impl Deref for Root {
     fn deref(&self) -> &Self::Target {
         &self.0
     }
+}
+
+/// Interface names in a /proc/net/dev listing, sorted.
+pub fn interfaces(proc_net_dev: &str) -> Vec<String> {
+    let mut names: Vec<String> = proc_net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
 }
