@@ -7,10 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use bulkhead_image::{Digest, ImageError, Store};
-use common::{
-    busybox_layer, gzip, snapshot, write_layout, zstd, Layer, LayerBuilder, OCI_GZIP, OCI_TAR,
-    OCI_ZSTD,
+use bulkhead_testkit::oci::{OCI_GZIP, OCI_TAR, OCI_ZSTD};
+use bulkhead_testkit::{
+    busybox_layer, gzip, write_layout, zstd, Layer, LayerBuilder, ManifestFormat, Platform,
 };
+use common::{ingest, snapshot};
 use serde_json::json;
 
 fn layers() -> Vec<Layer> {
@@ -40,7 +41,15 @@ fn tar_dir(dir: &Path, out: &Path) {
 fn oci_layout_dir_and_archive_import() {
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
-    let (_, config) = write_layout(&layout, &layers(), Some("example.com/app:1.0"));
+    let config = write_layout(
+        &layout,
+        Some("example.com/app:1.0"),
+        &[Platform::amd64(&layers())],
+    )
+    .images[0]
+        .config
+        .parse::<Digest>()
+        .unwrap();
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let images = store.import(&layout).unwrap();
@@ -65,7 +74,7 @@ fn oci_layout_dir_and_archive_import() {
 fn docker_save_import() {
     let work = tempfile::tempdir().unwrap();
     let layers = [Layer::new(&busybox_layer(), OCI_TAR)];
-    let config = common::config_json(&layers);
+    let config = Platform::amd64(&layers).config_json();
     let config_name = format!("{}.json", Digest::of_bytes(&config).hex());
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |name: &str, data: &[u8]| {
@@ -104,7 +113,7 @@ fn export_is_accepted_by_skopeo_and_reimports_to_the_same_id() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     // Docker schema 2 manifest in the store: export rewrites it with OCI media types.
-    let image = common::ingest(&store, "busybox:exp", &layers(), true);
+    let image = ingest(&store, "busybox:exp", &layers(), ManifestFormat::Docker);
     let out = work.path().join("export.tar");
     store.export("busybox:exp", &out).unwrap();
 
@@ -183,8 +192,8 @@ fn bad_archives_leave_the_store_unchanged() {
             let dir = work.path().join("good");
             write_layout(
                 &dir,
-                &[Layer::new(&busybox_layer(), OCI_TAR)],
                 Some("docker.io/library/good:1"),
+                &[Platform::amd64(&[Layer::new(&busybox_layer(), OCI_TAR)])],
             );
             dir
         })
@@ -196,7 +205,7 @@ fn bad_archives_leave_the_store_unchanged() {
         &LayerBuilder::new().file("a", b"a", 0o644).finish(),
         OCI_TAR,
     )];
-    write_layout(&dir, &layers, None);
+    write_layout(&dir, None, &[Platform::amd64(&layers)]);
     let blob = dir
         .join("blobs/sha256")
         .join(Digest::of_bytes(&layers[0].blob).hex());
@@ -209,8 +218,8 @@ fn bad_archives_leave_the_store_unchanged() {
     let dir = work.path().join("trunc");
     write_layout(
         &dir,
-        &[Layer::new(&busybox_layer(), OCI_TAR)],
         Some("docker.io/library/t:1"),
+        &[Platform::amd64(&[Layer::new(&busybox_layer(), OCI_TAR)])],
     );
     let archive = work.path().join("trunc.tar");
     tar_dir(&dir, &archive);
@@ -222,11 +231,11 @@ fn bad_archives_leave_the_store_unchanged() {
     let dir = work.path().join("evil");
     write_layout(
         &dir,
-        &[Layer::new(
+        None,
+        &[Platform::amd64(&[Layer::new(
             &LayerBuilder::new().file("../../evil", b"x", 0o644).finish(),
             OCI_TAR,
-        )],
-        None,
+        )])],
     );
     assert_import_fails(&store, &dir, "member \"../../evil\"");
 
@@ -234,17 +243,21 @@ fn bad_archives_leave_the_store_unchanged() {
     let dir = work.path().join("weird");
     write_layout(
         &dir,
-        &[Layer::new(
+        None,
+        &[Platform::amd64(&[Layer::new(
             &LayerBuilder::new().file("a", b"a", 0o644).finish(),
             "application/x-weird",
-        )],
-        None,
+        )])],
     );
     assert_import_fails(&store, &dir, "unknown media type \"application/x-weird\"");
 
     // Oversized manifest.
     let dir = work.path().join("big");
-    write_layout(&dir, &[Layer::new(&busybox_layer(), OCI_TAR)], None);
+    write_layout(
+        &dir,
+        None,
+        &[Platform::amd64(&[Layer::new(&busybox_layer(), OCI_TAR)])],
+    );
     let mut big = b"{\"schemaVersion\":2,\"pad\":\"".to_vec();
     big.extend(std::iter::repeat_n(b'x', 5 << 20));
     big.extend(b"\"}");

@@ -6,9 +6,9 @@ mod common;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use bulkhead_image::{ImageError, Limits, Store};
-use common::{
-    busybox_layer, ingest, snapshot, ErofsMount, Layer, LayerBuilder, OCI_GZIP, OCI_TAR, OCI_ZSTD,
-};
+use bulkhead_testkit::oci::{OCI_GZIP, OCI_TAR, OCI_ZSTD};
+use bulkhead_testkit::{busybox_layer, layer, Layer, LayerBuilder, ManifestFormat};
+use common::{ingest, snapshot, ErofsMount};
 
 fn layered_image(store: &Store) -> bulkhead_image::Image {
     let base = busybox_layer();
@@ -43,7 +43,7 @@ fn layered_image(store: &Store) -> bulkhead_image::Image {
             Layer::new(&l2, OCI_ZSTD),
             Layer::new(&l3, OCI_TAR),
         ],
-        false,
+        ManifestFormat::Oci,
     )
 }
 
@@ -75,7 +75,7 @@ fn artifact_mount_shows_the_merged_rootfs() {
     );
     assert_eq!(
         std::fs::metadata(m.path("bin")).unwrap().mtime(),
-        1_600_000_000
+        layer::MTIME as i64
     );
 
     // Whiteouts.
@@ -90,7 +90,7 @@ fn artifact_mount_shows_the_merged_rootfs() {
         (owned.uid(), owned.gid(), owned.mode() & 0o7777),
         (1000, 1000, 0o640)
     );
-    assert_eq!(owned.mtime(), 1_600_000_000);
+    assert_eq!(owned.mtime(), layer::MTIME as i64);
     assert_eq!(
         std::fs::metadata(m.path("bin/suid")).unwrap().mode() & 0o7777,
         0o4755
@@ -132,7 +132,7 @@ fn assert_rejected(layers: Vec<Vec<u8>>, expect: &str) {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let layers: Vec<Layer> = layers.iter().map(|l| Layer::new(l, OCI_TAR)).collect();
-    let image = ingest(&store, "hostile", &layers, false);
+    let image = ingest(&store, "hostile", &layers, ManifestFormat::Oci);
     let before = snapshot(store.dir());
     let err = store.rootfs_artifact(&image).unwrap_err();
     assert!(
@@ -199,7 +199,7 @@ fn bombs_and_truncation_are_rejected() {
             &LayerBuilder::new().file("zeros", &big, 0o644).finish(),
             OCI_GZIP,
         )],
-        false,
+        ManifestFormat::Oci,
     );
     let err = store.rootfs_artifact(&image).unwrap_err();
     assert!(
@@ -218,7 +218,7 @@ fn bombs_and_truncation_are_rejected() {
         .finish();
     truncated.truncate(1024);
     let layer = Layer::new(&truncated, OCI_TAR);
-    let image = ingest(&store, "truncated", &[layer], false);
+    let image = ingest(&store, "truncated", &[layer], ManifestFormat::Oci);
     let before = snapshot(store.dir());
     let err = store.rootfs_artifact(&image).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");

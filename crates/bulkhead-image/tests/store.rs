@@ -5,7 +5,9 @@ mod common;
 use std::io::Write;
 
 use bulkhead_image::{Digest, ImageDeletion, ImageError, Store};
-use common::{busybox_layer, ingest, snapshot, Layer, LayerBuilder, OCI_GZIP, OCI_TAR};
+use bulkhead_testkit::oci::{OCI_GZIP, OCI_TAR};
+use bulkhead_testkit::{busybox_layer, Layer, LayerBuilder, ManifestFormat, Platform};
+use common::{ingest, snapshot};
 
 #[test]
 fn blob_writer_verifies_before_publishing() {
@@ -67,7 +69,7 @@ fn register_resolve_list_tag_remove() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let layers = [Layer::new(&busybox_layer(), OCI_GZIP)];
-    let image = ingest(&store, "busybox", &layers, false);
+    let image = ingest(&store, "busybox", &layers, ManifestFormat::Oci);
     assert_eq!(
         image.names,
         vec!["docker.io/library/busybox:latest".to_string()]
@@ -125,10 +127,7 @@ fn register_resolve_list_tag_remove() {
     assert_eq!(inspect["Metadata"]["Added"], record.metadata.added);
     assert_eq!(inspect["Layers"][0]["MediaType"], OCI_GZIP);
     assert_eq!(inspect["Config"]["Cmd"][0], "/bin/sh");
-    assert_eq!(
-        inspect["RootFS"]["Layers"][0],
-        layers[0].diff_id.to_string()
-    );
+    assert_eq!(inspect["RootFS"]["Layers"][0], layers[0].diff_id);
 
     // By id with two tags: refused without force.
     let never = |_: &bulkhead_image::ImageId| false;
@@ -171,7 +170,7 @@ fn dangling_images_and_prune() {
         &store,
         "app:v1",
         &[Layer::new(&busybox_layer(), OCI_TAR)],
-        false,
+        ManifestFormat::Oci,
     );
     let extra = LayerBuilder::new().file("hello", b"hi", 0o644).finish();
     let second = ingest(
@@ -181,7 +180,7 @@ fn dangling_images_and_prune() {
             Layer::new(&busybox_layer(), OCI_TAR),
             Layer::new(&extra, OCI_TAR),
         ],
-        false,
+        ManifestFormat::Oci,
     );
     assert_ne!(first.id, second.id);
     let rows = store.list().unwrap();
@@ -209,7 +208,7 @@ fn register_rejects_bad_manifests_without_changes() {
         &store,
         "base",
         &[Layer::new(&busybox_layer(), OCI_TAR)],
-        false,
+        ManifestFormat::Oci,
     );
     let name = "bad:1".parse().unwrap();
 
@@ -218,14 +217,12 @@ fn register_rejects_bad_manifests_without_changes() {
         &LayerBuilder::new().file("a", b"a", 0o644).finish(),
         "application/x-weird",
     );
-    let config = common::config_json(std::slice::from_ref(&layer));
+    let platform = Platform::amd64(std::slice::from_ref(&layer));
+    let config = platform.config_json();
     store.put_blob_bytes(&layer.blob, None).unwrap();
     store.put_blob_bytes(&config, None).unwrap();
     let manifest = store
-        .put_blob_bytes(
-            &common::manifest_json(&config, std::slice::from_ref(&layer), false),
-            None,
-        )
+        .put_blob_bytes(&platform.manifest_json(&config, ManifestFormat::Oci), None)
         .unwrap();
     let before = snapshot(store.dir());
     let err = store.register_image(&name, &manifest).unwrap_err();
@@ -263,7 +260,7 @@ fn docker_schema2_manifests_are_accepted() {
         &store,
         "quay.io/x/y:2",
         &[Layer::new(&busybox_layer(), OCI_GZIP)],
-        true,
+        ManifestFormat::Docker,
     );
     assert_eq!(image.layers[0].media_type, OCI_GZIP);
     assert_eq!(store.resolve("quay.io/x/y:2").unwrap().id, image.id);
@@ -280,7 +277,7 @@ fn concurrent_ingest_of_the_same_image() {
                 let layers = &layers;
                 s.spawn(move || {
                     let store = Store::open(root).unwrap();
-                    ingest(&store, &format!("same:{i}"), layers, false).id
+                    ingest(&store, &format!("same:{i}"), layers, ManifestFormat::Oci).id
                 })
             })
             .collect();

@@ -5,8 +5,9 @@ mod common;
 
 use bulkhead_image::Reference;
 use bulkhead_registry::{pull, Credentials, PullEvent, PullOptions, RegistryError};
+use bulkhead_testkit::{write_layout, BuiltImage, Platform};
 use common::fault::{Fault, FaultServer};
-use common::layout::{busybox_image, write_layout, BuiltImage};
+use common::images::busybox_image;
 use common::{
     assert_failed_pull_left_store_clean, new_store, quiet, recorded_pull, store_state, test_options,
 };
@@ -21,7 +22,12 @@ struct Setup {
 
 fn serve(fault: Fault) -> Setup {
     let layout = tempfile::tempdir().unwrap();
-    let (mut images, _) = write_layout(layout.path(), "v1", &[busybox_image(256 * 1024)]);
+    let mut images = write_layout(
+        layout.path(),
+        Some("v1"),
+        &[Platform::amd64(&busybox_image(256 * 1024))],
+    )
+    .images;
     let server = FaultServer::start(layout.path(), fault);
     let reference = format!("{}/img:v1", server.host()).parse().unwrap();
     Setup {
@@ -62,8 +68,10 @@ fn corrupt_blob_is_rejected_after_bounded_retries() {
         .filter_map(|e| match e {
             PullEvent::BlobRetrying {
                 digest, attempt, ..
-            } if *digest == config => Some(format!("retry {attempt}")),
-            PullEvent::BlobFailed { digest } if *digest == config => Some("failed".to_owned()),
+            } if digest.to_string() == config => Some(format!("retry {attempt}")),
+            PullEvent::BlobFailed { digest } if digest.to_string() == config => {
+                Some("failed".to_owned())
+            }
             _ => None,
         })
         .collect();
@@ -84,7 +92,7 @@ fn dropped_connection_is_retried_then_succeeds() {
     let setup = serve(Fault::DropBlobs { times: 2 });
     let (_root, store) = new_store();
     let image = pull(&store, &setup.reference, &test_options(), &quiet).unwrap();
-    assert_eq!(image.manifest_digest, setup.image.manifest);
+    assert_eq!(image.manifest_digest.to_string(), setup.image.manifest);
     assert_eq!(blob_requests(&setup.server), 4 + 2);
 }
 
@@ -175,7 +183,7 @@ fn blob_redirects_to_storage_are_followed() {
     let setup = serve(Fault::RedirectBlobs);
     let (_root, store) = new_store();
     let image = pull(&store, &setup.reference, &test_options(), &quiet).unwrap();
-    assert_eq!(image.manifest_digest, setup.image.manifest);
+    assert_eq!(image.manifest_digest.to_string(), setup.image.manifest);
     let storage = setup
         .server
         .requests()
@@ -207,7 +215,7 @@ fn bearer_token_is_fetched_once_per_scope_and_checked() {
         ..test_options()
     };
     let image = pull(&store, &setup.reference, &right, &quiet).unwrap();
-    assert_eq!(image.manifest_digest, setup.image.manifest);
+    assert_eq!(image.manifest_digest.to_string(), setup.image.manifest);
     assert_eq!(
         setup.server.tokens_issued(),
         1,

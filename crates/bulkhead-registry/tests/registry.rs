@@ -3,12 +3,12 @@
 
 mod common;
 
-use bulkhead_image::{Digest, Reference};
+use bulkhead_image::{Digest, Reference, Store};
 use bulkhead_registry::{
-    login, pull, CredentialStore, Credentials, Platform, PullEvent, PullOptions, RegistryError,
+    login, pull, CredentialStore, Credentials, PullEvent, PullOptions, RegistryError,
 };
-use common::layout::{busybox_image, tiny_image, write_layout};
-use common::registry::{Account, Auth, Registry};
+use bulkhead_testkit::{Account, Auth, Platform, Registry};
+use common::images::{busybox_image, tiny_image};
 use common::{
     assert_failed_pull_left_store_clean, new_store, quiet, recorded_pull, store_state, test_options,
 };
@@ -53,12 +53,29 @@ fn assert_blob_downloaded(events: &[PullEvent], digest: &Digest, size: u64) {
     assert_eq!(progress.last(), Some(&size));
 }
 
+/// A pull without credentials is refused with a hint to log in.
+fn assert_needs_login(store: &Store, image_ref: &Reference) {
+    let anonymous = pull(store, image_ref, &test_options(), &quiet).unwrap_err();
+    assert!(
+        matches!(anonymous, RegistryError::AuthFailed { .. }),
+        "{anonymous}"
+    );
+    assert!(
+        anonymous.to_string().contains("bulkhead login"),
+        "{anonymous}"
+    );
+}
+
 #[test]
 fn multi_layer_pull_then_second_pull_fetches_nothing() {
     let registry = Registry::start(Auth::Anonymous);
-    let layout = tempfile::tempdir().unwrap();
-    let (images, _) = write_layout(layout.path(), "v1", &[busybox_image(512 * 1024)]);
-    registry.push(layout.path(), "v1", "apps/busybox");
+    let images = registry
+        .push(
+            "apps/busybox",
+            "v1",
+            &[Platform::amd64(&busybox_image(512 * 1024))],
+        )
+        .images;
     let before_pull = registry.blob_downloads();
 
     let (_root, store) = new_store();
@@ -66,7 +83,7 @@ fn multi_layer_pull_then_second_pull_fetches_nothing() {
     let (image, events) = recorded_pull(&store, &image_ref, &test_options());
     let image = image.unwrap();
 
-    assert_eq!(image.manifest_digest, images[0].manifest);
+    assert_eq!(image.manifest_digest.to_string(), images[0].manifest);
     assert_eq!(
         events.first(),
         Some(&PullEvent::Resolving {
@@ -90,10 +107,10 @@ fn multi_layer_pull_then_second_pull_fetches_nothing() {
     for layer in &image.layers {
         assert_blob_downloaded(&events, &layer.digest, layer.size);
     }
-    assert_eq!(image.id.digest(), &images[0].config);
+    assert_eq!(image.id.digest().to_string(), images[0].config);
     assert_eq!(image.layers.len(), 3);
     for blob in images[0].blobs() {
-        assert!(store.has_blob(&blob), "{blob} missing");
+        assert!(store.has_blob(&blob.parse().unwrap()), "{blob} missing");
     }
     assert_eq!(registry.blob_downloads() - before_pull, 4);
     let resolved = store.resolve(&image_ref.to_string()).unwrap();
@@ -116,13 +133,19 @@ fn multi_layer_pull_then_second_pull_fetches_nothing() {
 #[test]
 fn pull_by_digest_and_platform_selection_from_index() {
     let registry = Registry::start(Auth::Anonymous);
-    let layout = tempfile::tempdir().unwrap();
-    let (images, index_digest) = write_layout(
-        layout.path(),
+    let arm64_layers = tiny_image("arm64");
+    let layout = registry.push(
         "multi",
-        &[busybox_image(1024), tiny_image("arm64")],
+        "multi",
+        &[
+            Platform::amd64(&busybox_image(1024)),
+            Platform {
+                architecture: "arm64",
+                layers: &arm64_layers,
+            },
+        ],
     );
-    registry.push(layout.path(), "multi", "multi");
+    let (images, index_digest) = (layout.images, layout.top);
 
     let (_root, store) = new_store();
     let (amd64, events) = recorded_pull(
@@ -131,12 +154,12 @@ fn pull_by_digest_and_platform_selection_from_index() {
         &test_options(),
     );
     let amd64 = amd64.unwrap();
-    assert_eq!(amd64.manifest_digest, images[0].manifest);
+    assert_eq!(amd64.manifest_digest.to_string(), images[0].manifest);
     assert_eq!(
         events[1],
         PullEvent::ManifestChosen {
-            digest: images[0].manifest.clone(),
-            platform: Some(Platform::default()),
+            digest: amd64.manifest_digest.clone(),
+            platform: Some(bulkhead_registry::Platform::default()),
         }
     );
 
@@ -147,7 +170,7 @@ fn pull_by_digest_and_platform_selection_from_index() {
     };
     let by_digest = reference(&registry, &format!("multi@{index_digest}"));
     let arm64 = pull(&store2, &by_digest, &arm64_opts, &quiet).unwrap();
-    assert_eq!(arm64.manifest_digest, images[1].manifest);
+    assert_eq!(arm64.manifest_digest.to_string(), images[1].manifest);
 
     let (root3, store3) = new_store();
     let before = store_state(&root3, &store3);
@@ -178,9 +201,7 @@ fn pull_by_digest_and_platform_selection_from_index() {
 #[test]
 fn unknown_tag_is_a_clear_404_and_changes_nothing() {
     let registry = Registry::start(Auth::Anonymous);
-    let layout = tempfile::tempdir().unwrap();
-    write_layout(layout.path(), "v1", &[tiny_image("amd64")]);
-    registry.push(layout.path(), "v1", "present");
+    registry.push("present", "v1", &[Platform::amd64(&tiny_image("amd64"))]);
 
     let (root, store) = new_store();
     let before = store_state(&root, &store);
@@ -211,22 +232,18 @@ fn basic_auth_registry_requires_the_right_credentials() {
         password: "correct horse",
     };
     let registry = Registry::start(Auth::Htpasswd(&account));
-    let layout = tempfile::tempdir().unwrap();
-    let (images, _) = write_layout(layout.path(), "v1", &[busybox_image(1024)]);
-    registry.push(layout.path(), "v1", "private/app");
+    let images = registry
+        .push(
+            "private/app",
+            "v1",
+            &[Platform::amd64(&busybox_image(1024))],
+        )
+        .images;
     let image_ref = reference(&registry, "private/app:v1");
 
     let (root, store) = new_store();
     let before = store_state(&root, &store);
-    let anonymous = pull(&store, &image_ref, &test_options(), &quiet).unwrap_err();
-    assert!(
-        matches!(anonymous, RegistryError::AuthFailed { .. }),
-        "{anonymous}"
-    );
-    assert!(
-        anonymous.to_string().contains("bulkhead login"),
-        "{anonymous}"
-    );
+    assert_needs_login(&store, &image_ref);
 
     let wrong = PullOptions {
         credentials: Some(Credentials::new("alice", "wrong")),
@@ -246,7 +263,7 @@ fn basic_auth_registry_requires_the_right_credentials() {
         ..test_options()
     };
     let image = pull(&store, &image_ref, &right, &quiet).unwrap();
-    assert_eq!(image.manifest_digest, images[0].manifest);
+    assert_eq!(image.manifest_digest.to_string(), images[0].manifest);
 }
 
 #[test]
@@ -287,22 +304,14 @@ fn token_auth_registry_with_jwt_issuer() {
         password: "t0ken pass",
     };
     let registry = Registry::start(Auth::Token(&account));
-    let layout = tempfile::tempdir().unwrap();
-    let (images, _) = write_layout(layout.path(), "v1", &[busybox_image(1024)]);
-    registry.push(layout.path(), "v1", "team/app");
+    let images = registry
+        .push("team/app", "v1", &[Platform::amd64(&busybox_image(1024))])
+        .images;
     let image_ref = reference(&registry, "team/app:v1");
 
     let (root, store) = new_store();
     let before = store_state(&root, &store);
-    let anonymous = pull(&store, &image_ref, &test_options(), &quiet).unwrap_err();
-    assert!(
-        matches!(anonymous, RegistryError::AuthFailed { .. }),
-        "{anonymous}"
-    );
-    assert!(
-        anonymous.to_string().contains("bulkhead login"),
-        "{anonymous}"
-    );
+    assert_needs_login(&store, &image_ref);
     let wrong = PullOptions {
         credentials: Some(Credentials::new("dave", "nope")),
         ..test_options()
@@ -317,7 +326,7 @@ fn token_auth_registry_with_jwt_issuer() {
         ..test_options()
     };
     let image = pull(&store, &image_ref, &right, &quiet).unwrap();
-    assert_eq!(image.manifest_digest, images[0].manifest);
+    assert_eq!(image.manifest_digest.to_string(), images[0].manifest);
     // One token for the repository scope serves the manifest and all blobs.
     assert_eq!(registry.tokens_issued() - issued_before, 1);
 

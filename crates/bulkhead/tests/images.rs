@@ -4,62 +4,10 @@
 
 mod common;
 
+use bulkhead_testkit::{assert_blobs_intact, free_port, Auth, Registry};
 use common::{stderr, stdout, Root, IMAGE};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// A real registry on 127.0.0.1 with a free port, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Repository, tag and id of every listed image (the CREATED column moves with the clock).
 fn image_rows(listing: &str) -> Vec<String> {
@@ -108,25 +56,9 @@ fn export_import_round_trip_keeps_the_image_id() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("demo.oci.tar");
     root.ok(&["image", "export", IMAGE, archive.to_str().unwrap()]);
-    let fresh = tempfile::tempdir().unwrap();
-    let out = Command::new(common::bin())
-        .arg("--root")
-        .arg(fresh.path())
-        .args(["image", "import", archive.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(
-        &Command::new(common::bin())
-            .arg("--root")
-            .arg(fresh.path())
-            .args(["image", "inspect", &id])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    assert_eq!(v[0]["Id"], id.as_str());
+    let fresh = Root::empty();
+    fresh.ok(&["image", "import", archive.to_str().unwrap()]);
+    assert_eq!(image_id(&fresh, &id), id);
     // A truncated archive is refused with one line, and the store keeps what it had.
     let truncated = dir.path().join("cut.tar");
     let bytes = std::fs::read(&archive).unwrap();
@@ -140,61 +72,34 @@ fn export_import_round_trip_keeps_the_image_id() {
 
 #[test]
 fn pull_from_a_real_registry_and_run_it() {
-    let registry = Registry::start();
+    let registry = Registry::start(Auth::Anonymous);
     let root = Root::new();
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("demo.oci.tar");
     root.ok(&["image", "export", IMAGE, archive.to_str().unwrap()]);
-    let dest = format!("docker://127.0.0.1:{}/team/demo:1.0", registry.port);
-    let push = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci-archive:{}", archive.display()))
-        .arg(&dest)
-        .output()
-        .expect("skopeo (Debian package skopeo)");
-    assert!(push.status.success(), "skopeo: {}", stderr(&push));
+    registry.push_archive(&archive, "team/demo:1.0");
 
-    let puller = tempfile::tempdir().unwrap();
-    let bh = |args: &[&str]| {
-        Command::new(common::bin())
-            .arg("--root")
-            .arg(puller.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let reference = format!("127.0.0.1:{}/team/demo:1.0", registry.port);
-    let pulled = bh(&["pull", &reference]);
-    assert!(pulled.status.success(), "{}", stderr(&pulled));
-    let run = bh(&["run", "--rm", &reference, "cat", "/etc/motd"]);
+    let puller = Root::empty();
+    let reference = format!("{}/team/demo:1.0", registry.host());
+    puller.ok(&["pull", &reference]);
+    let run = puller.bh(&["run", "--rm", &reference, "cat", "/etc/motd"]);
     assert!(
         stdout(&run).contains("bulkhead demo image"),
         "{}",
         stderr(&run)
     );
     // A second pull fetches nothing new and is still fine; an unknown tag is a one-line error.
-    assert!(bh(&["pull", "-q", &reference]).status.success());
-    let missing = bh(&[
-        "pull",
-        "-q",
-        &format!("127.0.0.1:{}/team/demo:nope", registry.port),
-    ]);
+    puller.ok(&["pull", "-q", &reference]);
+    let missing = puller.bh(&["pull", "-q", &format!("{}/team/demo:nope", registry.host())]);
     assert_ne!(missing.status.code(), Some(0));
     let msg = stderr(&missing);
     assert_eq!(msg.trim().lines().count(), 1, "{msg}");
     assert!(msg.contains("nope"), "{msg}");
     // A registry that is not there: a clear error, and the store is unchanged.
-    let images = || image_rows(&stdout(&bh(&["images"])));
-    let images_before = images();
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let gone = bh(&["pull", "-q", &format!("127.0.0.1:{dead}/x:1")]);
+    let images_before = image_rows(&puller.ok(&["images"]));
+    let gone = puller.bh(&["pull", "-q", &format!("127.0.0.1:{}/x:1", free_port())]);
     assert_ne!(gone.status.code(), Some(0));
-    assert_eq!(images(), images_before);
+    assert_eq!(image_rows(&puller.ok(&["images"])), images_before);
 }
 
 #[test]
@@ -207,22 +112,6 @@ fn prune_keeps_what_images_use() {
     assert!(report.contains("Total reclaimed space"), "{report}");
     let info = root.ok(&["info"]);
     assert!(info.contains("Images: 0"), "{info}");
-}
-
-/// Every blob in the store is complete: its content hashes to its name.
-fn assert_blobs_intact(root: &std::path::Path) {
-    let dir = root.join("images/blobs/sha256");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let out = Command::new("sha256sum").arg(&path).output().unwrap();
-        let sum = String::from_utf8_lossy(&out.stdout);
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(
-            sum.starts_with(&name),
-            "corrupt blob {}: {sum}",
-            path.display()
-        );
-    }
 }
 
 /// A root filesystem tarball big enough that importing it takes a while: busybox plus random data.
@@ -300,7 +189,7 @@ fn killed_import_leaves_no_trace_and_the_next_attempt_completes() {
 /// `kill -9` of a pull midway: nothing registered, no corrupt blob, and the next pull completes.
 #[test]
 fn killed_pull_leaves_no_trace_and_the_next_attempt_completes() {
-    let registry = Registry::start();
+    let registry = Registry::start(Auth::Anonymous);
     let root = Root::new();
     let dir = tempfile::tempdir().unwrap();
     let tar = big_rootfs_tar(dir.path());
@@ -313,35 +202,16 @@ fn killed_pull_leaves_no_trace_and_the_next_attempt_completes() {
     ]);
     let archive = dir.path().join("big.oci.tar");
     root.ok(&["image", "export", "big:1", archive.to_str().unwrap()]);
-    let push = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci-archive:{}", archive.display()))
-        .arg(format!("docker://127.0.0.1:{}/big:1", registry.port))
-        .output()
-        .unwrap();
-    assert!(push.status.success(), "skopeo: {}", stderr(&push));
+    registry.push_archive(&archive, "big:1");
 
-    let puller = tempfile::tempdir().unwrap();
-    let reference = format!("127.0.0.1:{}/big:1", registry.port);
+    let puller = Root::empty();
+    let reference = format!("{}/big:1", registry.host());
     let pull = || {
-        let mut cmd = Command::new(common::bin());
-        cmd.arg("--root")
-            .arg(puller.path())
-            .args(["pull", "-q", &reference])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = puller.cmd(&["pull", "-q", &reference]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         cmd
     };
-    let listing = || {
-        let out = Command::new(common::bin())
-            .arg("--root")
-            .arg(puller.path())
-            .arg("images")
-            .output()
-            .unwrap();
-        image_rows(&stdout(&out))
-    };
+    let listing = || image_rows(&puller.ok(&["images"]));
     let mut interrupted = 0;
     for delay_ms in [30, 200] {
         let mut child = pull().spawn().unwrap();
@@ -352,13 +222,7 @@ fn killed_pull_leaves_no_trace_and_the_next_attempt_completes() {
             // Either nothing registered (only the header line), or the pull had registered the complete
             // image and was building its artifact, which the next use rebuilds.
             if listing().len() > 1 {
-                let run = Command::new(common::bin())
-                    .arg("--root")
-                    .arg(puller.path())
-                    .args(["run", "--rm", &reference, "true"])
-                    .output()
-                    .unwrap();
-                assert!(run.status.success(), "{}", stderr(&run));
+                puller.ok(&["run", "--rm", &reference, "true"]);
             }
         }
         assert_blobs_intact(puller.path());

@@ -1,231 +1,57 @@
-//! End-to-end tests of VM isolation through the CLI, as root, with real QEMU (TCG on these machines) and
-//! the cached guest kernel. Each boot keeps a core busy for a few seconds, so the tests share few VMs and
-//! run one at a time (`VM_LOCK`).
+//! End-to-end tests of what only VM isolation has, through the CLI as root with real QEMU (TCG on these
+//! machines) and the cached guest kernel: the guest's own kernel and RAM, switching a container between
+//! modes, what the VM mode refuses, and a broken guest. What both modes honour is in `both_modes.rs`.
 
 mod common;
 
+use bulkhead_testkit::vm_lock;
 use common::Root;
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// One guest at a time: each TCG boot keeps a core busy.
-static VM_LOCK: Mutex<()> = Mutex::new(());
-
-fn vm_lock() -> MutexGuard<'static, ()> {
-    VM_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn code(root: &Root, args: &[&str]) -> Option<i32> {
-    root.bh(args).status.code()
-}
-
-/// Polls `logs` until it contains `text` (a hang guard, not a timing assertion).
-fn wait_for_log(root: &Root, name: &str, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !root.ok(&["logs", name]).contains(text) {
-        assert!(Instant::now() < deadline, "{name} never logged {text:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Runs the CLI with a pseudo-terminal as its stdio (through util-linux `script`), returns what it printed.
-fn in_pty(root: &Root, args: &[&str]) -> String {
-    let mut line = format!("{} --root {}", common::bin(), root.path().display());
-    for a in args {
-        line.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
-    }
-    let out = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running script(1) from bsdutils");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The last two lines apart: everything before them, then the two.
+fn split_last_two(out: &str) -> (Vec<&str>, &str, &str) {
+    let mut lines: Vec<&str> = out.lines().collect();
+    let last = lines.pop().unwrap_or_default();
+    let before_last = lines.pop().unwrap_or_default();
+    (lines, before_last, last)
 }
 
 #[test]
 fn vm_runs_its_own_kernel_and_the_same_image() {
     let _vm = vm_lock();
     let root = Root::new();
-    let host = root.ok(&["run", "--rm", "demo", "uname", "-r"]);
-    let guest = root.ok(&["run", "--rm", "--isolation=vm", "demo", "uname", "-r"]);
-    assert_ne!(
-        host.trim(),
-        guest.trim(),
-        "the vm container must run the guest kernel"
-    );
-    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    assert_eq!(host.trim(), host_kernel.trim());
     // Same image, same files, whichever kernel; `hyperv` is an alias of vm. The network is the same
-    // too: only `lo`, and it is up (flags 0x9 = IFF_UP | IFF_LOOPBACK).
-    let script =
-        "cat /etc/motd; ls /bin | wc -l; id; grep -c : /proc/net/dev; cat /sys/class/net/lo/flags";
+    // too: only `lo`, and it is up (flags 0x9 = IFF_UP | IFF_LOOPBACK). Kernel and RAM differ.
+    let script = "cat /etc/motd; ls /bin | wc -l; id; grep -c : /proc/net/dev; \
+                  cat /sys/class/net/lo/flags; uname -r; grep MemTotal /proc/meminfo";
     let p = root.ok(&["run", "--rm", "demo", "sh", "-c", script]);
     let v = root.ok(&[
         "run",
         "--rm",
         "--isolation=hyperv",
+        "--memory",
+        "300m",
         "demo",
         "sh",
         "-c",
         script,
     ]);
-    assert_eq!(p, v);
-}
-
-#[test]
-fn vm_stdin_exit_code_and_memory() {
-    let _vm = vm_lock();
-    let root = Root::new();
-    let mut child = root
-        .cmd(&[
-            "run",
-            "--rm",
-            "-i",
-            "--isolation=vm",
-            "--memory",
-            "300m",
-            "demo",
-            "sh",
-            "-c",
-            "cat; grep MemTotal /proc/meminfo; exit 7",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"through the guest\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(7), "{text}");
-    assert!(text.starts_with("through the guest\n"), "{text}");
-    let kib: u64 = text
+    let (p_same, host, _) = split_last_two(&p);
+    let (v_same, guest, guest_mem) = split_last_two(&v);
+    assert_eq!(p_same, v_same);
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(host, host_kernel.trim());
+    assert_ne!(host, guest, "the vm container must run the guest kernel");
+    let kib: u64 = guest_mem
         .split_whitespace()
-        .skip_while(|w| *w != "MemTotal:")
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no MemTotal in {text}"));
+        .unwrap_or_else(|| panic!("no MemTotal in {v}"));
     // Guest RAM is what --memory asked for, less what the guest kernel reserves.
     assert!(
         (250_000..=307_200).contains(&kib),
         "MemTotal {kib} kB for --memory 300m"
     );
-}
-
-#[test]
-fn vm_detached_logs_exec_stop_rm() {
-    let _vm = vm_lock();
-    let root = Root::new();
-    let id = root.ok(&[
-        "run",
-        "-d",
-        "--isolation=vm",
-        "--name",
-        "v1",
-        "demo",
-        "sh",
-        "-c",
-        "echo started; exec sleep 1000",
-    ]);
-    let id = id.trim().to_string();
-    wait_for_log(&root, "v1", "started");
-    assert_eq!(
-        root.ok(&["exec", "v1", "sh", "-c", "echo $((6*7))"]).trim(),
-        "42"
-    );
-    assert_eq!(code(&root, &["exec", "v1", "sh", "-c", "exit 3"]), Some(3));
-    assert_eq!(code(&root, &["exec", "v1", "nosuchcmd"]), Some(127));
-    let ps = root.ok(&["ps"]);
-    assert!(
-        ps.lines().any(|l| l.contains("v1") && l.contains(" vm ")),
-        "{ps}"
-    );
-    let inspect: serde_json::Value = serde_json::from_str(&root.ok(&["inspect", "v1"])).unwrap();
-    assert_eq!(inspect[0]["Isolation"], "vm");
-    assert_eq!(inspect[0]["State"]["Status"], "running");
-    let qemu = inspect[0]["State"]["Pid"].as_i64().unwrap();
-    assert!(std::path::Path::new(&format!("/proc/{qemu}")).exists());
-    // Isolation cannot change while it runs.
-    assert_ne!(
-        code(&root, &["update", "--isolation=process", "v1"]),
-        Some(0)
-    );
-    // sleep as PID 1 ignores SIGTERM: stop escalates to SIGKILL.
-    root.ok(&["stop", "-t", "1", "v1"]);
-    let inspect: serde_json::Value = serde_json::from_str(&root.ok(&["inspect", "v1"])).unwrap();
-    assert_eq!(inspect[0]["State"]["ExitCode"], 137);
-    root.ok(&["rm", "v1"]);
-    assert!(!root.path().join("containers").join(&id).exists());
-    assert!(
-        !std::path::Path::new(&format!("/proc/{qemu}")).exists(),
-        "QEMU must be gone after rm"
-    );
-}
-
-#[test]
-fn vm_signals_are_forwarded() {
-    let _vm = vm_lock();
-    let root = Root::new();
-    let mut child = root
-        .cmd(&[
-            "run",
-            "--rm",
-            "--isolation=vm",
-            "demo",
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !seen.contains("ready") && Instant::now() < deadline {
-        let mut buf = [0u8; 256];
-        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    assert!(seen.contains("ready"), "{seen}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    std::io::Read::read_to_string(&mut stdout, &mut seen).unwrap();
-    let status = child.wait().unwrap();
-    assert!(seen.contains("got-term"), "{seen}");
-    assert_eq!(status.code(), Some(0));
-}
-
-#[test]
-fn vm_tty_is_a_real_pty() {
-    let _vm = vm_lock();
-    let root = Root::new();
-    let out = in_pty(
-        &root,
-        &[
-            "run",
-            "--rm",
-            "-it",
-            "--isolation=vm",
-            "demo",
-            "sh",
-            "-c",
-            "tty; stty size",
-        ],
-    );
-    assert!(out.contains("/dev/pts/0"), "{out}");
 }
 
 #[test]

@@ -9,15 +9,11 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use base64::Engine as _;
-
-use super::http::{Request, Response};
+use bulkhead_testkit::http::{Request, Response, Server};
 
 /// The misbehaviour to inject.
 #[derive(Clone)]
@@ -61,10 +57,8 @@ struct State {
 }
 
 pub struct FaultServer {
-    port: u16,
+    server: Server,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl FaultServer {
@@ -91,8 +85,6 @@ impl FaultServer {
                 ),
             );
         }
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let remaining = match &fault {
             Fault::DropBlobs { times } | Fault::Status { times, .. } => *times,
             _ => 0,
@@ -104,33 +96,19 @@ impl FaultServer {
             remaining,
             requests: Vec::new(),
             tokens_issued: 0,
-            port,
+            port: 0,
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
+        let server = Server::start({
             let state = state.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let state = state.clone();
-                    std::thread::spawn(move || serve(stream, &state));
-                }
-            })
-        };
-        FaultServer {
-            port,
-            state,
-            stop,
-            thread: Some(thread),
-        }
+            move |request| respond(&state, request)
+        });
+        // Known once listening; the token challenge names it, and no request comes before `host()`.
+        state.lock().unwrap().port = server.port();
+        FaultServer { server, state }
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.server.port())
     }
 
     /// Request lines (`GET /v2/...`) received so far.
@@ -143,30 +121,10 @@ impl FaultServer {
     }
 }
 
-impl Drop for FaultServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve(stream: TcpStream, state: &Mutex<State>) {
-    if let Some(request) = Request::read(&stream) {
-        respond(state, &request.line, &request.path, &request.headers).write(stream);
-    }
-}
-
-fn respond(
-    state: &Mutex<State>,
-    request_line: &str,
-    path: &str,
-    headers: &HashMap<String, String>,
-) -> Response {
+fn respond(state: &Mutex<State>, request: &Request) -> Response {
+    let (path, headers) = (request.path.as_str(), &request.headers);
     let mut state = state.lock().unwrap();
-    state.requests.push(request_line.to_owned());
+    state.requests.push(request.line.clone());
     let fault = state.fault.clone();
     if let Fault::BearerAuth { user, password } = &fault {
         let basic = format!(

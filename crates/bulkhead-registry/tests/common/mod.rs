@@ -1,13 +1,11 @@
-//! Shared harness of the registry integration tests: a real `docker-registry`, a
-//! fault-injecting registry, OCI layout builders and store-state checks.
+//! Harness of the registry integration tests on top of bulkhead-testkit (which has the real
+//! `docker-registry` and the layout writer): a fault-injecting registry, the test images, pull options
+//! and store-state checks.
 
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
 pub mod fault;
-pub mod http;
-pub mod layout;
-pub mod registry;
-pub mod token;
+pub mod images;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,8 +13,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bulkhead_image::{Digest, Image, Reference, Store};
+use bulkhead_image::{Image, Reference, Store};
 use bulkhead_registry::{pull, PullEvent, PullOptions, RegistryError, RetryPolicy};
+use bulkhead_testkit::assert_blobs_intact;
 use tempfile::TempDir;
 
 /// A fresh store in a temp root.
@@ -98,12 +97,5 @@ pub fn assert_failed_pull_left_store_clean(root: &TempDir, store: &Store, before
         .map(|e| e.unwrap().path())
         .collect();
     assert!(tmp.is_empty(), "partial downloads left behind: {tmp:?}");
-    for hex in &after.blobs {
-        let bytes = fs::read(root.path().join("images/blobs/sha256").join(hex)).unwrap();
-        assert_eq!(
-            Digest::of_bytes(&bytes).hex(),
-            hex,
-            "stored blob does not match its name"
-        );
-    }
+    assert_blobs_intact(root.path());
 }

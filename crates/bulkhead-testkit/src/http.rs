@@ -1,9 +1,13 @@
-//! Minimal HTTP/1.1 request parsing and response writing for the test servers
-//! (one request per connection, `Connection: close`).
+//! A minimal HTTP/1.1 test server on 127.0.0.1: one request per connection (`Connection: close`), each
+//! answered by a handler on its own thread. The token server here and the registry tests' fault
+//! injector are built on it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 pub struct Request {
     /// `GET /v2/ HTTP/1.1`
@@ -15,7 +19,7 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn read(stream: &TcpStream) -> Option<Request> {
+    fn read(stream: &TcpStream) -> Option<Request> {
         let mut reader = BufReader::new(stream.try_clone().ok()?);
         let mut line = String::new();
         reader.read_line(&mut line).ok()?;
@@ -102,7 +106,7 @@ impl Response {
         self
     }
 
-    pub fn write(&self, mut stream: TcpStream) {
+    fn write(&self, mut stream: TcpStream) {
         let reason = match self.status {
             200 => "OK",
             307 => "Temporary Redirect",
@@ -126,5 +130,59 @@ impl Response {
             .and_then(|()| stream.write_all(&self.body[..body_len]))
             .and_then(|()| stream.flush());
         let _ = stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// A running server; stops accepting when dropped.
+pub struct Server {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Listens on a free loopback port and answers every request with `handler`.
+    pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+        let port = listener.local_addr().expect("bound address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let handler = handler.clone();
+                    std::thread::spawn(move || {
+                        if let Some(request) = Request::read(&stream) {
+                            handler(&request).write(stream);
+                        }
+                    });
+                }
+            })
+        };
+        Server {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

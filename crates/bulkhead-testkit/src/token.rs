@@ -1,41 +1,36 @@
 //! A Docker token-auth server for the real registry's `auth: token:` mode.
 //!
-//! It checks basic credentials and issues RS256 JWTs the way Docker Hub's
-//! auth.docker.io does: signed by a key whose self-signed certificate is the
-//! registry's `rootcertbundle`, carried in the `x5c` header, granting the requested
-//! repository scopes. Keys come from the `openssl` CLI, which also signs.
+//! It checks basic credentials and issues RS256 JWTs the way Docker Hub's auth.docker.io does: signed
+//! by a key whose self-signed certificate is the registry's `rootcertbundle`, carried in the `x5c`
+//! header, granting the requested repository scopes. Keys come from the `openssl` CLI, which also signs.
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::json;
 
-use super::http::{Request, Response};
+use crate::http::{Response, Server};
 
-pub const ISSUER: &str = "bulkhead-test-issuer";
-pub const SERVICE: &str = "bulkhead-test-registry";
+const ISSUER: &str = "bulkhead-test-issuer";
+const SERVICE: &str = "bulkhead-test-registry";
 
 pub struct TokenServer {
-    port: u16,
+    server: Server,
     cert: PathBuf,
     issued: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 struct Signer {
     key: PathBuf,
     cert_der: String,
+    basic: String,
     user: String,
-    password: String,
 }
 
 impl TokenServer {
@@ -62,78 +57,42 @@ impl TokenServer {
             .output()
             .expect("run openssl x509");
         assert!(der.status.success(), "openssl x509 failed");
-        let signer = Arc::new(Signer {
+        let signer = Signer {
             key,
             cert_der: STANDARD.encode(&der.stdout),
+            basic: format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))),
             user: user.to_owned(),
-            password: password.to_owned(),
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let issued = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (issued, stop) = (issued.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (signer, issued) = (signer.clone(), issued.clone());
-                    std::thread::spawn(move || serve(stream, &signer, &issued));
-                }
-            })
         };
+        let issued = Arc::new(AtomicUsize::new(0));
+        let counter = issued.clone();
+        let server = Server::start(move |request| {
+            if request.headers.get("authorization") != Some(&signer.basic) {
+                return Response::new(401, br#"{"details":"invalid credentials"}"#.to_vec());
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let token = signer.token(&request.query("scope"));
+            Response::new(200, json!({ "token": token }).to_string().into_bytes())
+                .header("Content-Type", "application/json")
+        });
         TokenServer {
-            port,
+            server,
             cert,
             issued,
-            stop,
-            thread: Some(thread),
         }
-    }
-
-    pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
-    }
-
-    pub fn cert(&self) -> &Path {
-        &self.cert
     }
 
     pub fn issued(&self) -> usize {
         self.issued.load(Ordering::SeqCst)
     }
-}
 
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    /// The registry config section that delegates authentication to this server.
+    pub fn registry_auth_config(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+            self.server.port(),
+            self.cert.display()
+        )
     }
-}
-
-fn serve(stream: TcpStream, signer: &Signer, issued: &AtomicUsize) {
-    let Some(request) = Request::read(&stream) else {
-        return;
-    };
-    let expected = format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", signer.user, signer.password))
-    );
-    let response = if request.headers.get("authorization") != Some(&expected) {
-        Response::new(401, br#"{"details":"invalid credentials"}"#.to_vec())
-    } else {
-        issued.fetch_add(1, Ordering::SeqCst);
-        let token = signer.token(&request.query("scope"));
-        Response::new(200, json!({"token": token}).to_string().into_bytes())
-            .header("Content-Type", "application/json")
-    };
-    response.write(stream);
 }
 
 impl Signer {
@@ -150,7 +109,7 @@ impl Signer {
             .collect();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .unwrap()
+            .expect("clock after 1970")
             .as_secs();
         let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [self.cert_der]});
         let claims = json!({
@@ -173,20 +132,11 @@ impl Signer {
         openssl
             .stdin
             .take()
-            .unwrap()
+            .expect("piped stdin")
             .write_all(input.as_bytes())
-            .unwrap();
-        let signature = openssl.wait_with_output().unwrap();
+            .expect("feeding openssl");
+        let signature = openssl.wait_with_output().expect("openssl dgst");
         assert!(signature.status.success(), "openssl dgst failed");
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.stdout))
     }
-}
-
-/// Registry config section enabling token auth against `server`.
-pub fn registry_auth_config(server: &TokenServer) -> String {
-    format!(
-        "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
-        server.realm(),
-        server.cert().display()
-    )
 }

@@ -1,22 +1,24 @@
-//! A real Distribution registry (Debian's `docker-registry`, distribution 2.8) on
-//! 127.0.0.1 with a free port and temporary storage, killed when dropped.
+//! A real Distribution registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1 with a free
+//! port and storage in a scratch directory, anonymous or with htpasswd or token authentication; images
+//! get into it with `skopeo copy`. Killed when dropped.
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::token::{self, TokenServer};
+use crate::oci::{write_layout, Layout, Platform};
+use crate::token::TokenServer;
 
 /// How the registry authenticates clients.
 pub enum Auth<'a> {
     Anonymous,
     Htpasswd(&'a Account),
-    /// Bearer tokens from a [`TokenServer`] checking these credentials.
+    /// Bearer tokens from a token server checking these credentials.
     Token(&'a Account),
 }
 
@@ -36,48 +38,49 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(auth: Auth<'_>) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("registry scratch dir");
         let port = free_port();
+        // `info` logs every request: the access log is how tests count blob downloads.
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
         let mut token_server = None;
-        let push_creds = match auth {
+        let account = match auth {
             Auth::Anonymous => None,
-            Auth::Htpasswd(creds) => {
-                let hash = bcrypt::hash(creds.password, 5).unwrap();
+            Auth::Htpasswd(account) => {
+                let hash = bcrypt::hash(account.password, 5).expect("bcrypt");
                 let htpasswd = dir.path().join("htpasswd");
-                fs::write(&htpasswd, format!("{}:{hash}\n", creds.user)).unwrap();
+                fs::write(&htpasswd, format!("{}:{hash}\n", account.user)).expect("htpasswd");
                 config.push_str(&format!(
                     "auth:\n  htpasswd:\n    realm: bulkhead-test\n    path: {}\n",
                     htpasswd.display()
                 ));
-                Some(creds)
+                Some(account)
             }
-            Auth::Token(creds) => {
-                let server = TokenServer::start(dir.path(), creds.user, creds.password);
-                config.push_str(&token::registry_auth_config(&server));
+            Auth::Token(account) => {
+                let server = TokenServer::start(dir.path(), account.user, account.password);
+                config.push_str(&server.registry_auth_config());
                 token_server = Some(server);
-                Some(creds)
+                Some(account)
             }
         };
         let config_path = dir.path().join("config.yml");
-        fs::write(&config_path, config).unwrap();
-        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
+        fs::write(&config_path, config).expect("registry config");
+        let log = fs::File::create(dir.path().join("registry.log")).expect("registry log");
+        let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            .stdout(log.try_clone().expect("registry log"))
             .stderr(log)
             .spawn()
-            .expect("spawn /usr/bin/docker-registry");
+            .expect("docker-registry (Debian package docker-registry)");
         let mut registry = Registry {
             child,
             port,
             dir,
-            push_creds: push_creds.map(|c| format!("{}:{}", c.user, c.password)),
+            push_creds: account.map(|a| format!("{}:{}", a.user, a.password)),
             token_server,
         };
         registry.wait_listening();
@@ -103,8 +106,24 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Pushes tag `tag` of the OCI layout `layout` as `name:tag` (all platforms).
-    pub fn push(&self, layout: &Path, tag: &str, name: &str) {
+    /// Pushes an image of these platforms (an index when there are several) as `name:tag`, digests as
+    /// written, and returns what was written.
+    pub fn push(&self, name: &str, tag: &str, platforms: &[Platform]) -> Layout {
+        let dir = tempfile::tempdir().expect("layout scratch dir");
+        let layout = write_layout(dir.path(), Some(tag), platforms);
+        self.skopeo_copy(
+            &format!("oci:{}:{tag}", dir.path().display()),
+            &format!("{name}:{tag}"),
+        );
+        layout
+    }
+
+    /// Pushes the image of an OCI archive (as `bulkhead image export` writes) as `name_tag`.
+    pub fn push_archive(&self, archive: &Path, name_tag: &str) {
+        self.skopeo_copy(&format!("oci-archive:{}", archive.display()), name_tag);
+    }
+
+    fn skopeo_copy(&self, source: &str, name_tag: &str) {
         let mut cmd = Command::new("skopeo");
         cmd.args([
             "copy",
@@ -117,13 +136,13 @@ impl Registry {
             cmd.args(["--dest-creds", creds]);
         }
         let out = cmd
-            .arg(format!("oci:{}:{tag}", layout.display()))
-            .arg(format!("docker://{}/{name}:{tag}", self.host()))
+            .arg(source)
+            .arg(format!("docker://{}/{name_tag}", self.host()))
             .output()
-            .expect("run skopeo");
+            .expect("skopeo (Debian package skopeo)");
         assert!(
             out.status.success(),
-            "skopeo copy failed: {}",
+            "skopeo copy {source} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -146,11 +165,7 @@ impl Registry {
     }
 
     fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("registry.log")
+        fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 }
 
@@ -161,11 +176,11 @@ impl Drop for Registry {
     }
 }
 
-/// A port that was free a moment ago (the OS does not hand it out again right away).
+/// A loopback port that was free a moment ago (the OS does not hand it out again right away): for a
+/// server to bind, or for a registry that is not there.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+        .and_then(|l| l.local_addr())
+        .expect("binding a loopback port")
         .port()
 }

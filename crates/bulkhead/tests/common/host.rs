@@ -1,0 +1,90 @@
+//! What a container leaves on the host, to prove it gone: mounts, cgroups, loop devices, run
+//! directories and `bulkhead __monitor` processes of a test root.
+
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+/// Lines of our mount table that mention `path`.
+pub fn host_mounts_mentioning(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(String::from)
+        .collect()
+}
+
+/// The container's host cgroup directories (v1: one per controller; v2: one).
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup/bulkhead")];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        bases.extend(entries.flatten().map(|e| e.path().join("bulkhead")));
+    }
+    bases
+        .into_iter()
+        .map(|base| base.join(id))
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
+/// The container's run directory on the host.
+pub fn run_dir(id: &str) -> PathBuf {
+    Path::new("/run/bulkhead").join(&id[..16])
+}
+
+pub fn loop_devices_backed_by(root: &Path) -> usize {
+    let root = root.to_string_lossy().into_owned();
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|f| f.starts_with(&root))
+        })
+        .count()
+}
+
+/// Whether the process exists and is not a zombie.
+pub fn alive(pid: i64) -> bool {
+    kill(Pid::from_raw(pid as i32), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// `bulkhead __monitor` processes of this root, as (pid, parent pid): every process still running the
+/// binary with that command line (the monitor and, before it execs the container's command, its fork).
+pub fn monitor_processes(root: &Path) -> Vec<(u32, u32)> {
+    let root = root.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.contains(&&b"__monitor"[..]) && args.contains(&root.as_bytes())
+        })
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat[stat.rfind(')')? + 2..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// The monitors themselves: monitor processes whose parent is not one.
+pub fn monitor_pids(root: &Path) -> Vec<u32> {
+    let all = monitor_processes(root);
+    all.iter()
+        .filter(|(_, ppid)| !all.iter().any(|(pid, _)| pid == ppid))
+        .map(|(pid, _)| *pid)
+        .collect()
+}
