@@ -28,7 +28,9 @@ pub struct ContainerSpec {
     pub id: String,
     /// An already assembled root directory (see bulkhead-runtime's `rootfs::assemble`).
     pub rootfs: PathBuf,
-    #[serde(flatten)]
+    /// Nested, not flattened: serde's flatten buffers through generic intermediate values, code that a
+    /// VM guest translates afresh at every boot under TCG (host and guest are always the same binary,
+    /// so the wire shape needs no compatibility).
     pub workload: Workload,
     /// Relative cgroup path such as `bulkhead/<id>`, created under each v1 controller or the v2 root.
     pub cgroup_name: String,
