@@ -55,7 +55,6 @@ pub use engine::{build_guest_kernel, guest_kernel, policy_path, Engine, EngineCo
 pub use error::EngineError;
 pub use images::{PullEvent, PullEvents, PullSettings, PulledImage};
 pub use isolation::VmSizing;
-pub use layout::Layout;
 pub use lifecycle::{ContainerDetails, ExecOptions, LogOptions, StartMode};
 pub use policy::{IsolationPolicy, PolicyFile, VmRequirement};
 pub use session::Session;

@@ -368,7 +368,10 @@ impl Engine {
 }
 
 /// See [`Engine::remove_files`]; the monitor of a `--rm` container calls this too.
-pub(crate) fn remove_files(layout: &crate::Layout, c: &Container) -> Result<(), EngineError> {
+pub(crate) fn remove_files(
+    layout: &crate::layout::Layout,
+    c: &Container,
+) -> Result<(), EngineError> {
     for mode in isolation::all_modes() {
         mode.remove_leftovers(&c.config, &c.paths)?;
     }
