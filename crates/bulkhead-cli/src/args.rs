@@ -291,6 +291,10 @@ pub struct UpdateArgs {
     /// process, vm or hyperv; only while the container is stopped.
     #[arg(long)]
     pub isolation: Option<String>,
+    /// Switch isolation even when settings a VM confined (privileged, added capabilities, no seccomp,
+    /// tmpfs with device nodes) would become privileges on the host.
+    #[arg(long)]
+    pub force: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

@@ -4,8 +4,8 @@ use crate::args::*;
 use crate::{format, inspect, relay};
 use anyhow::{bail, Context, Result};
 use bulkhead_engine::{
-    logs, CreateOptions, Engine, ExecOptions, ExitStatus, Isolation, LogOptions, PullSettings,
-    Resources, StartMode,
+    logs, CreateOptions, Engine, EngineError, ExecOptions, ExitStatus, Isolation, LogOptions,
+    PullSettings, Resources, StartMode,
 };
 use std::io::Write;
 
@@ -305,7 +305,12 @@ pub fn update(engine: &Engine, a: UpdateArgs) -> Result<i32> {
         pids_limit: a.pids_limit,
     };
     each(&a.containers, |key| {
-        engine.update(key, resources, isolation)?;
+        match engine.update(key, resources, isolation, a.force) {
+            Err(e @ EngineError::WouldWidenPrivileges { .. }) => {
+                Err(anyhow::Error::from(e).context("not switched (update --force switches anyway)"))
+            }
+            other => other.map_err(anyhow::Error::from),
+        }?;
         println!("{key}");
         Ok(())
     })

@@ -22,6 +22,16 @@ pub enum EngineError {
     Policy { path: PathBuf, reason: String },
     #[error("process isolation is refused for image {image} by the isolation policy: {rule}; run it with vm isolation")]
     PolicyRefused { image: String, rule: String },
+    #[error(
+        "container {id} has settings that only its VM confined: {}; with {target} isolation they \
+         would be privileges on the host",
+        settings.join("; ")
+    )]
+    WouldWidenPrivileges {
+        id: String,
+        target: crate::Isolation,
+        settings: Vec<String>,
+    },
     #[error("no guest kernel is built yet: run `bulkhead kernel build` once (about 9 minutes)")]
     NoGuestKernel,
     #[error(transparent)]

@@ -270,11 +270,14 @@ impl Engine {
     }
 
     /// Changes resources (live if running) and, while stopped, the isolation level (within the policy).
+    /// A switch that would turn settings the old mode confined into host privileges is refused unless
+    /// `allow_host_privileges`.
     pub fn update(
         &self,
         key: &str,
         resources: Resources,
         isolation: Option<Isolation>,
+        allow_host_privileges: bool,
     ) -> Result<Container, EngineError> {
         let mut c = self.find(key)?;
         let lock = c.lock()?;
@@ -288,6 +291,14 @@ impl Engine {
                 ));
             }
             self.check_policy(&c, iso)?;
+            let carried = isolation::mode(c.config.isolation).confined_privileges(&c.config);
+            if iso != c.config.isolation && !carried.is_empty() && !allow_host_privileges {
+                return Err(EngineError::WouldWidenPrivileges {
+                    id: c.config.id.clone(),
+                    target: iso,
+                    settings: carried,
+                });
+            }
             c.config.isolation = iso;
         }
         let mut merged = c.config.workload.resources;

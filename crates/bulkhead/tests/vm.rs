@@ -79,6 +79,49 @@ fn vm_switching_isolation_keeps_files_both_ways() {
     root.ok(&["rm", "sw"]);
 }
 
+/// Settings only a VM made acceptable do not silently become host privileges: switching such a container
+/// to process isolation is refused, naming them, unless forced. No VM boots here.
+#[test]
+fn vm_only_privileges_need_force_to_reach_the_host() {
+    let root = Root::new();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--privileged"], "privileged"),
+        (&["--cap-add", "SYS_ADMIN"], "added capabilities SYS_ADMIN"),
+        (
+            &["--security-opt", "seccomp=unconfined"],
+            "seccomp unconfined",
+        ),
+        (&["--tmpfs", "/x:rw,dev"], "tmpfs /x with device nodes"),
+    ];
+    for (flags, named) in cases {
+        let mut args = vec!["create", "--isolation", "vm"];
+        args.extend_from_slice(flags);
+        args.extend(["demo", "true"]);
+        let id = root.ok(&args).trim().to_string();
+        let out = root.bh(&["update", "--isolation", "process", &id]);
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{flags:?}");
+        assert!(
+            msg.contains(named) && msg.contains("--force") && msg.contains("on the host"),
+            "{flags:?}: {msg}"
+        );
+        assert_eq!(root.inspect(&id)["HostConfig"]["Isolation"], "vm");
+        root.ok(&["update", "--isolation", "process", "--force", &id]);
+        assert_eq!(root.inspect(&id)["HostConfig"]["Isolation"], "process");
+    }
+    // Without such settings, and for a tmpfs whose last word is nodev, the switch needs no force.
+    let plain = root.ok(&[
+        "create",
+        "--isolation",
+        "vm",
+        "--tmpfs",
+        "/y:dev,nodev",
+        "demo",
+        "true",
+    ]);
+    root.ok(&["update", "--isolation", "process", plain.trim()]);
+}
+
 #[test]
 fn vm_refuses_host_directories() {
     let root = Root::new();

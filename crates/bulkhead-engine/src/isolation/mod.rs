@@ -36,6 +36,11 @@ pub(crate) trait Mode: Sync {
         artifact: &Path,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError>;
 
+    /// Settings this mode's boundary makes acceptable but that would be privileges on the host under a
+    /// weaker one (`--privileged` inside a VM owns only the VM), named for messages. A switch away from
+    /// this mode refuses them unless the caller insists.
+    fn confined_privileges(&self, config: &ContainerConfig) -> Vec<String>;
+
     /// Who is at the other end of the agent stream, for messages ("the VM guest").
     fn agent_name(&self) -> &'static str;
 

@@ -73,6 +73,11 @@ impl Mode for ProcessMode {
         }
     }
 
+    /// Nothing is weaker than sharing the host kernel.
+    fn confined_privileges(&self, _config: &ContainerConfig) -> Vec<String> {
+        Vec::new()
+    }
+
     fn agent_name(&self) -> &'static str {
         "the container agent"
     }

@@ -6,7 +6,7 @@ use super::{Endpoint, Mode};
 use crate::config::ContainerConfig;
 use crate::layout::ContainerPaths;
 use crate::EngineError;
-use bulkhead_runtime::{ContainerSpec, MountSpec, NetworkMode, Resources};
+use bulkhead_runtime::{ContainerSpec, MountSpec, NetworkMode, Resources, SeccompPolicy};
 use bulkhead_vm::{AccelChoice, Vm, VmConfig};
 use serde::Serialize;
 use std::os::unix::net::UnixStream;
@@ -122,6 +122,38 @@ impl Mode for VmMode {
             .try_clone()
             .map_err(EngineError::io("agent socket"))?;
         Ok((Box::new(RunningVm(vm)), stream))
+    }
+
+    fn confined_privileges(&self, config: &ContainerConfig) -> Vec<String> {
+        let security = &config.workload.security;
+        let mut found = Vec::new();
+        if security.privileged {
+            // All capabilities and no seccomp: naming those too would only repeat it.
+            found.push("privileged".to_string());
+        } else {
+            if !security.cap_add.is_empty() {
+                found.push(format!(
+                    "added capabilities {}",
+                    security.cap_add.join(", ")
+                ));
+            }
+            if security.seccomp == SeccompPolicy::Unconfined {
+                found.push("seccomp unconfined".to_string());
+            }
+        }
+        for mount in &config.workload.mounts {
+            if let MountSpec::Tmpfs { target, options } = mount {
+                // The last of dev/nodev wins, as when the runtime mounts it.
+                let dev = options
+                    .split(',')
+                    .map(str::trim)
+                    .rfind(|o| *o == "dev" || *o == "nodev");
+                if dev == Some("dev") {
+                    found.push(format!("tmpfs {target} with device nodes (dev)"));
+                }
+            }
+        }
+        found
     }
 
     fn agent_name(&self) -> &'static str {
