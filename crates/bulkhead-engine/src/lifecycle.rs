@@ -89,7 +89,7 @@ impl Engine {
         };
         let isolation = self.config.policy.decide(
             &opts.image,
-            &self.policy_names(&opts.image, &image.names),
+            || self.policy_names(&opts.image, &image.names),
             opts.isolation,
         )?;
         let id = containers::new_id()?;
@@ -345,15 +345,17 @@ impl Engine {
 
     /// Refuses `isolation` for `c` when the policy requires a VM for its image.
     fn check_policy(&self, c: &Container, isolation: Isolation) -> Result<(), EngineError> {
-        let names = match self.store.resolve(&c.config.image_id) {
-            Ok(image) => image.names,
-            Err(_) => Vec::new(),
+        let names = || {
+            let known = self
+                .store
+                .resolve(&c.config.image_id)
+                .map(|image| image.names)
+                .unwrap_or_default();
+            self.policy_names(&c.config.image, &known)
         };
-        self.config.policy.decide(
-            &c.config.image,
-            &self.policy_names(&c.config.image, &names),
-            Some(isolation),
-        )?;
+        self.config
+            .policy
+            .decide(&c.config.image, names, Some(isolation))?;
         Ok(())
     }
 

@@ -113,14 +113,19 @@ impl IsolationPolicy {
     }
 
     /// The isolation a container of an image known by `names` gets when `requested` (`None`: the
-    /// caller did not choose). Refuses an explicit process request that a rule forbids.
+    /// caller did not choose). Refuses an explicit process request that a rule forbids. `names` is only
+    /// asked for when a rule could apply (finding them reads the image store, on every `start`).
     pub fn decide(
         &self,
         image: &str,
-        names: &[String],
+        names: impl FnOnce() -> Vec<String>,
         requested: Option<Isolation>,
     ) -> Result<Isolation, EngineError> {
-        let required = self.requirement(names);
+        let no_rules = self.rules.force_vm.is_empty() && self.rules.process_allowed.is_none();
+        if no_rules || requested == Some(Isolation::Vm) {
+            return Ok(requested.unwrap_or(self.default_isolation()));
+        }
+        let required = self.requirement(&names());
         match (requested, required) {
             (Some(Isolation::Process), Some(why)) => Err(EngineError::PolicyRefused {
                 image: image.to_string(),
@@ -210,9 +215,9 @@ mod tests {
     fn missing_file_is_the_built_in_policy() {
         let p = IsolationPolicy::load(Path::new("/nonexistent/policy.json")).unwrap();
         assert_eq!(p.default_isolation(), Isolation::Process);
-        assert_eq!(p.decide("x", &[], None).unwrap(), Isolation::Process);
+        assert_eq!(p.decide("x", Vec::new, None).unwrap(), Isolation::Process);
         assert_eq!(
-            p.decide("x", &[], Some(Isolation::Vm)).unwrap(),
+            p.decide("x", Vec::new, Some(Isolation::Vm)).unwrap(),
             Isolation::Vm
         );
     }
@@ -240,37 +245,50 @@ mod tests {
         let untrusted = ["registry.example.com/ci/job".to_string()];
         let trusted = ["docker.io/library/busybox".to_string()];
         let unknown = ["docker.io/someone/tool".to_string()];
-        assert_eq!(p.decide("i", &untrusted, None).unwrap(), Isolation::Vm);
+        assert_eq!(
+            p.decide("i", || untrusted.to_vec(), None).unwrap(),
+            Isolation::Vm
+        );
         let e = p
-            .decide("i", &untrusted, Some(Isolation::Process))
+            .decide("i", || untrusted.to_vec(), Some(Isolation::Process))
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("force_vm rule \"registry.example.com/*\""),
             "{e}"
         );
-        assert_eq!(p.decide("i", &trusted, None).unwrap(), Isolation::Process);
         assert_eq!(
-            p.decide("i", &trusted, Some(Isolation::Process)).unwrap(),
+            p.decide("i", || trusted.to_vec(), None).unwrap(),
             Isolation::Process
         );
-        assert_eq!(p.decide("i", &unknown, None).unwrap(), Isolation::Vm);
+        assert_eq!(
+            p.decide("i", || trusted.to_vec(), Some(Isolation::Process))
+                .unwrap(),
+            Isolation::Process
+        );
+        assert_eq!(
+            p.decide("i", || unknown.to_vec(), None).unwrap(),
+            Isolation::Vm
+        );
         let e = p
-            .decide("i", &unknown, Some(Isolation::Process))
+            .decide("i", || unknown.to_vec(), Some(Isolation::Process))
             .unwrap_err()
             .to_string();
         assert!(e.contains("no process_allowed pattern"), "{e}");
         // A forced name wins even if another name of the same image is allowed.
         let both = [trusted[0].clone(), untrusted[0].clone()];
-        assert_eq!(p.decide("i", &both, None).unwrap(), Isolation::Vm);
+        assert_eq!(
+            p.decide("i", || both.to_vec(), None).unwrap(),
+            Isolation::Vm
+        );
     }
 
     #[test]
     fn default_isolation_applies_only_without_a_choice() {
         let p = policy(r#"{"default_isolation": "vm"}"#).unwrap();
-        assert_eq!(p.decide("i", &[], None).unwrap(), Isolation::Vm);
+        assert_eq!(p.decide("i", Vec::new, None).unwrap(), Isolation::Vm);
         assert_eq!(
-            p.decide("i", &[], Some(Isolation::Process)).unwrap(),
+            p.decide("i", Vec::new, Some(Isolation::Process)).unwrap(),
             Isolation::Process
         );
     }
