@@ -61,14 +61,8 @@ impl Mode for VmMode {
                     .into(),
             ));
         }
-        config
-            .vm
-            .accel
-            .parse::<AccelChoice>()
-            .map_err(|e| EngineError::InvalidOption(format!("invalid VM accelerator: {e}")))?;
-        u32::try_from(VmSizing::of(&config.workload.resources).memory_mib).map_err(|_| {
-            EngineError::InvalidOption("the memory limit is too large for a VM".into())
-        })?;
+        accel_choice(config)?;
+        guest_memory_mib(&VmSizing::of(&config.workload.resources))?;
         Ok(())
     }
 
@@ -93,15 +87,7 @@ impl Mode for VmMode {
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
         let cache = bulkhead_vm::default_cache_dir();
         let kernel = bulkhead_vm::kernel::info(&cache).ok_or(EngineError::NoGuestKernel)?;
-        let choice: AccelChoice =
-            config
-                .vm
-                .accel
-                .parse()
-                .map_err(|e: bulkhead_vm::accel::AccelError| {
-                    EngineError::InvalidOption(e.to_string())
-                })?;
-        let accel = bulkhead_vm::accel::detect(choice)
+        let accel = bulkhead_vm::accel::detect(accel_choice(config)?)
             .map_err(|e| EngineError::InvalidOption(e.to_string()))?;
         let initramfs = bulkhead_vm::initramfs::for_current_exe(&cache)?;
         let sizing = VmSizing::of(&config.workload.resources);
@@ -110,9 +96,7 @@ impl Mode for VmMode {
             initramfs,
             rootfs_artifact: artifact.to_path_buf(),
             writable_disk: paths.disk(),
-            memory_mib: u32::try_from(sizing.memory_mib).map_err(|_| {
-                EngineError::InvalidOption("the memory limit is too large for a VM".into())
-            })?,
+            memory_mib: guest_memory_mib(&sizing)?,
             vcpus: sizing.vcpus,
             accel: accel.kind,
             run_dir: paths.run.clone(),
@@ -168,6 +152,21 @@ impl Mode for VmMode {
     fn remove_leftovers(&self, _: &ContainerConfig, _: &ContainerPaths) -> Result<(), EngineError> {
         Ok(())
     }
+}
+
+/// The accelerator the container asks for (`auto`, `kvm` or `tcg`).
+fn accel_choice(config: &ContainerConfig) -> Result<AccelChoice, EngineError> {
+    config
+        .vm
+        .accel
+        .parse()
+        .map_err(|e| EngineError::InvalidOption(format!("invalid VM accelerator: {e}")))
+}
+
+/// Guest RAM as QEMU takes it.
+fn guest_memory_mib(sizing: &VmSizing) -> Result<u32, EngineError> {
+    u32::try_from(sizing.memory_mib)
+        .map_err(|_| EngineError::InvalidOption("the memory limit is too large for a VM".into()))
 }
 
 struct RunningVm(Vm);
