@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Produces docs/BENCHMARKS.md: builds the release binary, then runs every benchmark on this machine.
 # Usage: bench/all.sh  (as root; takes several minutes, VM ones under TCG keep cores busy)
+# Env:   BASELINE=path/to/an/older/bulkhead adds a before/after section (bench/compare.sh, both modes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh >/dev/null
@@ -36,6 +37,17 @@ tmp=$(mktemp)
   echo "guest RAM, 20 vm containers at once all correct."
   echo
   bench/vm.sh
+  if [ -n "${BASELINE:-}" ]; then
+    echo
+    echo "## Before/after (bench/compare.sh)"
+    echo
+    echo "Old: a build of $("$BASELINE" version | sed 's/^bulkhead version //'), \\`$(sha256sum "$BASELINE" | cut -c1-12)\\`;"
+    echo "new: this tree at $(git rev-parse --short HEAD). Runs alternate pair by pair."
+    echo
+    bench/compare.sh "$BASELINE" "$BULKHEAD" process 41
+    echo
+    bench/compare.sh "$BASELINE" "$BULKHEAD" vm 31
+  fi
 } > "$tmp"
 mv "$tmp" "$out"
 echo "wrote $out"

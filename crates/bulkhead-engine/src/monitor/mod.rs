@@ -41,8 +41,7 @@ fn run(
     mut ready: Ready,
 ) -> i32 {
     let mut report = |line: &str| ready.report(line);
-    let layout = Layout::new(root);
-    let layout = &layout;
+    let layout = &Layout::new(root);
     let mut container = match Container::load(layout, id) {
         Ok(c) => c,
         Err(e) => {
