@@ -41,7 +41,7 @@ tmp=$(mktemp)
     echo
     echo "## Before/after (bench/compare.sh)"
     echo
-    echo "Old: a build of $("$BASELINE" version | sed 's/^bulkhead version //'), \\`$(sha256sum "$BASELINE" | cut -c1-12)\\`;"
+    echo "Old: \`$BASELINE\` (sha256 $(sha256sum "$BASELINE" | cut -c1-12));"
     echo "new: this tree at $(git rev-parse --short HEAD). Runs alternate pair by pair."
     echo
     bench/compare.sh "$BASELINE" "$BULKHEAD" process 41
