@@ -23,6 +23,7 @@ use crate::layer::{self, Budget, Compression};
 use crate::manifest::{self, ImageParts, ManifestDocument, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 use crate::reference::Reference;
 use crate::store::{Image, Store};
+use crate::tar_headers;
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const OCI_LAYOUT_VERSION: &str = "1.0.0";
@@ -528,7 +529,7 @@ fn stage_layout_dir(staging: &Staging<'_>, dir: &Path) -> Result<ArchiveContents
 fn stage_archive(staging: &Staging<'_>, path: &Path) -> Result<ArchiveContents, ImageError> {
     let limit = staging.store.limits().max_manifest_bytes;
     let (_, reader) = layer::decompress(fsutil::open_read(path)?, &path.display().to_string())?;
-    let mut archive = tar::Archive::new(reader);
+    let (mut archive, _) = tar_headers::archive(reader);
     let bad = |e: io::Error| unsupported(path, format!("corrupt or truncated tar: {e}"));
     let mut contents = ArchiveContents::default();
     for entry in archive.entries().map_err(bad)? {

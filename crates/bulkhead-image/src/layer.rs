@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::digest::{Digest, DigestHasher};
 use crate::error::ImageError;
 use crate::store::Limits;
+use crate::tar_headers::{self, tar_error};
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
@@ -208,10 +209,10 @@ pub(crate) fn scan_layer(
 ) -> Result<Digest, ImageError> {
     let mut hashing = HashingReader::new(reader);
     {
-        let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive.entries().map_err(|e| corrupt(layer, e))?;
+        let (mut archive, special) = tar_headers::archive(&mut hashing);
+        let entries = archive.entries().map_err(|e| tar_error(layer, e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| corrupt(layer, e))?;
+            let mut entry = entry.map_err(|e| tar_error(layer, e))?;
             let path = entry.path_bytes().into_owned();
             member_components(&path, layer, limits)?;
             let kind = entry.header().entry_type();
@@ -226,7 +227,8 @@ pub(crate) fn scan_layer(
                 }
             }
             let size = entry.size();
-            budget.charge(size, layer, limits)?;
+            // The special headers before this member (long names, PAX records) count as unpacked bytes.
+            budget.charge(size + special.take(), layer, limits)?;
             let copied = io::copy(&mut entry, &mut io::sink()).map_err(|e| corrupt(layer, e))?;
             if copied != size {
                 return Err(corrupt(

@@ -43,6 +43,7 @@ mod metadata;
 mod reference;
 mod rootfs;
 mod store;
+mod tar_headers;
 mod unpack;
 
 pub use blobs::BlobWriter;

@@ -27,6 +27,7 @@ use crate::digest::Digest;
 use crate::error::ImageError;
 use crate::layer::{bad_link_target, corrupt, hostile, member_components, Budget, HashingReader};
 use crate::store::Limits;
+use crate::tar_headers::{self, tar_error};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_WHITEOUT: &[u8] = b".wh..wh..opq";
@@ -386,14 +387,16 @@ impl<'l> Unpacker<'l> {
         // Paths (and their ancestors) written by this layer: opaque whiteouts keep them.
         let mut written: HashSet<Vec<OsString>> = HashSet::new();
         {
-            let mut archive = tar::Archive::new(&mut hashing);
-            let entries = archive.entries().map_err(|e| corrupt(layer, e))?;
+            let (mut archive, special) = tar_headers::archive(&mut hashing);
+            let entries = archive.entries().map_err(|e| tar_error(layer, e))?;
             for entry in entries {
-                let mut entry = entry.map_err(|e| corrupt(layer, e))?;
+                let mut entry = entry.map_err(|e| tar_error(layer, e))?;
                 let raw = entry.path_bytes().into_owned();
                 let components = member_components(&raw, layer, self.limits)?;
                 let size = entry.size();
-                self.budget.charge(size, layer, self.limits)?;
+                // The special headers before this member (long names, PAX records) count too.
+                self.budget
+                    .charge(size + special.take(), layer, self.limits)?;
                 let Some((name, parents)) = components.split_last() else {
                     continue; // the rootfs directory itself keeps its defaults
                 };
