@@ -141,6 +141,9 @@ impl Channel {
                     break (msg.bytes, fds);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The child failed and exited with our go-ahead unread: the kernel reports that reset
+                // once, ahead of the messages the child queued (its failure among them), which follow.
+                Err(nix::errno::Errno::ECONNRESET) => continue,
                 Err(e) => return Err(chan_err("receive", e)),
             }
         };

@@ -322,6 +322,7 @@ fn init_process(
 ) -> Result<Infallible, RuntimeError> {
     process_setup::reset_signals()?;
     process_setup::set_non_dumpable()?;
+    let root = container_fs::bind_rootfs(spec)?;
     if spec.workload.userns.is_some() {
         // The id maps must be written before we act as root in the new user namespace.
         chan.wait_go()?;
@@ -336,7 +337,7 @@ fn init_process(
     if let PreparedStdio::Pipes(fds) = stdio {
         install_pipes(fds)?;
     }
-    let pty = container_fs::build(spec, matches!(stdio, PreparedStdio::Pty))?;
+    let pty = container_fs::build(spec, root, matches!(stdio, PreparedStdio::Pty))?;
     if let Some((master, slave)) = pty {
         install_pty(master, slave, chan)?;
     }

@@ -2,16 +2,18 @@
 //! namespace: the rootfs bind-mounted on itself, /proc, read-only /sys, a minimal /dev,
 //! the generated /etc files, user mounts, masked and read-only paths, then pivot_root
 //! with the old root detached.
-//! Every target is resolved inside the root (see [`crate::safe_path`]).
+//! Every target is resolved inside the root (see [`crate::safe_path`]); flags are set on a mount
+//! through its descriptor, recursively where a subtree must not escape them ([`crate::mount_api`]).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::statvfs::{fstatvfs, FsFlags};
+use nix::sys::stat::{fstat, major, minor, SFlag};
 
 use crate::error::RuntimeError;
+use crate::mount_api::{self, NODEV, NOEXEC, NOSUID, RDONLY};
 use crate::pty;
 use crate::safe_path::{ensure_file, fd_path, mkdir_all, open_in_root, write_file};
 use bulkhead_spec::{ContainerSpec, MountSpec};
@@ -69,52 +71,19 @@ fn mount_fd(
         .map_err(|e| mount_err(what.to_string(), e))
 }
 
-/// Flags of the mount behind `fd` that a bind remount must repeat: in a user namespace
-/// the kernel refuses to clear locked ones.
-fn locked_flags(fd: &OwnedFd) -> Result<MsFlags, RuntimeError> {
-    let st = fstatvfs(fd).map_err(|e| RuntimeError::sys("statvfs of a mount", e))?;
-    let f = st.flags();
-    let mut flags = MsFlags::empty();
-    for (st_flag, ms_flag) in [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ] {
-        if f.contains(st_flag) {
-            flags |= ms_flag;
-        }
-    }
-    Ok(flags)
-}
-
-/// Adds `extra` (e.g. MS_RDONLY) to the flags of the bind mount behind `fd`.
-fn remount(fd: &OwnedFd, extra: MsFlags, what: &str) -> Result<(), RuntimeError> {
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked_flags(fd)?;
-    mount_fd(
-        None,
-        fd,
-        None,
-        flags,
-        None,
-        &format!("remount {what} {extra:?}"),
-    )
-}
-
-/// Makes the mount at the path behind `fd` read-only.
+/// Makes the mount at the path behind `fd` read-only, with every mount below it.
 fn remount_readonly(fd: &OwnedFd, what: &str) -> Result<(), RuntimeError> {
-    remount(fd, MsFlags::MS_RDONLY, what)
+    mount_api::set_flags(fd, RDONLY, 0, true, what)
 }
 
-/// Sets up the filesystem inside `spec.rootfs` and pivots into it. When `terminal`, a
-/// pty is allocated from the container's devpts, its slave bound to /dev/console, and
-/// (master, slave) returned.
-pub(crate) fn build(
-    spec: &ContainerSpec,
-    terminal: bool,
-) -> Result<Option<(OwnedFd, OwnedFd)>, RuntimeError> {
+/// Makes the container's private mount namespace and binds the rootfs on itself there; returns a
+/// descriptor of that bind. Called before the process takes the container's user namespace ids:
+/// the rootfs lies below the owner-only bulkhead root, which only the host's root may traverse.
+///
+/// The host mounts container content `nosuid` (no host user may run a setuid file a container
+/// made); inside its own mount namespace the container gets setuid files back, as under docker.
+/// In a user namespace the kernel locks the host's flag, so there it stays.
+pub(crate) fn bind_rootfs(spec: &ContainerSpec) -> Result<OwnedFd, RuntimeError> {
     // Nothing we mount may propagate back to the host (or the guest agent).
     mount(
         None::<&str>,
@@ -135,6 +104,20 @@ pub(crate) fn build(
     .map_err(|e| mount_err(format!("bind of {}", rootfs.display()), e))?;
     let root = std::fs::File::open(rootfs).map_err(|e| RuntimeError::io("open", rootfs, e))?;
     let root: OwnedFd = root.into();
+    if spec.workload.userns.is_none() {
+        mount_api::set_flags(&root, 0, NOSUID, false, "the rootfs")?;
+    }
+    Ok(root)
+}
+
+/// Sets up the filesystem inside the rootfs bound by [`bind_rootfs`] (`root`) and pivots into it.
+/// When `terminal`, a pty is allocated from the container's devpts, its slave bound to
+/// /dev/console, and (master, slave) returned.
+pub(crate) fn build(
+    spec: &ContainerSpec,
+    root: OwnedFd,
+    terminal: bool,
+) -> Result<Option<(OwnedFd, OwnedFd)>, RuntimeError> {
     let privileged = spec.workload.security.privileged;
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -159,7 +142,8 @@ pub(crate) fn build(
     if spec.workload.readonly_rootfs {
         let current_root = open_in_root(root.as_fd(), "/", libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(|e| RuntimeError::sys("reopening the root", e))?;
-        remount_readonly(&current_root, "/")?;
+        // The root only: /dev, /proc, tmpfs and volumes keep their own modes, as under docker.
+        mount_api::set_flags(&current_root, RDONLY, 0, false, "/")?;
     }
     pivot(&root)?;
     Ok(pty)
@@ -412,13 +396,13 @@ fn mount_user(root: &OwnedFd, m: &MountSpec) -> Result<(), RuntimeError> {
             .map_err(|e| mount_err(format!("bind {} on {target}", source.display()), e))?;
             // nodev: device nodes the container creates in a host directory (it holds
             // CAP_MKNOD) must not open host devices.
-            let mut extra = MsFlags::MS_NODEV;
+            let mut extra = NODEV;
             if *readonly {
-                extra |= MsFlags::MS_RDONLY;
+                extra |= RDONLY;
             }
             let mounted = open_in_root(root.as_fd(), target, libc::O_PATH, 0)
                 .map_err(|e| RuntimeError::sys(format!("reopening {target}"), e))?;
-            remount(&mounted, extra, target)
+            mount_api::set_flags(&mounted, extra, 0, true, target)
         }
         MountSpec::Tmpfs { target, options } => {
             let tgt = mkdir_all(root.as_fd(), target)?;
@@ -435,9 +419,45 @@ fn mount_user(root: &OwnedFd, m: &MountSpec) -> Result<(), RuntimeError> {
     }
 }
 
+/// The container's /dev/null, checked to be the null device (char 1:3): it is what masks files of
+/// /proc, so a symlink or another file put there (by a volume over /dev, say) must not be bound
+/// over them (runc's CVE-2025-31133). Opened without following a final symlink, checked on the
+/// descriptor that is then bound.
+fn verified_dev_null(root: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
+    let null = open_in_root(
+        root.as_fd(),
+        "/dev/null",
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+    )
+    .map_err(|e| RuntimeError::sys("opening /dev/null", e))?;
+    let st = fstat(null.as_raw_fd()).map_err(|e| RuntimeError::sys("stat of /dev/null", e))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    if kind == SFlag::S_IFCHR && (major(st.st_rdev), minor(st.st_rdev)) == (1, 3) {
+        return Ok(null);
+    }
+    let found = match kind {
+        SFlag::S_IFCHR => format!(
+            "character device {}:{}",
+            major(st.st_rdev),
+            minor(st.st_rdev)
+        ),
+        SFlag::S_IFLNK => "a symlink".to_string(),
+        SFlag::S_IFREG => "a regular file".to_string(),
+        SFlag::S_IFDIR => "a directory".to_string(),
+        _ => format!("file type {:o}", kind.bits()),
+    };
+    Err(RuntimeError::Setup {
+        stage: "masking paths".into(),
+        reason: format!("/dev/null is {found}, not the null device (char 1:3); refusing to bind it over masked paths"),
+    })
+}
+
+/// Hides [`MASKED_PATHS`] (files behind the verified /dev/null, directories behind an empty tmpfs)
+/// and makes [`READONLY_PATHS`] read-only with everything below them. Each mount is cloned, given
+/// its flags and attached through descriptors.
 fn mask_paths(root: &OwnedFd) -> Result<(), RuntimeError> {
-    let null = open_in_root(root.as_fd(), "/dev/null", libc::O_PATH, 0)
-        .map_err(|e| RuntimeError::sys("opening /dev/null", e))?;
+    let null = verified_dev_null(root)?;
     for path in MASKED_PATHS {
         let target = match open_in_root(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW, 0) {
             Ok(fd) => fd,
@@ -452,19 +472,13 @@ fn mask_paths(root: &OwnedFd) -> Result<(), RuntimeError> {
                 Some("tmpfs"),
                 &target,
                 Some("tmpfs"),
-                MsFlags::MS_RDONLY,
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 None,
                 path,
             )?;
         } else {
-            mount(
-                Some(fd_path(&null).as_str()),
-                fd_path(&target).as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| mount_err(format!("mask {path}"), e))?;
+            // Not nodev: that would make reading a masked file fail instead of reading empty.
+            mount_api::bind_with_flags(&null, &target, false, RDONLY | NOSUID | NOEXEC, path)?;
         }
     }
     for path in READONLY_PATHS {
@@ -473,17 +487,13 @@ fn mask_paths(root: &OwnedFd) -> Result<(), RuntimeError> {
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(RuntimeError::sys(format!("opening {path}"), e)),
         };
-        mount(
-            Some(fd_path(&target).as_str()),
-            fd_path(&target).as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| mount_err(format!("bind {path}"), e))?;
-        let mounted = open_in_root(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW, 0)
-            .map_err(|e| RuntimeError::sys(format!("reopening {path}"), e))?;
-        remount_readonly(&mounted, path)?;
+        mount_api::bind_with_flags(
+            &target,
+            &target,
+            true,
+            RDONLY | NOSUID | NODEV | NOEXEC,
+            path,
+        )?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ mod channel;
 mod container;
 mod container_fs;
 mod error;
+mod mount_api;
 mod network;
 mod process_setup;
 mod pty;

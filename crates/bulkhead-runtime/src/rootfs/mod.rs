@@ -42,13 +42,7 @@ pub fn create_writable_disk(path: &Path, size_bytes: u64) -> Result<(), RuntimeE
         file.set_len(size_bytes)
             .map_err(|e| RuntimeError::io("resize", path, e))?;
         drop(file);
-        let template = std::env::temp_dir().join(format!(
-            "bulkhead-disk-template-{}-{}",
-            std::process::id(),
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
+        let template = template_dir(path)?;
         for dir in ["upper/etc", "work"] {
             fs::create_dir_all(template.join(dir))
                 .map_err(|e| RuntimeError::io("create", template.join(dir), e))?;
@@ -96,6 +90,18 @@ pub fn create_writable_disk(path: &Path, size_bytes: u64) -> Result<(), RuntimeE
     result
 }
 
+/// A fresh directory (mkdtemp: a random name, created exclusively, mode 0700) next to `disk` for
+/// the content `mkfs.ext4 -d` copies: in a shared directory such as /tmp, another user could
+/// pre-create a predictable name and choose what every container's writable layer holds.
+fn template_dir(disk: &Path) -> Result<PathBuf, RuntimeError> {
+    let parent = match disk.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    nix::unistd::mkdtemp(&parent.join(".mkfs-XXXXXX"))
+        .map_err(|e| RuntimeError::io("create", parent, std::io::Error::from(e)))
+}
+
 fn check_option_path(path: &Path) -> Result<String, RuntimeError> {
     let s = path.to_str().ok_or_else(|| {
         RuntimeError::InvalidSpec(format!("{} is not valid UTF-8", path.display()))
@@ -115,6 +121,11 @@ fn mkdir(path: &Path) -> Result<(), RuntimeError> {
 /// Mounts the erofs `lower_dev` read-only at `<dir>/lower`, the ext4 `upper_dev` at
 /// `<dir>/rw`, and the overlay of both at `<dir>/rootfs`, which is returned. On failure
 /// whatever was mounted is unmounted again.
+///
+/// All three are `nosuid,nodev`: they hold what a container wrote, and a host user who reaches them
+/// must not run a setuid-root file the container made or open a device node it created. The
+/// container's own view gets setuid files back inside its mount namespace
+/// (`container_fs::bind_rootfs`).
 pub fn assemble(lower_dev: &Path, upper_dev: &Path, dir: &Path) -> Result<PathBuf, RuntimeError> {
     let lower = dir.join(LOWER);
     let rw = dir.join(RW);
@@ -128,12 +139,13 @@ pub fn assemble(lower_dev: &Path, upper_dev: &Path, dir: &Path) -> Result<PathBu
         check_option_path(&rw.join("upper"))?,
         check_option_path(&rw.join("work"))?
     );
+    let host_side = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let result = (|| {
         mount(
             Some(lower_dev),
             &lower,
             Some("erofs"),
-            MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+            MsFlags::MS_RDONLY | host_side,
             None::<&str>,
         )
         .map_err(|e| {
@@ -142,14 +154,7 @@ pub fn assemble(lower_dev: &Path, upper_dev: &Path, dir: &Path) -> Result<PathBu
                 e,
             )
         })?;
-        mount(
-            Some(upper_dev),
-            &rw,
-            Some("ext4"),
-            MsFlags::MS_NODEV,
-            None::<&str>,
-        )
-        .map_err(|e| {
+        mount(Some(upper_dev), &rw, Some("ext4"), host_side, None::<&str>).map_err(|e| {
             RuntimeError::sys(
                 format!("mount ext4 {} on {}", upper_dev.display(), rw.display()),
                 e,
@@ -159,8 +164,7 @@ pub fn assemble(lower_dev: &Path, upper_dev: &Path, dir: &Path) -> Result<PathBu
             Some("overlay"),
             &rootfs,
             Some("overlay"),
-            // Device nodes in an image or created by the container never open devices.
-            MsFlags::MS_NODEV,
+            host_side,
             Some(options.as_str()),
         )
         .map_err(|e| RuntimeError::sys(format!("mount overlay on {}", rootfs.display()), e))
