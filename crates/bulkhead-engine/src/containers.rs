@@ -68,7 +68,7 @@ impl Container {
 
 /// Creates the record of a new container; the name must be free.
 pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, EngineError> {
-    fs::create_dir_all(layout.containers()).map_err(EngineError::io(layout.containers()))?;
+    bulkhead_fs::private_dir(&layout.containers()).map_err(EngineError::io(layout.containers()))?;
     let _lock = fsutil::lock(&layout.containers_lock())?;
     if configs(layout)?.iter().any(|c| c.name == config.name) {
         return Err(EngineError::NameInUse(config.name));
@@ -76,7 +76,7 @@ pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, Eng
     let paths = layout.container(&config.id);
     // Written to a temp dir and renamed, so a crash never leaves a container without its files.
     let tmp = layout.containers().join(format!(".new-{}", config.id));
-    fs::create_dir_all(&tmp).map_err(EngineError::io(&tmp))?;
+    bulkhead_fs::private_dir(&tmp).map_err(EngineError::io(&tmp))?;
     let staged = layout.container(&config.id).dir;
     let result = (|| {
         fsutil::write_json(&tmp.join("config.json"), &config)?;

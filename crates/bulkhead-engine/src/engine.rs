@@ -61,7 +61,9 @@ pub struct EngineInfo {
 
 impl Engine {
     pub fn open(config: EngineConfig) -> Result<Engine, EngineError> {
-        std::fs::create_dir_all(&config.root).map_err(EngineError::io(&config.root))?;
+        // Owner-only, and tightened if an older version made it 0755: below are `-e` secrets, logs and
+        // the mounted content of every container.
+        bulkhead_fs::private_dir(&config.root).map_err(EngineError::io(&config.root))?;
         Ok(Engine {
             layout: Layout::new(&config.root),
             store: open_store(&config.root, config.max_unpacked_bytes)?,

@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,6 +60,18 @@ impl Record {
     }
 }
 
+/// Opens (creating) a log for appending, mode 0640 even if it existed: what a container prints may be
+/// secret, so other users do not read it (a group the owner chooses may).
+pub(crate) fn open_log(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+    Ok(file)
+}
+
 /// Appends records; each is one `write`, so concurrent readers never see half a line.
 pub struct Writer {
     file: File,
@@ -67,11 +80,7 @@ pub struct Writer {
 
 impl Writer {
     pub fn open(path: &Path) -> Result<Writer, EngineError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(EngineError::io(path))?;
+        let file = open_log(path).map_err(EngineError::io(path))?;
         Ok(Writer {
             file,
             path: path.to_path_buf(),

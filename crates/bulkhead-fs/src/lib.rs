@@ -1,12 +1,12 @@
 //! Filesystem primitives that bulkhead's on-disk guarantees rest on: advisory `flock` locks, names
-//! unique across processes and threads, and atomic replacement of a file whose durability the
-//! caller chooses.
+//! unique across processes and threads, owner-only directories, and atomic replacement of a file
+//! whose durability the caller chooses.
 //!
 //! Errors are plain `std::io::Error`; each caller adds the context (which file, which store).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -75,6 +75,13 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// Creates directory `path` (and missing parents) and makes it mode 0700 even if it existed: state
+/// directories hold secrets (`-e` values), logs and container content that no other host user may reach.
+pub fn private_dir(path: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
 /// What [`replace`] makes durable before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -88,7 +95,8 @@ pub enum Durability {
 
 /// Replaces `dest` with `bytes` so readers see the old or the new content, never a mix: the bytes
 /// go to a temp file in `tmp_dir` (which must be on the same filesystem as `dest`), are synced, and
-/// the temp file is renamed over `dest`. The temp file is removed if any step fails.
+/// the temp file is renamed over `dest`. The temp file is removed if any step fails. The file is
+/// mode 0600: what bulkhead replaces this way are state records, readable by their owner only.
 pub fn replace(
     dest: &Path,
     bytes: &[u8],
@@ -103,7 +111,7 @@ pub fn replace(
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(0o600)
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -190,6 +198,29 @@ mod tests {
             assert_eq!(fs::read(&dest).unwrap(), content);
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn private_dir_is_made_and_tightened_to_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("a/b");
+        private_dir(&fresh).unwrap();
+        let existing = dir.path().join("open");
+        fs::create_dir(&existing).unwrap();
+        fs::set_permissions(&existing, fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&existing).unwrap();
+        for d in [&fresh, &existing] {
+            assert_eq!(
+                fs::metadata(d).unwrap().permissions().mode() & 0o7777,
+                0o700
+            );
+        }
+        replace(&existing.join("f"), b"x", &existing, Durability::Data).unwrap();
+        let mode = fs::metadata(existing.join("f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o600);
     }
 
     #[test]

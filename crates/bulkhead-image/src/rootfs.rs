@@ -5,8 +5,8 @@
 //! layers are unpacked into a temp directory, `mkfs.erofs` writes a temp image, which is fsynced
 //! and renamed into place. A killed build leaves only temp files, never a partial artifact.
 
-use std::fs::{self, File};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,6 +48,14 @@ impl Store {
             .map_err(ImageError::io(format!("chmod {}", work.0.display())))?;
         self.unpack_image(image, &work.0)?;
         let out = TempPath(self.tmp_dir().join(bulkhead_fs::unique_name("rootfs")));
+        // Created exclusively here, so mkfs.erofs writes into our file and never through a name
+        // someone else made first.
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&out.0)
+            .map_err(ImageError::io(format!("create {}", out.0.display())))?;
         run_mkfs(&work.0, &out.0, &image.id.to_string())?;
         File::open(&out.0)
             .and_then(|f| {

@@ -169,15 +169,14 @@ impl Store {
             dir: root.join("images"),
             limits: Limits::default(),
         };
-        for dir in [
-            store.blobs_dir(),
-            store.tmp_dir(),
-            store.rootfs_dir(),
-            store.locks_dir(),
-        ] {
+        for dir in [store.blobs_dir(), store.rootfs_dir(), store.locks_dir()] {
             fs::create_dir_all(&dir)
                 .map_err(ImageError::io(format!("create {}", dir.display())))?;
         }
+        // Owner-only: images are unpacked there, setuid-root files included, on no nosuid mount.
+        let tmp = store.tmp_dir();
+        bulkhead_fs::private_dir(&tmp)
+            .map_err(ImageError::io(format!("create {}", tmp.display())))?;
         if let Some(_ingest) = fsutil::lock(&store.ingest_lock_path(), Lock::try_exclusive)? {
             let _meta = fsutil::lock(&store.metadata_lock_path(), Lock::exclusive)?;
             store.clean_tmp()?;

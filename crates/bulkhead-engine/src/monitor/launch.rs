@@ -34,10 +34,7 @@ pub fn spawn(
     let exe = std::env::current_exe().map_err(EngineError::io("/proc/self/exe"))?;
     let (ready_r, ready_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(EngineError::sys("pipe"))?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(c.paths.monitor_log())
+    let log = crate::logs::open_log(&c.paths.monitor_log())
         .map_err(EngineError::io(c.paths.monitor_log()))?;
     let mut cmd = Command::new(exe);
     cmd.arg(ROLE_ARG).arg("--root").arg(&config.root);

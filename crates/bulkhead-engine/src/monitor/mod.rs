@@ -9,6 +9,7 @@
 
 mod clients;
 pub mod launch;
+mod socket;
 
 use crate::containers::Container;
 use crate::isolation::{self, Endpoint, Mode};
@@ -80,10 +81,7 @@ impl<'a> Monitor<'a> {
         attach_first: bool,
     ) -> Result<Self, EngineError> {
         let run = container.paths.run.clone();
-        std::fs::create_dir_all(&run).map_err(EngineError::io(&run))?;
-        let sock = container.paths.socket();
-        let _ = std::fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock).map_err(EngineError::io(&sock))?;
+        let listener = socket::listen(&run, &container.paths.socket())?;
         let log = logs::Writer::open(&container.paths.log())?;
         Ok(Monitor {
             layout,
@@ -402,7 +400,19 @@ impl<'a> Monitor<'a> {
 
     fn accept(&mut self) {
         if let Ok((stream, _)) = self.listener.accept() {
-            self.clients.add(stream);
+            match socket::check_peer(&stream) {
+                Ok(()) => self.clients.add(stream),
+                Err(refusal) => {
+                    tracing::warn!("{refusal}");
+                    // In place of Hello, so the client's handshake reports it as the monitor's answer.
+                    let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+                    let _ = Message::Error {
+                        stream: 0,
+                        message: refusal,
+                    }
+                    .send(&mut &stream);
+                }
+            }
         }
     }
 
