@@ -71,11 +71,6 @@ fn mount_fd(
         .map_err(|e| mount_err(what.to_string(), e))
 }
 
-/// Makes the mount at the path behind `fd` read-only, with every mount below it.
-fn remount_readonly(fd: &OwnedFd, what: &str) -> Result<(), RuntimeError> {
-    mount_api::set_flags(fd, RDONLY, 0, true, what)
-}
-
 /// Makes the container's private mount namespace and binds the rootfs on itself there; returns a
 /// descriptor of that bind. Called before the process takes the container's user namespace ids:
 /// the rootfs lies below the owner-only bulkhead root, which only the host's root may traverse.
@@ -224,20 +219,14 @@ fn mount_sys(root: &OwnedFd, privileged: bool) -> Result<(), RuntimeError> {
         // A user namespace without its own network namespace may not mount sysfs:
         // bind the current one instead, like runc.
         Err(Errno::EPERM) => {
-            mount_fd(
-                Some("/sys"),
-                &sys,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-                "/sys (bind)",
-            )?;
-            if privileged {
-                return Ok(());
+            let host_sys = std::fs::File::open("/sys")
+                .map_err(|e| RuntimeError::io("open", "/sys", e))?
+                .into();
+            let mut flags = NOSUID | NODEV | NOEXEC;
+            if !privileged {
+                flags |= RDONLY;
             }
-            let sys = open_in_root(root.as_fd(), "/sys", libc::O_PATH | libc::O_DIRECTORY, 0)
-                .map_err(|e| RuntimeError::sys("reopening /sys", e))?;
-            remount_readonly(&sys, "/sys")
+            mount_api::bind_with_flags(&host_sys, &sys, true, flags, "/sys (bind)")
         }
         Err(e) => Err(mount_err("/sys".into(), e)),
     }
@@ -386,23 +375,14 @@ fn mount_user(root: &OwnedFd, m: &MountSpec) -> Result<(), RuntimeError> {
             } else {
                 ensure_file(root.as_fd(), target)?
             };
-            mount(
-                Some(fd_path(&src).as_str()),
-                fd_path(&tgt).as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(|e| mount_err(format!("bind {} on {target}", source.display()), e))?;
             // nodev: device nodes the container creates in a host directory (it holds
             // CAP_MKNOD) must not open host devices.
-            let mut extra = NODEV;
+            let mut flags = NODEV;
             if *readonly {
-                extra |= RDONLY;
+                flags |= RDONLY;
             }
-            let mounted = open_in_root(root.as_fd(), target, libc::O_PATH, 0)
-                .map_err(|e| RuntimeError::sys(format!("reopening {target}"), e))?;
-            mount_api::set_flags(&mounted, extra, 0, true, target)
+            let what = format!("bind {} on {target}", source.display());
+            mount_api::bind_with_flags(&src, &tgt, true, flags, &what)
         }
         MountSpec::Tmpfs { target, options } => {
             let tgt = mkdir_all(root.as_fd(), target)?;
