@@ -7,6 +7,7 @@ use crate::{ContainerConfig, EngineError};
 use bulkhead_fs::Lock;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
 
 /// One container as recorded on disk.
 #[derive(Debug, Clone)]
@@ -76,7 +77,13 @@ pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, Eng
     let paths = layout.container(&config.id);
     // Written to a temp dir and renamed, so a crash never leaves a container without its files.
     let tmp = layout.containers().join(format!(".new-{}", config.id));
-    bulkhead_fs::private_dir(&tmp).map_err(EngineError::io(&tmp))?;
+    // A leftover of a crash is ours (the directory above is owner-only and we hold its lock); the
+    // new one is created exclusively, owner-only.
+    let _ = fs::remove_dir_all(&tmp);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(EngineError::io(&tmp))?;
     let staged = layout.container(&config.id).dir;
     let result = (|| {
         fsutil::write_json(&tmp.join("config.json"), &config)?;

@@ -80,3 +80,36 @@ fn masked_paths_read_empty_and_read_only_paths_hold_below_too() {
         "masked or read-only mounts found: {checked:?}"
     );
 }
+
+#[test]
+fn a_bound_sys_is_read_only_below_too() {
+    // In a user namespace sharing the host's network, sysfs cannot be mounted: the host's /sys is
+    // bound instead, with its submounts (cgroup filesystems), and all of them must be read-only.
+    let r = Root::new();
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--userns",
+        "auto",
+        "--network",
+        "host",
+        IMAGE,
+        "cat",
+        "/proc/self/mountinfo",
+    ]);
+    let sys: Vec<(&str, &str)> = out
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            let (point, options) = (*fields.get(4)?, *fields.get(5)?);
+            (point == "/sys" || point.starts_with("/sys/")).then_some((point, options))
+        })
+        .collect();
+    assert!(sys.len() > 1, "/sys and mounts below it: {sys:?}");
+    for (point, options) in sys {
+        assert!(
+            options.split(',').any(|o| o == "ro"),
+            "{point} is {options}"
+        );
+    }
+}
