@@ -83,13 +83,13 @@ fn stream(port: &File) -> Result<(), GuestError> {
 }
 
 /// Bytes of the tar, sent as `ExportData` frames of at most [`MAX_PAYLOAD`] bytes.
-struct Frames<'p> {
-    port: &'p File,
+struct Frames<W: Write> {
+    port: W,
     buf: Vec<u8>,
 }
 
-impl<'p> Frames<'p> {
-    fn new(port: &'p File) -> Self {
+impl<W: Write> Frames<W> {
+    fn new(port: W) -> Self {
         Frames {
             port,
             buf: Vec::with_capacity(MAX_PAYLOAD),
@@ -97,7 +97,7 @@ impl<'p> Frames<'p> {
     }
 }
 
-impl Write for Frames<'_> {
+impl<W: Write> Write for Frames<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = data.len().min(MAX_PAYLOAD - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
@@ -113,18 +113,18 @@ impl Write for Frames<'_> {
         }
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(MAX_PAYLOAD));
         Message::ExportData { data }
-            .send(&mut &*self.port)
+            .send(&mut self.port)
             .map_err(io::Error::other)
     }
 }
 
-struct Walker<'p> {
-    tar: tar::Builder<Frames<'p>>,
+struct Walker<W: Write> {
+    tar: tar::Builder<Frames<W>>,
     /// Files with more than one link, by (device, inode): the name they were first sent under.
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-impl Walker<'_> {
+impl<W: Write> Walker<W> {
     /// Sends the entries of directory `path` (named `name` in the tar), sorted, depth first.
     fn dir(&mut self, path: &Path, name: &Path) -> Result<(), GuestError> {
         let mut entries: Vec<_> = fs::read_dir(path)
@@ -286,5 +286,128 @@ fn read_sized(
         if e.raw_os_error() != Some(libc::ERANGE) {
             return Err(io_err("reading the xattrs of", path)(e));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// The tar a walk of `dir` sends, joined from its frames.
+    fn walk(dir: &Path) -> Vec<u8> {
+        let mut walker = Walker {
+            tar: tar::Builder::new(Frames::new(Vec::new())),
+            links: HashMap::new(),
+        };
+        walker.tar.follow_symlinks(false);
+        walker.dir(dir, Path::new("")).unwrap();
+        let mut frames = walker.tar.into_inner().unwrap();
+        frames.flush().unwrap();
+        let mut wire = frames.port.as_slice();
+        let mut tar = Vec::new();
+        while !wire.is_empty() {
+            match Message::recv(&mut wire).unwrap() {
+                Message::ExportData { data } => tar.extend(data),
+                other => panic!("{other:?}"),
+            }
+        }
+        tar
+    }
+
+    fn set_xattr(path: &Path, name: &std::ffi::CStr, value: &[u8]) {
+        let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: both strings are NUL-terminated, the value is a live slice.
+        let rc = unsafe {
+            libc::lsetxattr(
+                c_path.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+    }
+
+    /// What overlayfs leaves in an upper directory becomes the OCI layer forms, and long names and
+    /// link targets survive (runs as root: whiteouts are device nodes, the opaque mark a trusted xattr).
+    #[test]
+    fn an_upper_directory_becomes_an_oci_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("a"), b"data").unwrap();
+        fs::set_permissions(
+            d.join("a"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        )
+        .unwrap();
+        fs::hard_link(d.join("a"), d.join("b")).unwrap();
+        set_xattr(&d.join("a"), c"user.note", b"kept");
+        let long_target = "t".repeat(150);
+        symlink(&long_target, d.join("lnk")).unwrap();
+        let long_name = "n".repeat(120);
+        fs::create_dir(d.join("opq")).unwrap();
+        fs::write(d.join("opq").join(&long_name), b"").unwrap();
+        set_xattr(&d.join("opq"), c"trusted.overlay.opaque", b"y");
+        let gone = CString::new(d.join("gone").as_os_str().as_bytes()).unwrap();
+        // SAFETY: mknod of a 0:0 character device, as overlayfs makes a whiteout.
+        assert_eq!(unsafe { libc::mknod(gone.as_ptr(), libc::S_IFCHR, 0) }, 0);
+
+        let tar = walk(d);
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = String::from_utf8(entry.path_bytes().into_owned()).unwrap();
+            let link = entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned());
+            let xattrs: Vec<String> = entry
+                .pax_extensions()
+                .unwrap()
+                .map(|exts| {
+                    exts.map(|e| e.unwrap().key().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let kind = entry.header().entry_type();
+            let mode = entry.header().mode().unwrap();
+            seen.push((name, kind, mode, link, xattrs));
+        }
+        let row = |name: &str, kind, mode, link: Option<&str>, xattrs: &[&str]| {
+            (
+                name.to_string(),
+                kind,
+                mode,
+                link.map(String::from),
+                xattrs.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        let long = format!("opq/{long_name}");
+        assert_eq!(
+            seen,
+            [
+                row(
+                    "a",
+                    EntryType::Regular,
+                    0o4755,
+                    None,
+                    &["SCHILY.xattr.user.note"]
+                ),
+                row(
+                    "b",
+                    EntryType::Link,
+                    0o4755,
+                    Some("a"),
+                    &["SCHILY.xattr.user.note"]
+                ),
+                row(".wh.gone", EntryType::Regular, 0o644, None, &[]),
+                row("lnk", EntryType::Symlink, 0o777, Some(&long_target), &[]),
+                row("opq", EntryType::Directory, 0o755, None, &[]),
+                row("opq/.wh..wh..opq", EntryType::Regular, 0o644, None, &[]),
+                row(&long, EntryType::Regular, 0o644, None, &[]),
+            ]
+        );
     }
 }

@@ -71,6 +71,7 @@ pub(super) fn take_back(
         id: container.config.id.clone(),
         source,
     };
+    let t0 = Instant::now();
     let disk = container.paths.disk();
     let run_dir = container.paths.run.join("export");
     let mut vm = super::vm::boot(&container.config, &run_dir, artifact, &disk)
@@ -89,9 +90,11 @@ pub(super) fn take_back(
             ProtoError::TimedOut => ExportError::TimedOut,
             e => ExportError::Protocol(e),
         })?;
+        tracing::debug!("export guest answered at {:?}", t0.elapsed());
         let stream = ExportStream::new(&frames, Instant::now() + EXPORT_DEADLINE);
         replace_disk(root, &disk, container.config.disk_size, stream)
     })();
+    tracing::debug!("disk taken back at {:?}", t0.elapsed());
     // The guest mounted the disk read-only and has nothing left to do.
     vm.kill();
     let _ = vm.wait();
