@@ -37,6 +37,12 @@ tmp=$(mktemp)
   echo "guest RAM, 20 vm containers at once all correct."
   echo
   bench/vm.sh
+  echo
+  echo "## Switching a VM-written container to process isolation (bench/switch.sh)"
+  echo
+  echo "The host never mounts a disk a VM wrote; the switch takes its content back through an export VM."
+  echo
+  bench/switch.sh
   if [ -n "${BASELINE:-}" ]; then
     echo
     echo "## Before/after (bench/compare.sh)"

@@ -11,7 +11,7 @@
 mod process;
 mod session;
 
-pub use session::serve;
+pub use session::{serve, serve_started};
 
 use bulkhead_proto::ProtoError;
 

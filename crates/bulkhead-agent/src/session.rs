@@ -24,12 +24,23 @@ const READ_CHUNK: usize = 64 * 1024;
 /// If the monitor goes away mid-run the container keeps running to its end with output discarded, so a
 /// killed monitor never kills a container; the host reconciles its state later.
 pub fn serve(conn: OwnedFd, rootfs: &Path) -> Result<ExitStatus, AgentError> {
-    let mut conn = Conn::new(File::from(conn));
-    handshake(&mut &conn.file, &mut &conn.file, &[])?;
-    let mut spec: ContainerSpec = match Message::recv(&mut &conn.file)? {
+    let file = File::from(conn);
+    handshake(&mut &file, &mut &file, &[])?;
+    let spec: ContainerSpec = match Message::recv(&mut &file)? {
         Message::Start { spec } => *spec,
         other => return Err(AgentError::NoStart(format!("{other:?}"))),
     };
+    serve_started(file.into(), spec, rootfs)
+}
+
+/// Serves the container of a session that is already open and whose `Start` carried `spec` (the VM
+/// guest reads the request itself: it must know whether it is to run a container or export a disk).
+pub fn serve_started(
+    conn: OwnedFd,
+    mut spec: ContainerSpec,
+    rootfs: &Path,
+) -> Result<ExitStatus, AgentError> {
+    let mut conn = Conn::new(File::from(conn));
     spec.rootfs = rootfs.to_path_buf();
     // Exec sessions are forked grandchildren; as subreaper we can still reap them.
     // SAFETY: prctl with constant arguments.

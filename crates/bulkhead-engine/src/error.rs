@@ -63,6 +63,15 @@ pub enum EngineError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error(
+        "container {id}: a VM wrote its disk, and taking the disk's content back for process \
+         isolation failed (the disk is kept as it was): {source}"
+    )]
+    DiskExport {
+        id: String,
+        #[source]
+        source: crate::isolation::ExportError,
+    },
     #[error("{what}: {source}")]
     Sys { what: String, source: nix::Error },
 }

@@ -140,6 +140,7 @@ impl Engine {
             monitor_start: crate::state::start_time(launch.pid),
             started_at: Some(chrono::Utc::now()),
             restart_count: state.restart_count + u32::from(state.started_at.is_some()),
+            disk_vm_written: state.disk_vm_written,
             ..ContainerState::default()
         };
         fsutil::write_json(&c.paths.state(), &state)?;

@@ -40,6 +40,11 @@ pub struct ContainerState {
     /// Why the engine (not the process) ended or could not start the container.
     pub error: Option<String>,
     pub restart_count: u32,
+    /// The writable disk has been attached writable to a VM since the host last wrote it: its bytes are
+    /// the guest's, and the host must not mount it (process mode first takes its content back through
+    /// an export VM). Set before QEMU starts, so a crash still counts.
+    #[serde(default)]
+    pub disk_vm_written: bool,
 }
 
 /// The exit code recorded when the monitor vanished without recording one (docker uses 255 likewise).

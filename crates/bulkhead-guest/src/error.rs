@@ -34,6 +34,12 @@ pub(crate) enum GuestError {
     Loopback(#[source] bulkhead_runtime::RuntimeError),
     #[error("assembling the container rootfs: {0}")]
     Rootfs(#[source] bulkhead_runtime::RuntimeError),
+    #[error("talking to the host: {0}")]
+    Proto(#[source] bulkhead_proto::ProtoError),
+    #[error("the host asked for neither Start nor Export: {0}")]
+    UnknownRequest(String),
+    #[error("{0} on the writable disk is not a directory")]
+    NotADirectory(PathBuf),
     #[error("serving the container: {0}")]
     Agent(#[source] bulkhead_agent::AgentError),
 }

@@ -2,7 +2,8 @@
 //! the initramfs onto a tmpfs root (module `filesystems`), mounts the kernel's pseudo filesystems, brings up
 //! `lo`, opens the agent's virtio-serial port (module `port`), assembles the container rootfs from the two
 //! disks (the image's erofs and the container's ext4) with `bulkhead-runtime`, serves the container with
-//! `bulkhead-agent`, then unmounts, syncs and powers off.
+//! `bulkhead-agent`, then unmounts, syncs and powers off. Asked to `Export` instead of `Start`, it streams
+//! the changes on the writable disk to the host as a layer tar (module `export`) and powers off.
 //!
 //! Every failure is written to the serial console, sent to the host as an `Error` frame when the port is
 //! open (before the handshake if the guest never got that far: the host reports the guest's own message),
@@ -14,11 +15,13 @@
 //! host's.
 
 mod error;
+mod export;
 mod filesystems;
 mod port;
 
 use bulkhead_proto::vm::{IMAGE_DISK, WRITABLE_DISK};
 use bulkhead_proto::Message;
+use bulkhead_runtime::ContainerSpec;
 use error::{io_err, GuestError};
 use nix::sys::reboot::{reboot, RebootMode};
 use std::fs::File;
@@ -46,7 +49,11 @@ fn run() -> Result<(), GuestError> {
     // The container shares the guest's network namespace, which has nothing but `lo`.
     bulkhead_runtime::bring_loopback_up().map_err(GuestError::Loopback)?;
     let port = port::open_agent_port(PORT_TIMEOUT)?;
-    let served = serve_container(&port);
+    let served = receive_request(&port).and_then(|request| match request {
+        Message::Start { spec } => serve_container(&port, *spec),
+        Message::Export => export::export(&port),
+        other => Err(GuestError::UnknownRequest(format!("{other:?}"))),
+    });
     if let Err(e) = &served {
         // Best effort: the host may already be gone, and the console line is written regardless.
         let _ = Message::Error {
@@ -59,18 +66,39 @@ fn run() -> Result<(), GuestError> {
     served
 }
 
-fn serve_container(port: &File) -> Result<(), GuestError> {
+/// Reads the host's `Hello` (which must be of our version) and its request: `Start` or `Export`. Our own
+/// `Hello` goes out once the request can be served, so a guest that cannot mount its disks answers
+/// with an `Error` in its place, which the host reports as the guest's own words.
+fn receive_request(port: &File) -> Result<Message, GuestError> {
+    match Message::recv(&mut &*port).map_err(GuestError::Proto)? {
+        Message::Hello { version } if version == bulkhead_proto::VERSION => {}
+        Message::Hello { version } => {
+            return Err(GuestError::Proto(bulkhead_proto::ProtoError::Version(
+                version,
+            )))
+        }
+        other => return Err(GuestError::UnknownRequest(format!("{other:?}"))),
+    }
+    Message::recv(&mut &*port).map_err(GuestError::Proto)
+}
+
+fn serve_container(port: &File, spec: ContainerSpec) -> Result<(), GuestError> {
     let rootfs = bulkhead_runtime::rootfs::assemble(
         Path::new(IMAGE_DISK),
         Path::new(WRITABLE_DISK),
         Path::new(ROOTFS_DIR),
     )
     .map_err(GuestError::Rootfs)?;
+    Message::Hello {
+        version: bulkhead_proto::VERSION,
+    }
+    .send(&mut &*port)
+    .map_err(GuestError::Proto)?;
     let conn: OwnedFd = port
         .try_clone()
         .map_err(io_err("duplicating", Path::new("agent port")))?
         .into();
-    let status = bulkhead_agent::serve(conn, &rootfs).map_err(GuestError::Agent)?;
+    let status = bulkhead_agent::serve_started(conn, spec, &rootfs).map_err(GuestError::Agent)?;
     console(&format!(
         "bulkhead guest: container exited with code {}",
         status.code

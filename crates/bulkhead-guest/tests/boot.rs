@@ -2,11 +2,14 @@
 //! like `bulkhead`), an erofs image disk and an ext4 writable disk. As PID 1 the binary runs the real
 //! `bulkhead_guest::main()`: it mounts, finds the agent port, assembles the rootfs from both disks
 //! with bulkhead-runtime and serves with bulkhead-agent. The host (bulkhead-vm) launches the VM and
-//! handshakes, then sends a `Start` frame whose payload is not a container spec, so the agent fails in a
-//! known way: the guest must report it as an `Error` frame, unmount, and power off, making QEMU exit and
-//! the stream end. Running a real container over this path is the engine's end-to-end test.
+//! handshakes with a `Start` whose command does not exist in the image (which holds one file), so the
+//! container fails in a known way: the guest must report its exit, unmount, and power off, making QEMU
+//! exit and the stream end. Running a real container over this path is the engine's end-to-end test.
 
-use bulkhead_proto::{handshake, write_frame, Frame, Kind, Message, ProtoError};
+use bulkhead_proto::{handshake, Message, ProtoError};
+use bulkhead_runtime::{
+    ContainerSpec, NetworkMode, ProcessSpec, Resources, SecuritySpec, Workload,
+};
 use bulkhead_vm::accel::{detect, AccelChoice};
 use bulkhead_vm::{initramfs, kernel, Vm, VmConfig};
 use std::fs;
@@ -68,23 +71,24 @@ fn boots_serves_reports_and_powers_off() {
 
     let mut stream = vm.stream();
     stream.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
-    if let Err(e) = handshake(&mut vm.stream(), &mut vm.stream(), &[]) {
+    let start = Message::Start {
+        spec: Box::new(missing_command()),
+    };
+    if let Err(e) = handshake(&mut vm.stream(), &mut vm.stream(), &[start]) {
         panic!("handshake: {e}\nconsole:\n{}", console());
     }
-    let bogus = Frame {
-        kind: Kind::Start,
-        stream: 0,
-        payload: br#"{"not": "a container spec"}"#.to_vec(),
-    };
-    write_frame(&mut stream, &bogus).unwrap();
-    match Message::recv(&mut stream) {
-        Ok(Message::Error { message, .. }) => {
-            assert!(message.contains("malformed Start frame"), "{message}")
+    loop {
+        match Message::recv(&mut stream) {
+            Ok(Message::Exited { stream: 0, status }) => {
+                assert_ne!(status.code, 0, "{status:?}");
+                break;
+            }
+            Ok(Message::Error { .. } | Message::Stderr { .. } | Message::Started { .. }) => {}
+            other => panic!(
+                "expected the container's exit, got {other:?}\nconsole:\n{}",
+                console()
+            ),
         }
-        other => panic!(
-            "expected the agent's Error, got {other:?}\nconsole:\n{}",
-            console()
-        ),
     }
     assert!(matches!(
         Message::recv(&mut stream),
@@ -110,4 +114,32 @@ fn boots_serves_reports_and_powers_off() {
         "overlay never used the writable disk: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A container whose command is not in the image.
+fn missing_command() -> ContainerSpec {
+    ContainerSpec {
+        id: "boot".into(),
+        rootfs: "/".into(),
+        workload: Workload {
+            process: ProcessSpec {
+                args: vec!["/bin/missing".into()],
+                env: vec!["PATH=/bin".into()],
+                cwd: "/".into(),
+                user: String::new(),
+                terminal: false,
+                rlimits: Vec::new(),
+            },
+            hostname: "boot".into(),
+            readonly_rootfs: false,
+            mounts: Vec::new(),
+            network: NetworkMode::Host,
+            userns: None,
+            security: SecuritySpec::default(),
+            resources: Resources::default(),
+        },
+        cgroup_name: "container".into(),
+        etc_hosts: String::new(),
+        resolv_conf: String::new(),
+    }
 }

@@ -30,7 +30,9 @@
 //!   hard links must name an existing member inside the rootfs. Unpacked bytes, member count and
 //!   name length are capped ([`Limits`]); manifests and configs are capped before parsing. Device
 //!   nodes are created only when running as root. Each layer's uncompressed digest is checked
-//!   against the config's `diff_ids`.
+//!   against the config's `diff_ids`. The same unpacker rebuilds a container's overlay upper
+//!   directory from the tar a VM exported ([`unpack_upper`]), so a disk a guest wrote reaches the
+//!   host only through these checks.
 
 mod archive;
 mod blobs;
@@ -45,6 +47,7 @@ mod rootfs;
 mod store;
 mod tar_headers;
 mod unpack;
+mod upper;
 
 pub use blobs::BlobWriter;
 pub use digest::{Digest, ImageId};
@@ -56,3 +59,4 @@ pub use store::{
     Image, ImageDeletion, ImageInspect, ImageSummary, IngestLease, InspectLayer, InspectMetadata,
     InspectRootFs, Limits, PruneReport, Store,
 };
+pub use upper::unpack_upper;

@@ -16,7 +16,7 @@ use crate::error::ImageError;
 use crate::fsutil::{self, TempPath};
 use crate::layer;
 use crate::store::{Image, Store};
-use crate::unpack::Unpacker;
+use crate::unpack::{Unpacker, Whiteouts};
 
 /// File name suffix of artifacts in `<images>/rootfs/`.
 pub(crate) const ARTIFACT_SUFFIX: &str = ".erofs";
@@ -76,7 +76,7 @@ impl Store {
     /// Applies all layers of `image`, in order, onto the empty directory `dir`, checking each
     /// layer's uncompressed digest against the config's diff id.
     pub fn unpack_image(&self, image: &Image, dir: &Path) -> Result<(), ImageError> {
-        let mut unpacker = Unpacker::new(dir, self.limits())?;
+        let mut unpacker = Unpacker::new(dir, self.limits(), Whiteouts::Apply)?;
         for layer_desc in &image.layers {
             let name = layer_desc.digest.to_string();
             let path =

@@ -34,6 +34,18 @@ const OPAQUE_WHITEOUT: &[u8] = b".wh..wh..opq";
 const MAX_SYMLINK_HOPS: u32 = 40;
 /// Overlayfs interprets these on lower layers; an image must not be able to set them.
 const FORBIDDEN_XATTR_PREFIX: &str = "trusted.overlay.";
+/// How overlayfs marks a directory of an upper layer that hides its lower namesake's content.
+const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// What a whiteout member does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Whiteouts {
+    /// Removes what lower layers put there: the layers are flattened into one tree.
+    Apply,
+    /// Records it the way an overlayfs upper directory does (a 0:0 character device, or the opaque
+    /// xattr on the directory), so that the tree can be an upper layer over the image.
+    Record,
+}
 
 /// Metadata of one member, gathered from its header and PAX records.
 struct MemberMeta {
@@ -50,6 +62,7 @@ pub(crate) struct Unpacker<'l> {
     limits: &'l Limits,
     budget: Budget,
     as_root: bool,
+    whiteouts: Whiteouts,
     /// Directory mtimes, applied last (creating children changes them).
     dir_times: BTreeMap<Vec<OsString>, Timespec>,
     /// Most recently resolved parent directory; dropped whenever anything is removed.
@@ -120,8 +133,12 @@ fn parse_pax_time(value: &str) -> Option<Timespec> {
 }
 
 impl<'l> Unpacker<'l> {
-    /// Prepares to unpack into the existing empty directory `root`.
-    pub(crate) fn new(root: &Path, limits: &'l Limits) -> Result<Unpacker<'l>, ImageError> {
+    /// Prepares to unpack into the existing directory `root`.
+    pub(crate) fn new(
+        root: &Path,
+        limits: &'l Limits,
+        whiteouts: Whiteouts,
+    ) -> Result<Unpacker<'l>, ImageError> {
         let root = rfs::open(root, dir_flags(), Mode::empty())
             .map_err(ImageError::errno(format!("open {}", root.display())))?;
         Ok(Unpacker {
@@ -129,6 +146,7 @@ impl<'l> Unpacker<'l> {
             limits,
             budget: Budget::default(),
             as_root: rustix::process::geteuid().is_root(),
+            whiteouts,
             dir_times: BTreeMap::new(),
             cache: None,
         })
@@ -377,6 +395,39 @@ impl<'l> Unpacker<'l> {
         ))
     }
 
+    /// Records the whiteout member `name` in `parents` as overlayfs does in an upper directory.
+    fn record_whiteout(
+        &mut self,
+        parents: &[&OsStr],
+        name: &[u8],
+        layer: &str,
+        member: &[u8],
+    ) -> Result<(), ImageError> {
+        let Some(dir) = self.open_dir(parents, true, layer, member)? else {
+            return Err(hostile(layer, member, "parent directory missing"));
+        };
+        if name == OPAQUE_WHITEOUT {
+            return rfs::fsetxattr(&dir, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
+                .map_err(errno_io(layer, member, "mark the directory opaque"));
+        }
+        let hidden = OsStr::from_bytes(&name[WHITEOUT_PREFIX.len()..]);
+        if hidden.is_empty() || hidden == "." || hidden == ".." {
+            return Err(hostile(layer, member, "invalid whiteout name"));
+        }
+        if !self.as_root {
+            return Err(hostile(layer, member, "recording a whiteout needs root"));
+        }
+        self.remove(dir.as_fd(), hidden, layer, member)?;
+        rfs::mknodat(
+            &dir,
+            hidden,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            rfs::makedev(0, 0),
+        )
+        .map_err(errno_io(layer, member, "record whiteout"))
+    }
+
     /// Applies one layer tar (already decompressed). Returns its diff id.
     pub(crate) fn apply_layer(
         &mut self,
@@ -401,6 +452,10 @@ impl<'l> Unpacker<'l> {
                     continue; // the rootfs directory itself keeps its defaults
                 };
                 let name_bytes = name.as_bytes();
+                if self.whiteouts == Whiteouts::Record && name_bytes.starts_with(WHITEOUT_PREFIX) {
+                    self.record_whiteout(parents, name_bytes, layer, &raw)?;
+                    continue;
+                }
                 if name_bytes == OPAQUE_WHITEOUT {
                     if let Some(dir) = self.open_dir(parents, false, layer, &raw)? {
                         let parent_key: Vec<OsString> =

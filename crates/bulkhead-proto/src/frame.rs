@@ -25,6 +25,9 @@ pub enum Kind {
     Error = 12,
     Update = 13,
     Attach = 14,
+    Export = 15,
+    ExportData = 16,
+    ExportEnd = 17,
 }
 
 impl TryFrom<u8> for Kind {
@@ -46,6 +49,9 @@ impl TryFrom<u8> for Kind {
             12 => Error,
             13 => Update,
             14 => Attach,
+            15 => Export,
+            16 => ExportData,
+            17 => ExportEnd,
             other => return Err(ProtoError::UnknownKind(other)),
         })
     }

@@ -29,7 +29,7 @@ pub fn handshake(
         match Message::from_frame(&frame)? {
             Message::Hello { version } if version == VERSION => Ok(()),
             Message::Hello { version } => Err(ProtoError::Version(version)),
-            Message::Error { message, .. } => Err(ProtoError::Peer(bounded(&message))),
+            Message::Error { message, .. } => Err(ProtoError::Peer(bounded_peer_message(&message))),
             _ => Err(ProtoError::Unexpected {
                 expected: "Hello",
                 got: frame.kind,
@@ -46,7 +46,7 @@ pub fn handshake(
 
 /// `message` cut to [`MAX_PEER_MESSAGE`] bytes, with control characters escaped: it comes from a peer
 /// that may be hostile and is printed to terminals.
-fn bounded(message: &str) -> String {
+pub fn bounded_peer_message(message: &str) -> String {
     const CUT: &str = " [...]";
     let mut out = String::new();
     for c in message.chars() {
@@ -126,8 +126,11 @@ mod tests {
 
     #[test]
     fn peer_messages_are_bounded_and_escaped() {
-        assert_eq!(bounded("red \x1b[31m\nalert"), "red \\u{1b}[31m\\nalert");
-        let long = bounded(&"é".repeat(MAX_PEER_MESSAGE));
+        assert_eq!(
+            bounded_peer_message("red \x1b[31m\nalert"),
+            "red \\u{1b}[31m\\nalert"
+        );
+        let long = bounded_peer_message(&"é".repeat(MAX_PEER_MESSAGE));
         assert!(long.len() <= MAX_PEER_MESSAGE, "{}", long.len());
         assert!(long.ends_with("é [...]"), "{long}");
     }

@@ -10,7 +10,9 @@
 //! bytes; control frames carry a JSON object, typed on both ends: `Start`, `Exec` and `Update` carry the
 //! `bulkhead-spec` types the runtime executes, and a payload that does not decode as its kind's type is
 //! [`ProtoError::Malformed`]. `stream` 0 is the container's main process, other values name `exec`
-//! sessions. Every session opens with [`handshake`].
+//! sessions. Every session opens with [`handshake`]. A VM guest is asked either to `Start` the container
+//! or to `Export` its writable layer, which it streams back as a tar in `ExportData` frames closed by
+//! `ExportEnd`.
 //!
 //! This crate is the host<->guest contract, so it also holds what the VM host (`bulkhead-vm`) and the
 //! guest's PID 1 (`bulkhead-guest`) must agree on outside frames ([`vm`]): both depend on it, neither on
@@ -22,7 +24,7 @@ mod message;
 pub mod vm;
 
 pub use frame::{read_frame, write_frame, Frame, Kind, MAX_PAYLOAD};
-pub use handshake::{handshake, MAX_PEER_MESSAGE};
+pub use handshake::{bounded_peer_message, handshake, MAX_PEER_MESSAGE};
 pub use message::{ExitStatus, Message};
 
 /// Protocol version carried in `Hello`; peers with another version are refused.

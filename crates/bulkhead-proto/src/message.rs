@@ -77,6 +77,15 @@ pub enum Message {
     Attach {
         stdin: bool,
     },
+    /// Host to a VM guest, in place of `Start`: do not run the container; stream the changes on its
+    /// writable disk (the overlay upper directory) back as an OCI layer tar, in `ExportData` frames.
+    Export,
+    /// Guest to host: the next bytes of the exported layer tar.
+    ExportData {
+        data: Vec<u8>,
+    },
+    /// Guest to host: the exported layer tar is complete.
+    ExportEnd,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,6 +133,15 @@ fn parse<T: DeserializeOwned>(f: &Frame) -> Result<T, ProtoError> {
     })
 }
 
+/// A frame of `kind` without payload.
+fn bare(kind: Kind) -> Frame {
+    Frame {
+        kind,
+        stream: 0,
+        payload: Vec::new(),
+    }
+}
+
 fn empty(f: &Frame) -> Result<(), ProtoError> {
     if f.payload.is_empty() {
         Ok(())
@@ -150,9 +168,8 @@ impl Message {
             Started { stream, pid } => json(Kind::Started, *stream, &PidBody { pid: *pid })?,
             Stdin { stream, data } => raw(Kind::Stdin, stream, data),
             StdinClose { stream } => Frame {
-                kind: Kind::StdinClose,
                 stream: *stream,
-                payload: Vec::new(),
+                ..bare(Kind::StdinClose)
             },
             Stdout { stream, data } => raw(Kind::Stdout, stream, data),
             Stderr { stream, data } => raw(Kind::Stderr, stream, data),
@@ -178,6 +195,9 @@ impl Message {
             )?,
             Update { resources } => json(Kind::Update, 0, resources)?,
             Attach { stdin } => json(Kind::Attach, 0, &AttachBody { stdin: *stdin })?,
+            Export => bare(Kind::Export),
+            ExportData { data } => raw(Kind::ExportData, &0, data),
+            ExportEnd => bare(Kind::ExportEnd),
         };
         if frame.payload.len() > MAX_PAYLOAD {
             return Err(ProtoError::Oversized {
@@ -247,6 +267,17 @@ impl Message {
             Kind::Attach => Message::Attach {
                 stdin: parse::<AttachBody>(f)?.stdin,
             },
+            Kind::Export => {
+                empty(f)?;
+                Message::Export
+            }
+            Kind::ExportData => Message::ExportData {
+                data: f.payload.clone(),
+            },
+            Kind::ExportEnd => {
+                empty(f)?;
+                Message::ExportEnd
+            }
         })
     }
 
@@ -367,6 +398,11 @@ mod tests {
                 },
             },
             Message::Attach { stdin: true },
+            Message::Export,
+            Message::ExportData {
+                data: vec![0, 1, 2],
+            },
+            Message::ExportEnd,
         ];
         for m in msgs {
             let mut buf = Vec::new();
@@ -383,6 +419,8 @@ mod tests {
             Kind::Resize,
             Kind::Exited,
             Kind::StdinClose,
+            Kind::Export,
+            Kind::ExportEnd,
             Kind::Start,
             Kind::Exec,
             Kind::Update,

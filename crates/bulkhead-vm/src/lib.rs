@@ -12,8 +12,8 @@
 //!   parsed;
 //! - exposes exactly two disks: the image's erofs artifact, attached `readonly=on` and shared by every VM
 //!   of that image (a guest can corrupt only its page cache view, never the file), and the container's own
-//!   writable ext4 image, which the host must treat as hostile data after the VM ran (never mount it on the
-//!   host without a fresh `fsck`);
+//!   writable ext4 image, which the host treats as hostile data after the VM ran: it never mounts it, and
+//!   takes its content back for process mode only as a tar from an export VM (`bulkhead-engine`);
 //! - gives the VM no network device, no shared host directory, no PCI bus, no option ROMs, no ACPI tables;
 //! - runs QEMU with `-sandbox on` (seccomp: no spawning, no obsolete syscalls, no privilege changes), in its
 //!   own process group so a stuck VM can be killed as a whole.

@@ -54,28 +54,62 @@ fn vm_runs_its_own_kernel_and_the_same_image() {
     );
 }
 
+/// A switch moves no files one way; the other way, the changes a VM made come back through the export VM
+/// (the host never mounts a disk a guest wrote) with what overlayfs records: a deleted image file stays
+/// deleted (whiteout), a replaced image directory stays replaced (opaque), and modes, links and symlinks
+/// are kept.
 #[test]
 fn vm_switching_isolation_keeps_files_both_ways() {
     let _vm = vm_lock();
     let root = Root::new();
-    let script =
-        "ls /state 2>/dev/null | tr '\\n' ' '; echo; mkdir -p /state; touch /state/$(uname -r)";
-    root.ok(&["create", "--name", "sw", "demo", "sh", "-c", script]);
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let host_kernel = host_kernel.trim();
-    assert_eq!(root.ok(&["start", "-a", "sw"]).trim(), "");
+    let script = format!(
+        "ls /state 2>/dev/null | tr '\\n' ' '; echo; mkdir -p /state; touch /state/$(uname -r); \
+         if [ \"$(uname -r)\" != {host_kernel} ]; then \
+           rm /etc/motd; rm -rf /home; mkdir -p /home/new; \
+           cp /bin/busybox /state/suid; chmod 4755 /state/suid; ln -s /etc/passwd /state/link; \
+           echo x > /state/a; ln /state/a /state/b; fi; \
+         [ -e /etc/motd ] && echo motd is back; ls /home | tr '\\n' ' '; echo; \
+         stat -c '%n %a %h %F' /state/suid /state/a /state/link; stat -c %i /state/a /state/b; true"
+    );
+    root.ok(&["create", "--name", "sw", "demo", "sh", "-c", &script]);
+    let first = root.ok(&["start", "-a", "sw"]);
+    assert_eq!(first.lines().next(), Some(""), "{first}");
     root.ok(&["update", "--isolation=vm", "sw"]);
     let in_vm = root.ok(&["start", "-a", "sw"]);
     assert_eq!(
-        in_vm.trim(),
-        host_kernel,
-        "the VM sees what process mode wrote"
+        in_vm.lines().next().map(str::trim),
+        Some(host_kernel),
+        "the VM sees what process mode wrote: {in_vm}"
     );
+    let id = root.inspect("sw")["Id"].as_str().unwrap().to_string();
+    assert_eq!(root.state(&id)["disk_vm_written"], true);
     root.ok(&["update", "--isolation=process", "sw"]);
     let back = root.ok(&["start", "-a", "sw"]);
-    let files: Vec<&str> = back.split_whitespace().collect();
-    assert_eq!(files.len(), 2, "process mode sees both files: {back}");
-    assert!(files.contains(&host_kernel), "{back}");
+    assert_eq!(
+        root.state(&id)["disk_vm_written"],
+        false,
+        "the disk is the host's again"
+    );
+    let lines: Vec<&str> = back.lines().collect();
+    let files: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(files.len(), 6, "process mode sees what both wrote: {back}");
+    for name in [host_kernel, "a", "b", "link", "suid"] {
+        assert!(files.contains(&name), "{name}: {back}");
+    }
+    assert_eq!(
+        &lines[1..],
+        [
+            "new ",
+            "/state/suid 4755 1 regular file",
+            "/state/a 644 2 regular file",
+            "/state/link 777 1 symbolic link",
+            lines[5],
+            lines[5],
+        ],
+        "whiteout, opaque directory, setuid mode, hard link and symlink survive: {back}"
+    );
     root.ok(&["rm", "sw"]);
 }
 

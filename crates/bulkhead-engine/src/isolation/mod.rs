@@ -4,16 +4,19 @@
 //! differs per mode (networking, volumes, templates) adds a method here and an implementation in each
 //! module.
 
+mod disk_export;
 mod process;
 mod vm;
 
 use crate::config::ContainerConfig;
+use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::{EngineError, Isolation};
 use bulkhead_runtime::ContainerSpec;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+pub use disk_export::ExportError;
 pub use vm::VmSizing;
 
 /// One isolation level.
@@ -26,6 +29,16 @@ pub(crate) trait Mode: Sync {
 
     /// The guest's size, for modes that have a guest.
     fn sizing(&self, config: &ContainerConfig) -> Option<VmSizing>;
+
+    /// Makes the container's writable disk fit for a run in this mode, before anything runs: VM mode
+    /// records that a guest is about to own the disk's bytes, process mode takes back a disk a VM wrote
+    /// (the host kernel never mounts one) by replacing it with a host-written copy of its content.
+    fn prepare_disk(
+        &self,
+        root: &Path,
+        container: &mut Container,
+        artifact: &Path,
+    ) -> Result<(), EngineError>;
 
     /// Brings up the container's agent and returns the stream to it. Must be called while the monitor is
     /// single-threaded (process mode forks).

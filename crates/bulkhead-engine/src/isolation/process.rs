@@ -2,8 +2,9 @@
 //! the host (erofs image artifact + ext4 writable disk + overlay, on loop devices) and forks the agent,
 //! which runs the container in new namespaces under a host cgroup.
 
-use super::{Endpoint, Mode, VmSizing};
+use super::{disk_export, Endpoint, Mode, VmSizing};
 use crate::config::ContainerConfig;
+use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::EngineError;
 use bulkhead_runtime::{rootfs, ContainerSpec};
@@ -32,6 +33,20 @@ impl Mode for ProcessMode {
 
     fn sizing(&self, _config: &ContainerConfig) -> Option<VmSizing> {
         None
+    }
+
+    /// A disk a VM wrote is never mounted here: its content comes back through an export VM, onto a
+    /// disk the host formats.
+    fn prepare_disk(
+        &self,
+        root: &Path,
+        container: &mut Container,
+        artifact: &Path,
+    ) -> Result<(), EngineError> {
+        if !container.state.disk_vm_written {
+            return Ok(());
+        }
+        disk_export::take_back(root, container, artifact)
     }
 
     fn launch(

@@ -4,6 +4,7 @@
 
 use super::{Endpoint, Mode};
 use crate::config::ContainerConfig;
+use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::EngineError;
 use bulkhead_runtime::{ContainerSpec, MountSpec, NetworkMode, Resources, SeccompPolicy};
@@ -79,28 +80,27 @@ impl Mode for VmMode {
         Some(VmSizing::of(&config.workload.resources))
     }
 
+    /// The guest owns the disk's bytes from now on; recorded durably before QEMU can write any.
+    fn prepare_disk(
+        &self,
+        _root: &Path,
+        container: &mut Container,
+        _artifact: &Path,
+    ) -> Result<(), EngineError> {
+        if container.state.disk_vm_written {
+            return Ok(());
+        }
+        container.update_state(|s| s.disk_vm_written = true)?;
+        bulkhead_fs::sync_dir(&container.paths.dir).map_err(EngineError::io(&container.paths.dir))
+    }
+
     fn launch(
         &self,
         config: &ContainerConfig,
         paths: &ContainerPaths,
         artifact: &Path,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
-        let cache = bulkhead_vm::default_cache_dir();
-        let kernel = bulkhead_vm::kernel::info(&cache).ok_or(EngineError::NoGuestKernel)?;
-        let accel = bulkhead_vm::accel::detect(accel_choice(config)?)
-            .map_err(|e| EngineError::InvalidOption(e.to_string()))?;
-        let initramfs = bulkhead_vm::initramfs::for_current_exe(&cache)?;
-        let sizing = VmSizing::of(&config.workload.resources);
-        let vm = Vm::launch(&VmConfig {
-            kernel: kernel.vmlinux.clone(),
-            initramfs,
-            rootfs_artifact: artifact.to_path_buf(),
-            writable_disk: paths.disk(),
-            memory_mib: guest_memory_mib(&sizing)?,
-            vcpus: sizing.vcpus,
-            accel: accel.kind,
-            run_dir: paths.run.clone(),
-        })?;
+        let vm = boot(config, &paths.run, artifact, &paths.disk())?;
         let stream = vm
             .stream()
             .try_clone()
@@ -152,6 +152,32 @@ impl Mode for VmMode {
     fn remove_leftovers(&self, _: &ContainerConfig, _: &ContainerPaths) -> Result<(), EngineError> {
         Ok(())
     }
+}
+
+/// Boots `config`'s VM with `artifact` and `disk` as its disks and its run files in `run_dir`: the
+/// container's own run, or the export VM that takes its disk back for process mode.
+pub(super) fn boot(
+    config: &ContainerConfig,
+    run_dir: &Path,
+    artifact: &Path,
+    disk: &Path,
+) -> Result<Vm, EngineError> {
+    let cache = bulkhead_vm::default_cache_dir();
+    let kernel = bulkhead_vm::kernel::info(&cache).ok_or(EngineError::NoGuestKernel)?;
+    let accel = bulkhead_vm::accel::detect(accel_choice(config)?)
+        .map_err(|e| EngineError::InvalidOption(e.to_string()))?;
+    let initramfs = bulkhead_vm::initramfs::for_current_exe(&cache)?;
+    let sizing = VmSizing::of(&config.workload.resources);
+    Ok(Vm::launch(&VmConfig {
+        kernel: kernel.vmlinux.clone(),
+        initramfs,
+        rootfs_artifact: artifact.to_path_buf(),
+        writable_disk: disk.to_path_buf(),
+        memory_mib: guest_memory_mib(&sizing)?,
+        vcpus: sizing.vcpus,
+        accel: accel.kind,
+        run_dir: run_dir.to_path_buf(),
+    })?)
 }
 
 /// The accelerator the container asks for (`auto`, `kvm` or `tcg`).

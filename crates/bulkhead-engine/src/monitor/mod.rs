@@ -193,6 +193,16 @@ impl<'a> Monitor<'a> {
         let image = store.resolve(&self.container.config.image_id)?;
         let artifact = store.rootfs_artifact(&image)?;
         let t0 = Instant::now();
+        if let Err(e) = self
+            .mode
+            .prepare_disk(self.layout.root(), self.container, &artifact)
+        {
+            // The client that started us attaches meanwhile; it is to hear why the start failed.
+            if self.attach_first {
+                let _ = self.wait_for_attach();
+            }
+            return Err(e);
+        }
         let (mut backend, mut agent) =
             self.mode
                 .launch(&self.container.config, &self.container.paths, &artifact)?;
