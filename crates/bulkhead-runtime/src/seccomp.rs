@@ -281,9 +281,9 @@ fn default_filter(caps: &CapsHashSet) -> Result<ScmpFilterContext, RuntimeError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_child::{errno_of, report};
     use caps::Capability;
     use libc::{c_long, syscall};
-    use std::os::fd::FromRawFd;
 
     #[test]
     fn default_filter_builds_with_and_without_caps() {
@@ -310,7 +310,10 @@ mod tests {
         // Same input, same program: the host's compile is what the runtime would have built.
         let caps = crate::capabilities::resolve(&security).unwrap();
         let direct = build(&SeccompPolicy::Default, false, &caps).unwrap();
-        assert!(direct == Some(program), "the same policy compiled twice differs");
+        assert!(
+            direct == Some(program),
+            "the same policy compiled twice differs"
+        );
         for bad in [
             vec![],
             vec![0u8; 7],
@@ -351,47 +354,19 @@ mod tests {
     }
 
     /// Runs each probe (a raw syscall) in a forked child under `program` and returns 0 for each one
-    /// that succeeded or the errno it failed with. The child makes raw syscalls only, so forking from
-    /// the multi-threaded test harness is safe.
+    /// that succeeded or the errno it failed with.
     fn errnos_under(program: &Program, probes: &[Probe]) -> Vec<i32> {
-        let mut fds = [0; 2];
-        // SAFETY: plain syscalls on descriptors this function owns; the child only makes raw
-        // syscalls (load() allocates only on failure, after which the child exits).
-        unsafe {
-            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-            let pid = libc::fork();
-            assert!(pid >= 0);
-            if pid == 0 {
-                libc::close(fds[0]);
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || load(program).is_err()
-                {
-                    libc::_exit(100);
-                }
-                for probe in probes {
-                    let errno = if probe() < 0 {
-                        *libc::__errno_location()
-                    } else {
-                        0
-                    };
-                    libc::write(fds[1], (&errno as *const i32).cast(), 4);
-                }
-                libc::_exit(0);
+        crate::test_child::in_child(drop, |fd| {
+            // SAFETY: prctl with integer arguments; load() allocates only on failure.
+            let nnp = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            if nnp != 0 || load(program).is_err() {
+                // SAFETY: leaves the child at once.
+                unsafe { libc::_exit(100) };
             }
-            libc::close(fds[1]);
-            let mut file = std::fs::File::from_raw_fd(fds[0]);
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).unwrap();
-            let mut status = 0;
-            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "probe child status {status:#x}"
-            );
-            bytes
-                .chunks_exact(4)
-                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
-        }
+            for probe in probes {
+                report(fd, errno_of(probe()));
+            }
+        })
     }
 
     /// clone(2) with `flags` and no new stack (a fork); the child exits at once.
