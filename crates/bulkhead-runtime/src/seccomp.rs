@@ -184,6 +184,8 @@ fn syscall(name: &str) -> Option<ScmpSyscall> {
     ScmpSyscall::from_name(name).ok()
 }
 
+/// Adds a rule for `name`; a name the linked libseccomp does not know (a syscall newer than it) is
+/// skipped and so stays under the ENOSYS default.
 fn add(
     ctx: &mut ScmpFilterContext,
     action: ScmpAction,
@@ -211,6 +213,7 @@ fn add_masked(
     Ok(())
 }
 
+/// Docker's default profile for a container holding `caps` (see the module docs).
 fn default_filter(caps: &CapsHashSet) -> Result<ScmpFilterContext, RuntimeError> {
     let eperm = ScmpAction::Errno(libc::EPERM);
     let mut ctx = ScmpFilterContext::new_filter(ScmpAction::Errno(libc::ENOSYS))
