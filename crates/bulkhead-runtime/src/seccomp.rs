@@ -407,6 +407,38 @@ mod tests {
     const SYS_LSM_GET_SELF_ATTR: c_long = 459;
     const SYS_OPEN_TREE_ATTR: c_long = 467;
     const SYS_FILE_SETATTR: c_long = 469;
+    // i386 syscall numbers, made through `int 0x80` (the i386 ABI, open to any x86_64 process).
+    const I386_GETPID: i32 = 20;
+    const I386_SOCKETCALL: i32 = 102;
+    const I386_SOCKET: i32 = 359;
+
+    /// An i386 syscall from this 64-bit process; a failure sets errno like libc's syscall().
+    #[cfg(target_arch = "x86_64")]
+    fn int80(nr: i32, a: i32, b: i32, c: i32) -> c_long {
+        let mut ret = nr;
+        // SAFETY: a syscall with integer arguments; ebx cannot be an operand (LLVM reserves it), so
+        // the first argument is swapped in and out; the kernel clobbers r8-r11 on this path.
+        unsafe {
+            std::arch::asm!(
+                "xchg {a:e}, ebx",
+                "int 0x80",
+                "xchg {a:e}, ebx",
+                a = inout(reg) a => _,
+                inout("eax") ret,
+                in("ecx") b,
+                in("edx") c,
+                out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            );
+            if ret < 0 {
+                *libc::__errno_location() = -ret;
+                return -1;
+            }
+            if nr == I386_SOCKET {
+                libc::close(ret);
+            }
+        }
+        c_long::from(ret)
+    }
 
     #[test]
     #[cfg(target_arch = "x86_64")]
@@ -527,6 +559,22 @@ mod tests {
                 libc::ENOSYS,
             ),
             ("syscall 1000", || unsafe { syscall(1000) }, libc::ENOSYS),
+            ("i386 getpid", || int80(I386_GETPID, 0, 0, 0), 0),
+            (
+                "i386 socket(AF_INET)",
+                || int80(I386_SOCKET, libc::AF_INET, 1, 0),
+                0,
+            ),
+            (
+                "i386 socket(AF_ALG)",
+                || int80(I386_SOCKET, libc::AF_ALG, 1, 0),
+                libc::EPERM,
+            ),
+            (
+                "i386 socketcall",
+                || int80(I386_SOCKETCALL, 1, 0, 0),
+                libc::EPERM,
+            ),
         ];
         let calls: Vec<Probe> = probes.iter().map(|(_, f, _)| *f).collect();
         let got = errnos_under(&program, &calls);
