@@ -45,6 +45,7 @@ mod lifecycle;
 pub mod logs;
 pub mod monitor;
 mod policy;
+mod seccomp_cache;
 mod session;
 mod spec;
 pub mod state;

@@ -1,10 +1,16 @@
 //! Resource control with cgroups v1 (one hierarchy per controller) or v2 (unified).
 //!
 //! The container gets one cgroup named by the engine (e.g. `bulkhead/<id>`) under the
-//! memory, cpu and pids controllers; its processes join it before they exec.
+//! memory, cpu, pids and (v1) devices controllers; its processes join it before they exec.
+//! Device access is restricted there too ([`devices`]): v1 with `devices.deny`/`devices.allow`, v2
+//! with a BPF device program attached to the cgroup.
+
+mod device_program;
+pub(crate) mod devices;
 
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
@@ -15,9 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
 use bulkhead_spec::Resources;
+use devices::DeviceRule;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "devices"];
 const CFS_PERIOD_US: u64 = 100_000;
 /// How many rounds of SIGKILL/rmdir are attempted while tearing a cgroup down.
 const TEARDOWN_ROUNDS: u32 = 200;
@@ -206,6 +213,28 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Allows only `rules` for device nodes: everything else is denied to the cgroup's processes.
+    /// Called once, before any process joins.
+    pub(crate) fn restrict_devices(&self, rules: &[DeviceRule]) -> Result<(), RuntimeError> {
+        let dir = self.dir("devices")?;
+        match self.version {
+            CgroupVersion::V1 => {
+                write_file(&dir.join("devices.deny"), "a")?;
+                for rule in rules {
+                    write_file(&dir.join("devices.allow"), &rule.v1_line())?;
+                }
+                Ok(())
+            }
+            CgroupVersion::V2 => {
+                let handle = fs::File::open(dir).map_err(|e| RuntimeError::Cgroup {
+                    path: dir.to_path_buf(),
+                    reason: format!("opening: {e}"),
+                })?;
+                device_program::attach(handle.as_fd(), rules)
+            }
+        }
+    }
+
     /// Moves process `pid` (and, on v1, only that process) into the cgroup.
     pub(crate) fn add_process(&self, pid: Pid) -> Result<(), RuntimeError> {
         for (_, dir) in &self.dirs {
@@ -301,6 +330,10 @@ fn enable_v2_controllers(root: &Path, name: &str) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_child::{errno_of, in_child, report};
+    use devices::DEFAULT_RULES;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn rejects_escaping_names() {
@@ -329,8 +362,107 @@ mod tests {
         let pids = fs::read_to_string(cg.dir("pids").unwrap().join("pids.max")).unwrap();
         assert_eq!(pids.trim(), "20");
         assert_eq!(cg.oom_kills().unwrap(), 0);
+        cg.restrict_devices(DEFAULT_RULES)
+            .expect("restrict devices");
+        if cg.version == CgroupVersion::V1 {
+            let list = fs::read_to_string(cg.dir("devices").unwrap().join("devices.list")).unwrap();
+            let lines: Vec<&str> = list.lines().collect();
+            let wanted: Vec<String> = DEFAULT_RULES.iter().map(|r| r.v1_line()).collect();
+            assert_eq!(lines, wanted);
+        }
         cg.destroy().expect("destroy");
         assert!(!mem.exists());
         cleanup(&name).expect("cleanup of a removed cgroup is fine");
+    }
+
+    /// In a child moved into the cgroups whose `cgroup.procs` files are given, makes and opens (O_RDONLY,
+    /// then closes: nothing is read) a device node for each (name, mode, major, minor) in `dir`, and
+    /// returns per node the errno of mknod and of open (0 for success).
+    fn mknod_and_open_in(
+        procs: &[PathBuf],
+        dir: &Path,
+        nodes: &[(&str, u32, u32, u32)],
+    ) -> Vec<(i32, i32)> {
+        let paths: Vec<CString> = nodes
+            .iter()
+            .map(|(name, ..)| CString::new(dir.join(name).as_os_str().as_bytes()).unwrap())
+            .collect();
+        let admit = |pid: i32| {
+            for file in procs {
+                fs::write(file, pid.to_string()).unwrap();
+            }
+        };
+        let words = in_child(admit, |fd| {
+            for (path, (_, mode, major, minor)) in paths.iter().zip(nodes) {
+                // SAFETY: mknod/open/close of a prepared path.
+                unsafe {
+                    let dev = libc::makedev(*major, *minor);
+                    report(
+                        fd,
+                        errno_of(libc::mknod(path.as_ptr(), mode | 0o600, dev).into()),
+                    );
+                    let node = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK);
+                    report(fd, errno_of(node.into()));
+                    if node >= 0 {
+                        libc::close(node);
+                    }
+                }
+            }
+        });
+        words.chunks_exact(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// null (allowed), the first SCSI disk and /dev/mem (not allowed): each can be made, only null opened.
+    const NODES: [(&str, u32, u32, u32); 3] = [
+        ("null", libc::S_IFCHR, 1, 3),
+        ("sda", libc::S_IFBLK, 8, 0),
+        ("mem", libc::S_IFCHR, 1, 1),
+    ];
+    const EXPECTED: [(i32, i32); 3] = [(0, 0), (0, libc::EPERM), (0, libc::EPERM)];
+
+    #[test]
+    fn default_device_rules_allow_mknod_but_only_standard_opens() {
+        let name = format!("bulkhead-unit-devices/{}", std::process::id());
+        let cg = Cgroup::create(&name).expect("create");
+        cg.restrict_devices(DEFAULT_RULES)
+            .expect("restrict devices");
+        let procs: Vec<PathBuf> = cg
+            .dirs
+            .iter()
+            .map(|(_, d)| d.join("cgroup.procs"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let got = mknod_and_open_in(&procs, dir.path(), &NODES);
+        cg.destroy().expect("destroy");
+        assert_eq!(got, EXPECTED);
+    }
+
+    /// The v2 program, also on a v1 or hybrid host: attached to a cgroup of the unified hierarchy.
+    #[test]
+    fn device_program_filters_a_cgroup2() {
+        let root = match version() {
+            CgroupVersion::V2 => PathBuf::from(CGROUP_ROOT),
+            CgroupVersion::V1 => Path::new(CGROUP_ROOT).join("unified"),
+        };
+        assert!(
+            nix::sys::statfs::statfs(&root).unwrap().filesystem_type()
+                == nix::sys::statfs::CGROUP2_SUPER_MAGIC,
+            "no cgroup2 hierarchy at {}",
+            root.display()
+        );
+        let cg = Cgroup {
+            version: CgroupVersion::V2,
+            dirs: vec![(
+                "",
+                root.join(format!("bulkhead-unit-devprog-{}", std::process::id())),
+            )],
+        };
+        fs::create_dir(&cg.dirs[0].1).unwrap();
+        let restricted = cg.restrict_devices(DEFAULT_RULES);
+        let dir = tempfile::tempdir().unwrap();
+        let got = restricted
+            .map(|()| mknod_and_open_in(&[cg.dirs[0].1.join("cgroup.procs")], dir.path(), &NODES));
+        cg.destroy().expect("destroy");
+        assert_eq!(got.expect("attach the device program"), EXPECTED);
     }
 }

@@ -22,7 +22,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
 use crate::capabilities;
-use crate::cgroups::Cgroup;
+use crate::cgroups::{devices, Cgroup};
 use crate::channel::{self, Channel, Message};
 use crate::container_fs;
 use crate::error::RuntimeError;
@@ -251,7 +251,12 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
     container_fs::ensure_etc_mount_points(spec)?;
     let stdio = prepare_stdio(stdio)?;
     let cgroup = Cgroup::create(&spec.cgroup_name)?;
-    if let Err(e) = cgroup.apply(&spec.workload.resources) {
+    let restricted = if spec.workload.security.privileged {
+        Ok(())
+    } else {
+        cgroup.restrict_devices(devices::DEFAULT_RULES)
+    };
+    if let Err(e) = restricted.and_then(|()| cgroup.apply(&spec.workload.resources)) {
         let _ = cgroup.destroy();
         return Err(e);
     }

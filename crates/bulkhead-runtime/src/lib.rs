@@ -20,6 +20,8 @@ mod process_setup;
 mod pty;
 mod safe_path;
 mod seccomp;
+#[cfg(test)]
+mod test_child;
 mod users;
 
 pub use bulkhead_spec::{

@@ -355,6 +355,8 @@ mod tests {
             "CONFIG_EROFS_FS=y",
             "CONFIG_OVERLAY_FS=y",
             "CONFIG_SECCOMP_FILTER=y",
+            // The runtime's device rules on cgroup2.
+            "CONFIG_CGROUP_BPF=y",
         ] {
             assert!(opts.contains(&needed), "{needed} missing from the fragment");
         }

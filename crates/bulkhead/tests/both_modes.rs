@@ -56,6 +56,7 @@ in_both_modes!(
     name_conflicts_are_refused,
     read_only_root_and_tmpfs,
     security_defaults_and_options,
+    device_nodes_can_be_made_but_not_opened,
     pids_limit_stops_forks,
     concurrent_starts_one_wins,
 );
@@ -688,6 +689,54 @@ fn security_defaults_and_options(iso: Isolation) {
         "chown without CAP_CHOWN succeeded: {out}"
     );
     assert_eq!(seccomp_mode(&out), "0", "unconfined: {out}");
+}
+
+/// Makes device nodes in /w, a tmpfs mounted with `dev` (the rootfs is nodev), and opens each for
+/// reading (the shell's `<` only opens and closes: no byte of a disk is read), printing
+/// `NAME=MKNOD/OPEN MESSAGE` per node.
+const DEVICE_NODES: &str = "
+for node in 'null c 1 3' 'sda b 8 0' 'mem c 1 1'; do
+    set -- $node
+    mknod /w/$1 $2 $3 $4; made=$?
+    msg=$( (: < /w/$1) 2>&1 ); echo \"$1=$made/$? $msg\"
+done
+";
+
+/// Docker's device rules: a default container may make any node (images ship them) but open only
+/// the standard character devices, so a node of the host's (or guest's) disk stays unusable even
+/// where nodes work; `--privileged` lifts the rule.
+fn device_nodes_can_be_made_but_not_opened(iso: Isolation) {
+    let r = Root::new();
+    let result = |out: &str, node: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(node)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {node} in {out}"))
+            .to_string()
+    };
+    let run = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&["--tmpfs", "/w:dev", IMAGE, "sh", "-c", DEVICE_NODES]);
+        r.ok(&run_args(iso, &args))
+    };
+    let out = run(&[]);
+    assert_eq!(result(&out, "null"), "0/0 ", "/dev/null's numbers: {out}");
+    for node in ["sda", "mem"] {
+        let got = result(&out, node);
+        assert!(
+            got.starts_with("0/1 ") && got.contains("Operation not permitted"),
+            "{node} must be made but not opened: {out}"
+        );
+    }
+
+    let out = run(&["--privileged"]);
+    for node in ["null", "sda", "mem"] {
+        let got = result(&out, node);
+        // Opened, or refused by the device itself (no such disk), never by the device rules.
+        assert!(
+            got.starts_with("0/") && !got.contains("Operation not permitted"),
+            "{node} under --privileged: {out}"
+        );
+    }
 }
 
 // ---- resource limits ----

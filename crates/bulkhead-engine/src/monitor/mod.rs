@@ -335,11 +335,12 @@ impl<'a> Monitor<'a> {
     }
 
     /// The runtime spec the agent starts the container from. The seccomp filter is compiled here rather
-    /// than by the agent: in a VM guest under binary translation libseccomp takes about 50 ms for it.
+    /// than by the agent (in a VM guest under binary translation libseccomp takes far longer), and
+    /// kept for the next start with the same settings.
     fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
         let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
         spec.workload.security.seccomp =
-            bulkhead_runtime::compile_seccomp(&spec.workload.security)?;
+            crate::seccomp_cache::compile(self.layout, &spec.workload.security)?;
         Ok(spec)
     }
 
