@@ -213,9 +213,15 @@ fn console_flood(root: &Root) -> Row {
         std::thread::sleep(Duration::from_millis(200));
     }
     largest = largest.max(kept());
-    let logs = root.bh(&["logs", &id]);
-    let said = String::from_utf8_lossy(&logs.stdout).trim().to_string();
+    let output = root.bh(&["logs", &id]);
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
     root.ok(&["rm", "-f", &id]);
+    // Half the cap at least must arrive, or this watches the wrong file and would pass for nothing.
+    assert!(
+        largest >= CONSOLE_LOG_CAP / 2,
+        "the flood never reached {} ({largest} bytes): {said}",
+        logs[0].display()
+    );
     let detail = format!("host log reached {largest} bytes of {FLOOD_BYTES} written ({said})");
     if largest > CONSOLE_LOG_CAP {
         Row::escaped("console-flood", detail)
