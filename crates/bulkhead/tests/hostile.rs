@@ -27,6 +27,9 @@ const FLOOD_BYTES: u64 = 3 << 20;
 /// The most of it the host may keep: the monitor caps `console.log` at 1 MiB and rotates it once, to
 /// `console.log.1`.
 const CONSOLE_LOG_CAP: u64 = 2 << 20;
+/// Less than this in the host log means the test watches the wrong file (a quiet boot prints ~100
+/// bytes; QEMU may drop part of the flood when the host side is slow, which is fine).
+const FLOOD_ARRIVED: u64 = 64 << 10;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -53,8 +56,14 @@ fn suite() {
         let rows = run_probe(&root, mode, &host);
         table.extend(rows.into_iter().map(|row| (mode, row)));
     }
-    table.push((Isolation::Vm, console_flood(&root)));
+    let flood = console_flood(&root);
+    if let Ok(row) = &flood {
+        table.push((Isolation::Vm, row.clone()));
+    }
     print_table(&table);
+    if let Err(e) = flood {
+        panic!("{e}");
+    }
     let escaped: Vec<String> = table
         .iter()
         .filter(|(_, row)| row.outcome == Outcome::Escaped)
@@ -183,8 +192,8 @@ fn run_probe(root: &Root, mode: Isolation, host: &HostBait) -> Vec<Row> {
 
 /// A privileged container in a VM (privileged only inside its own kernel) that floods the guest's
 /// serial console; the host's log of that console must stay under its cap. Watched while it runs and
-/// after, since QEMU may be stopped by the cap.
-fn console_flood(root: &Root) -> Row {
+/// after, since QEMU may be stopped by the cap. An error if the flood never reached the log.
+fn console_flood(root: &Root) -> Result<Row, String> {
     let bytes = FLOOD_BYTES.to_string();
     let id = root
         .ok(&[
@@ -216,18 +225,18 @@ fn console_flood(root: &Root) -> Row {
     let output = root.bh(&["logs", &id]);
     let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
     root.ok(&["rm", "-f", &id]);
-    // Half the cap at least must arrive, or this watches the wrong file and would pass for nothing.
-    assert!(
-        largest >= CONSOLE_LOG_CAP / 2,
-        "the flood never reached {} ({largest} bytes): {said}",
-        logs[0].display()
-    );
+    if largest < FLOOD_ARRIVED {
+        return Err(format!(
+            "the console flood never reached {} ({largest} bytes): {said}",
+            logs[0].display()
+        ));
+    }
     let detail = format!("host log reached {largest} bytes of {FLOOD_BYTES} written ({said})");
-    if largest > CONSOLE_LOG_CAP {
+    Ok(if largest > CONSOLE_LOG_CAP {
         Row::escaped("console-flood", detail)
     } else {
         Row::blocked("console-flood", detail)
-    }
+    })
 }
 
 fn file_size(path: &Path) -> u64 {
