@@ -2,8 +2,8 @@
 # Installs the Debian packages bulkhead needs to build, run and test, if any is missing. Idempotent.
 set -euo pipefail
 packages=(
-  # build: static libseccomp for the static binary
-  gcc make pkg-config libseccomp-dev
+  # build: static libseccomp for the static binary; g++ for libFuzzer (fuzz/)
+  gcc g++ make pkg-config libseccomp-dev
   # rootfs artifacts and writable layers
   erofs-utils e2fsprogs util-linux
   # VM isolation: QEMU and the guest kernel sources and tools
@@ -30,3 +30,5 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-re
   systemctl stop docker-registry || true
 fi
 command -v cargo >/dev/null || { echo "cargo is required (rustup toolchain)" >&2; exit 1; }
+# The fuzzer driver (scripts/fuzz.sh), from crates.io.
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2

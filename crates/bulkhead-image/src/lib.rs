@@ -39,6 +39,8 @@ mod blobs;
 mod digest;
 mod error;
 mod fsutil;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod layer;
 pub mod manifest;
 mod metadata;

@@ -245,7 +245,10 @@ fn check_blob(
 
 /// Parses an image config. `history` is optional in the OCI spec but required by oci-spec 0.7,
 /// so a missing one is supplied as empty (the blob, and so the image id, is untouched).
-fn parse_config(bytes: &[u8], reference: &str) -> Result<ImageConfiguration, ImageError> {
+pub(crate) fn parse_config(
+    bytes: &[u8],
+    reference: &str,
+) -> Result<ImageConfiguration, ImageError> {
     let invalid = |e: serde_json::Error| ImageError::InvalidConfig {
         reference: reference.to_string(),
         reason: e.to_string(),

@@ -13,6 +13,8 @@ mod client;
 mod credentials;
 mod error;
 mod event;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod manifest;
 mod platform;
 mod pull;

@@ -116,6 +116,13 @@ impl LayerBuilder {
         self.raw(h, path.as_bytes(), None, b"")
     }
 
+    pub fn blockdev(&mut self, path: &str, major: u32, minor: u32) -> &mut Self {
+        let mut h = Self::header(tar::EntryType::Block, 0o666, 0, 0);
+        h.set_device_major(major).expect("major");
+        h.set_device_minor(minor).expect("minor");
+        self.raw(h, path.as_bytes(), None, b"")
+    }
+
     /// The tar so far; the builder starts over empty.
     pub fn finish(&mut self) -> Vec<u8> {
         let builder = std::mem::replace(&mut self.builder, tar::Builder::new(Vec::new()));
