@@ -40,6 +40,9 @@ pub struct ContainerState {
     /// Why the engine (not the process) ended or could not start the container.
     pub error: Option<String>,
     pub restart_count: u32,
+    /// VM mode: how QEMU is confined, as the monitor checked it before reporting the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jail: Option<bulkhead_vm::Confinement>,
 }
 
 /// The exit code recorded when the monitor vanished without recording one (docker uses 255 likewise).

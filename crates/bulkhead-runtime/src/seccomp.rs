@@ -138,7 +138,7 @@ fn seccomp_err(what: impl std::fmt::Display, e: libseccomp::error::SeccompError)
 
 /// A compiled seccomp filter, ready to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Program(Vec<libc::sock_filter>);
+pub struct Program(Vec<libc::sock_filter>);
 
 const INSN_SIZE: usize = std::mem::size_of::<libc::sock_filter>();
 
@@ -221,8 +221,22 @@ pub fn compile(security: &SecuritySpec) -> Result<SeccompPolicy, RuntimeError> {
     )
 }
 
+/// An allow list for the native architecture only (other architectures' calls are killed): the syscalls
+/// in `names` are allowed, every other one gets `default`. Names this kernel does not know are skipped.
+pub fn allowlist(names: &[&str], default: ScmpAction) -> Result<Program, RuntimeError> {
+    let mut ctx = ScmpFilterContext::new_filter(default)
+        .map_err(|e| seccomp_err("creating the filter", e))?;
+    for sc in names.iter().filter_map(|n| syscall(n)) {
+        ctx.add_rule(ScmpAction::Allow, sc)
+            .map_err(|e| seccomp_err(format!("allowing {sc}"), e))?;
+    }
+    Program::compile(&ctx)
+}
+
 /// Loads `program` into the calling thread. Needs no_new_privs (or CAP_SYS_ADMIN), like any filter.
-pub(crate) fn load(program: &Program) -> Result<(), RuntimeError> {
+/// Only a system call, and the error is the bare errno: safe between `clone` and `exec`, where nothing
+/// may allocate.
+pub fn load(program: &Program) -> Result<(), Errno> {
     let fprog = libc::sock_fprog {
         // from_bytes bounds the length by BPF_MAXINSNS.
         len: program.0.len() as u16,
@@ -237,13 +251,7 @@ pub(crate) fn load(program: &Program) -> Result<(), RuntimeError> {
             &fprog as *const libc::sock_fprog,
         )
     };
-    if rc != 0 {
-        return Err(RuntimeError::sys(
-            "seccomp(SECCOMP_SET_MODE_FILTER)",
-            Errno::last(),
-        ));
-    }
-    Ok(())
+    Errno::result(rc).map(drop)
 }
 
 fn add_compat_arches(ctx: &mut ScmpFilterContext) -> Result<(), RuntimeError> {

@@ -138,8 +138,9 @@ fn vm_refuses_host_directories() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused with vm isolation"));
 }
 
-/// A "QEMU" that opens the agent socket and sends garbage instead of a handshake: the monitor must end
-/// the container with a recorded reason, promptly, without panicking.
+/// A "QEMU" that sends garbage instead of a handshake on the agent's socket: the monitor must end the
+/// container with a recorded reason, promptly, without panicking. The stand-in is a script for the static
+/// busybox, which the jail binds as the script's interpreter.
 #[test]
 fn vm_garbage_from_the_guest_ends_the_container_cleanly() {
     let _vm = vm_lock();
@@ -148,14 +149,11 @@ fn vm_garbage_from_the_guest_ends_the_container_cleanly() {
     let qemu = fake.path().join("qemu-system-x86_64");
     std::fs::write(
         &qemu,
-        r#"#!/usr/bin/env python3
-# Stands in for QEMU: listens where QEMU's agent chardev would, then sends garbage and a huge frame header.
-import socket, sys, time
-path = [p for a in sys.argv for p in a.split(",") if p.startswith("path=")][0][5:]
-s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen(1)
-c, _ = s.accept()
-c.sendall(b"\xff\xff\xff\xff" + b"garbage" * 100)
-time.sleep(30)
+        r#"#!/bin/busybox sh
+# Stands in for QEMU: fd 5 is its end of the agent's socket (bulkhead_vm::qemu::AGENT_FD).
+printf '\377\377\377\377' >&5
+i=0; while [ $i -lt 100 ]; do printf garbage >&5; i=$((i + 1)); done
+sleep 30
 "#,
     )
     .unwrap();

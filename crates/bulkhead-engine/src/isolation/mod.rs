@@ -60,6 +60,11 @@ pub(crate) trait Endpoint {
     /// The host pid that stands for the container: the forked agent or QEMU.
     fn host_pid(&self) -> i32;
 
+    /// VM mode: how QEMU is confined.
+    fn jail(&self) -> Option<bulkhead_vm::Confinement> {
+        None
+    }
+
     /// Forces the endpoint down (used when the agent misbehaves).
     fn kill(&mut self);
 

@@ -100,6 +100,8 @@ impl Mode for VmMode {
             vcpus: sizing.vcpus,
             accel: accel.kind,
             run_dir: paths.run.clone(),
+            cgroup: cgroup_name(&config.id),
+            cpus: config.workload.resources.cpus,
         })?;
         let stream = vm
             .stream()
@@ -148,10 +150,21 @@ impl Mode for VmMode {
         false
     }
 
-    /// QEMU's run files live in the container's run directory, which removal deletes.
-    fn remove_leftovers(&self, _: &ContainerConfig, _: &ContainerPaths) -> Result<(), EngineError> {
-        Ok(())
+    /// QEMU's run files live in the container's run directory, which removal deletes; its cgroup is left
+    /// behind only when the monitor died (QEMU died with it).
+    fn remove_leftovers(
+        &self,
+        config: &ContainerConfig,
+        _: &ContainerPaths,
+    ) -> Result<(), EngineError> {
+        bulkhead_vm::jail::remove_leftovers(&cgroup_name(&config.id))
+            .map_err(|e| EngineError::Vm(e.into()))
     }
+}
+
+/// QEMU's cgroup: one per container, next to the process mode's `bulkhead/<id>`.
+fn cgroup_name(id: &str) -> String {
+    format!("bulkhead-vm/{id}")
 }
 
 /// The accelerator the container asks for (`auto`, `kvm` or `tcg`).
@@ -174,6 +187,10 @@ struct RunningVm(Vm);
 impl Endpoint for RunningVm {
     fn host_pid(&self) -> i32 {
         self.0.pid() as i32
+    }
+
+    fn jail(&self) -> Option<bulkhead_vm::Confinement> {
+        self.0.confinement().cloned()
     }
 
     fn kill(&mut self) {
