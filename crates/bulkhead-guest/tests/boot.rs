@@ -62,7 +62,7 @@ fn boots_serves_reports_and_powers_off() {
         vcpus: 1,
         accel: accel.kind,
         run_dir: run_dir.clone(),
-        cgroup: format!("bulkhead-test/boot-{}", std::process::id()),
+        cgroup: format!("bulkhead-vm/boot-test-{}", std::process::id()),
         cpus: None,
     })
     .unwrap();

@@ -10,13 +10,19 @@ use crate::jail::{self, Confinement, JailError, JailSpec, Jailed};
 use crate::log_pump::LogPump;
 use crate::qemu;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+/// Bytes of `qemu.log` quoted in errors.
+const LOG_TAIL: u64 = 2048;
+const REAP_POLL: Duration = Duration::from_millis(10);
 
 /// Everything needed to boot one container's VM.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +52,8 @@ pub enum VmError {
     Io(#[from] IoError),
     #[error(transparent)]
     Jail(#[from] JailError),
+    #[error("QEMU exited ({status}) before the VM started; qemu.log ends with:\n{log}")]
+    EarlyExit { status: String, log: String },
 }
 
 /// A running QEMU process and the stream to its guest agent. Dropping it kills QEMU.
@@ -127,7 +135,13 @@ impl Vm {
             Err(e) => {
                 // Every write end is closed: the thread ends.
                 logs.finish();
-                Err(e.into())
+                Err(match e {
+                    JailError::Exited(status) => VmError::EarlyExit {
+                        status,
+                        log: log_tail(&qemu_log(&cfg.run_dir)),
+                    },
+                    e => e.into(),
+                })
             }
         }
     }
@@ -164,32 +178,78 @@ impl Vm {
     /// Waits for QEMU to exit, then removes its jail. A guest power-off (`reboot=t` + `-no-reboot`) is a
     /// successful exit.
     pub fn wait(&mut self) -> Result<ExitStatus, VmError> {
-        if let Some(status) = self.status {
-            return Ok(status);
+        let status = match self.status {
+            Some(status) => status,
+            None => match self.reap(None)? {
+                Some(status) => status,
+                None => return Ok(ExitStatus::from_raw(0)),
+            },
+        };
+        if let Some(logs) = self.logs.take() {
+            logs.finish();
         }
-        let Some(jailed) = self.jailed.take() else {
-            return Ok(ExitStatus::from_raw(0));
+        if let Some(jailed) = self.jailed.take() {
+            jailed.remove()?;
+        }
+        Ok(status)
+    }
+
+    /// Why the guest went away, if QEMU has exited or exits within `grace`: its status and the end of
+    /// `qemu.log` (for example an option this QEMU does not know).
+    pub fn exit_report(&mut self, grace: Duration) -> Option<String> {
+        let deadline = Instant::now() + grace;
+        let status = loop {
+            match self.reap(Some(WaitPidFlag::WNOHANG)) {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(REAP_POLL),
+                _ => return None,
+            }
+        };
+        // Everything QEMU wrote is in the file once the pipe is drained.
+        if let Some(logs) = self.logs.take() {
+            logs.finish();
+        }
+        Some(format!(
+            "QEMU exited ({status}); qemu.log ends with:\n{}",
+            log_tail(&qemu_log(&self.run_dir))
+        ))
+    }
+
+    /// Reaps QEMU (`WNOHANG`: only if it has exited) and records its status.
+    fn reap(&mut self, flags: Option<WaitPidFlag>) -> Result<Option<ExitStatus>, VmError> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let Some(pid) = self.jailed.as_ref().map(Jailed::pid) else {
+            return Ok(None);
         };
         let status = loop {
-            match waitpid(jailed.pid(), None) {
+            match waitpid(pid, flags) {
                 Ok(WaitStatus::Exited(_, code)) => break ExitStatus::from_raw(code << 8),
                 Ok(WaitStatus::Signaled(_, signal, _)) => {
                     break ExitStatus::from_raw(signal as i32)
                 }
+                Ok(WaitStatus::StillAlive) => return Ok(None),
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    self.jailed = Some(jailed);
-                    return Err(io_err("waiting for QEMU in", &self.run_dir)(e.into()).into());
-                }
+                Err(e) => return Err(io_err("waiting for QEMU in", &self.run_dir)(e.into()).into()),
             }
         };
         self.status = Some(status);
-        if let Some(logs) = self.logs.take() {
-            logs.finish();
-        }
-        jailed.remove()?;
-        Ok(status)
+        Ok(Some(status))
     }
+}
+
+/// The last [`LOG_TAIL`] bytes of a log, for an error message.
+fn log_tail(path: &Path) -> String {
+    let read = || -> std::io::Result<String> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+    };
+    read().unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()))
 }
 
 impl Drop for Vm {

@@ -65,6 +65,12 @@ pub(crate) trait Endpoint {
         None
     }
 
+    /// After the agent failed to start: why, if the endpoint itself has ended (VM mode: QEMU's exit and
+    /// the end of its log).
+    fn exit_report(&mut self) -> Option<String> {
+        None
+    }
+
     /// Forces the endpoint down (used when the agent misbehaves).
     fn kill(&mut self);
 

@@ -15,6 +15,8 @@ use std::path::Path;
 const DEFAULT_MEMORY_MIB: u64 = 256;
 const MIN_MEMORY_MIB: u64 = 64;
 const MIB: u64 = 1 << 20;
+/// How long a failed start waits for QEMU's exit to explain it.
+const EXIT_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
 pub(crate) struct VmMode;
 
@@ -191,6 +193,11 @@ impl Endpoint for RunningVm {
 
     fn jail(&self) -> Option<bulkhead_vm::Confinement> {
         self.0.confinement().cloned()
+    }
+
+    /// QEMU exits at once when it cannot start the VM; a guest that is merely broken leaves it running.
+    fn exit_report(&mut self) -> Option<String> {
+        self.0.exit_report(EXIT_REPORT_GRACE)
     }
 
     fn kill(&mut self) {

@@ -202,6 +202,15 @@ impl<'a> Monitor<'a> {
         match self.open_agent(&mut agent, backend.host_pid(), backend.jail(), t0) {
             Ok(()) => Ok((backend, agent)),
             Err(e) => {
+                let e = match (e, backend.exit_report()) {
+                    (EngineError::StartFailed { id, message }, Some(why)) => {
+                        EngineError::StartFailed {
+                            id,
+                            message: format!("{message}: {why}"),
+                        }
+                    }
+                    (e, _) => e,
+                };
                 backend.kill();
                 let _ = backend.teardown();
                 Err(e)

@@ -23,7 +23,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::{CString, OsString};
 use std::io::{self, Read};
@@ -76,6 +76,8 @@ pub enum JailError {
     Cgroup(String),
     #[error("jailing QEMU failed at {step}: {errno}")]
     Setup { step: &'static str, errno: Errno },
+    #[error("QEMU exited at once ({0})")]
+    Exited(String),
     #[error("QEMU's confinement check failed ({check}): {detail}")]
     Check { check: &'static str, detail: String },
 }
@@ -176,11 +178,19 @@ pub fn spawn(spec: JailSpec) -> Result<Jailed, JailError> {
             _lease: lease,
         }),
         Err(e) => {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+            // A QEMU that already exited (it refused its options, say) fails every check; say that.
+            let exited = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            if matches!(exited, Ok(WaitStatus::StillAlive)) {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+            }
             let _ = cgroup.destroy();
             let _ = std::fs::remove_dir(&dir);
-            Err(e)
+            Err(match exited {
+                Ok(WaitStatus::Exited(_, code)) => JailError::Exited(format!("exit code {code}")),
+                Ok(WaitStatus::Signaled(_, signal, _)) => JailError::Exited(format!("{signal}")),
+                _ => e,
+            })
         }
     }
 }
