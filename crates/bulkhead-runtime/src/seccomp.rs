@@ -222,13 +222,24 @@ pub fn compile(security: &SecuritySpec) -> Result<SeccompPolicy, RuntimeError> {
 }
 
 /// An allow list for the native architecture only (other architectures' calls are killed): the syscalls
-/// in `names` are allowed, every other one gets `default`. Names this kernel does not know are skipped.
-pub fn allowlist(names: &[&str], default: ScmpAction) -> Result<Program, RuntimeError> {
+/// in `allowed` are allowed, those in `unsupported` fail with ENOSYS (so callers fall back as on an older
+/// kernel), every other one gets `default`. Names this kernel does not know are skipped.
+pub fn allowlist(
+    allowed: &[&str],
+    unsupported: &[&str],
+    default: ScmpAction,
+) -> Result<Program, RuntimeError> {
     let mut ctx = ScmpFilterContext::new_filter(default)
         .map_err(|e| seccomp_err("creating the filter", e))?;
-    for sc in names.iter().filter_map(|n| syscall(n)) {
-        ctx.add_rule(ScmpAction::Allow, sc)
-            .map_err(|e| seccomp_err(format!("allowing {sc}"), e))?;
+    let rules = [
+        (allowed, ScmpAction::Allow),
+        (unsupported, ScmpAction::Errno(libc::ENOSYS)),
+    ];
+    for (names, action) in rules {
+        for sc in names.iter().filter_map(|n| syscall(n)) {
+            ctx.add_rule(action, sc)
+                .map_err(|e| seccomp_err(format!("adding {sc}"), e))?;
+        }
     }
     Program::compile(&ctx)
 }
