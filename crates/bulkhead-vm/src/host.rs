@@ -52,7 +52,7 @@ pub enum VmError {
     Io(#[from] IoError),
     #[error(transparent)]
     Jail(#[from] JailError),
-    #[error("QEMU exited ({status}) before the VM started; qemu.log ends with:\n{log}")]
+    #[error("QEMU exited ({status}) before the VM started; qemu.log ends with: {log}")]
     EarlyExit { status: String, log: String },
 }
 
@@ -210,7 +210,7 @@ impl Vm {
             logs.finish();
         }
         Some(format!(
-            "QEMU exited ({status}); qemu.log ends with:\n{}",
+            "QEMU exited ({status}); qemu.log ends with: {}",
             log_tail(&qemu_log(&self.run_dir))
         ))
     }
@@ -239,7 +239,7 @@ impl Vm {
     }
 }
 
-/// The last [`LOG_TAIL`] bytes of a log, for an error message.
+/// The last [`LOG_TAIL`] bytes of a log on one line (errors travel as one line), for an error message.
 fn log_tail(path: &Path) -> String {
     let read = || -> std::io::Result<String> {
         let mut file = File::open(path)?;
@@ -247,7 +247,8 @@ fn log_tail(path: &Path) -> String {
         file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))?;
         let mut buf = Vec::new();
         file.read_to_end(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+        let text = String::from_utf8_lossy(&buf);
+        Ok(text.trim_end().lines().collect::<Vec<_>>().join(" | "))
     };
     read().unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()))
 }

@@ -160,14 +160,30 @@ fn vm_qemu_that_cannot_start_explains_why() {
         fake.path(),
         "echo 'qemu: this option is unknown here' >&2; exit 1\n",
     );
+    // Not attached: `start` reads the monitor's ready line, whatever becomes of its socket.
+    root.ok(&[
+        "create",
+        "--name",
+        "nostart",
+        "--isolation=vm",
+        "demo",
+        "true",
+    ]);
     let out = root
-        .cmd(&["run", "--name", "nostart", "--isolation=vm", "demo", "true"])
+        .cmd(&["start", "nostart"])
         .env("PATH", path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("this option is unknown here"), "{err}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&root.ok(&["inspect", "nostart"])).unwrap();
+    let recorded = inspect[0]["State"]["Error"].as_str().unwrap_or_default();
+    assert!(
+        recorded.contains("this option is unknown here"),
+        "{recorded}"
+    );
     root.ok(&["rm", "nostart"]);
 }
 

@@ -45,6 +45,8 @@ const MIB: u64 = 1 << 20;
 /// one it still needs.
 const HIGH_FD: i32 = 100;
 const CHILD_STACK: usize = 256 << 10;
+/// How long a QEMU that failed a check may take to turn out to be exiting.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 /// How long the child may take from `clone` to `exec`.
 const SETUP_TIMEOUT_MS: u16 = 10_000;
 
@@ -178,8 +180,9 @@ pub fn spawn(spec: JailSpec) -> Result<Jailed, JailError> {
             _lease: lease,
         }),
         Err(e) => {
-            // A QEMU that already exited (it refused its options, say) fails every check; say that.
-            let exited = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            // A QEMU that exited at once (it refused its options, say) fails the checks while it is still
+            // exiting; say that instead.
+            let exited = exit_within(pid, EXIT_GRACE);
             if matches!(exited, Ok(WaitStatus::StillAlive)) {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
@@ -191,6 +194,19 @@ pub fn spawn(spec: JailSpec) -> Result<Jailed, JailError> {
                 Ok(WaitStatus::Signaled(_, signal, _)) => JailError::Exited(format!("{signal}")),
                 _ => e,
             })
+        }
+    }
+}
+
+/// Reaps `pid` if it exits within `grace`.
+fn exit_within(pid: Pid, grace: std::time::Duration) -> nix::Result<WaitStatus> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            other => return other,
         }
     }
 }
