@@ -68,4 +68,4 @@ pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;
 pub use bulkhead_runtime::{ProcessSpec, Resources};
-pub use bulkhead_vm::{Accel, AccelKind, Kernel};
+pub use bulkhead_vm::{Accel, AccelKind, Confinement, Kernel};

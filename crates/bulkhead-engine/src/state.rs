@@ -45,6 +45,9 @@ pub struct ContainerState {
     /// an export VM). Set before QEMU starts, so a crash still counts.
     #[serde(default)]
     pub disk_vm_written: bool,
+    /// VM mode: how QEMU is confined, as the monitor checked it before reporting the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jail: Option<bulkhead_vm::Confinement>,
 }
 
 /// The exit code recorded when the monitor vanished without recording one (docker uses 255 likewise).

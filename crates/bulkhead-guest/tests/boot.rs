@@ -65,6 +65,8 @@ fn boots_serves_reports_and_powers_off() {
         vcpus: 1,
         accel: accel.kind,
         run_dir: run_dir.clone(),
+        cgroup: format!("bulkhead-vm/boot-test-{}", std::process::id()),
+        cpus: None,
     })
     .unwrap();
     let console = || fs::read_to_string(run_dir.join("console.log")).unwrap_or_default();

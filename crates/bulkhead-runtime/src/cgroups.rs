@@ -53,7 +53,7 @@ pub fn cleanup(name: &str) -> Result<(), RuntimeError> {
 
 /// The container's cgroup: one directory per v1 controller, or one v2 directory.
 #[derive(Debug, Clone)]
-pub(crate) struct Cgroup {
+pub struct Cgroup {
     version: CgroupVersion,
     /// v1: (controller, dir) for each mounted controller; v2: a single ("", dir).
     dirs: Vec<(&'static str, PathBuf)>,
@@ -101,7 +101,7 @@ fn read_counter(path: &Path, key: &str) -> Result<u64, RuntimeError> {
 
 impl Cgroup {
     /// Computes the directories of cgroup `name` without touching them.
-    pub(crate) fn open(name: &str) -> Result<Self, RuntimeError> {
+    pub fn open(name: &str) -> Result<Self, RuntimeError> {
         validate_name(name)?;
         let root = Path::new(CGROUP_ROOT);
         let version = version();
@@ -117,7 +117,7 @@ impl Cgroup {
     }
 
     /// Creates the cgroup (enabling the v2 controllers on the way down).
-    pub(crate) fn create(name: &str) -> Result<Self, RuntimeError> {
+    pub fn create(name: &str) -> Result<Self, RuntimeError> {
         let cg = Self::open(name)?;
         if cg.version == CgroupVersion::V2 {
             enable_v2_controllers(Path::new(CGROUP_ROOT), name)?;
@@ -148,7 +148,7 @@ impl Cgroup {
     }
 
     /// Applies the limits that are set in `r`; unset ones are left unchanged.
-    pub(crate) fn apply(&self, r: &Resources) -> Result<(), RuntimeError> {
+    pub fn apply(&self, r: &Resources) -> Result<(), RuntimeError> {
         if let Some(mem) = r.memory_bytes {
             self.set_memory(mem)?;
         }
@@ -235,8 +235,13 @@ impl Cgroup {
         }
     }
 
+    /// Each hierarchy's controller (v1; "" for v2) and directory.
+    pub fn dirs(&self) -> &[(&'static str, PathBuf)] {
+        &self.dirs
+    }
+
     /// Moves process `pid` (and, on v1, only that process) into the cgroup.
-    pub(crate) fn add_process(&self, pid: Pid) -> Result<(), RuntimeError> {
+    pub fn add_process(&self, pid: Pid) -> Result<(), RuntimeError> {
         for (_, dir) in &self.dirs {
             write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
@@ -244,7 +249,7 @@ impl Cgroup {
     }
 
     /// Number of OOM kills that happened in the cgroup.
-    pub(crate) fn oom_kills(&self) -> Result<u64, RuntimeError> {
+    pub fn oom_kills(&self) -> Result<u64, RuntimeError> {
         let dir = self.dir("memory")?;
         match self.version {
             CgroupVersion::V2 => read_counter(&dir.join("memory.events"), "oom_kill"),
@@ -270,7 +275,7 @@ impl Cgroup {
     }
 
     /// Kills every process in the cgroup and removes its directories.
-    pub(crate) fn destroy(&self) -> Result<(), RuntimeError> {
+    pub fn destroy(&self) -> Result<(), RuntimeError> {
         let kill_file = self.dirs.first().map(|(_, d)| d.join("cgroup.kill"));
         if let Some(kill_file) = kill_file.filter(|f| f.exists()) {
             write_file(&kill_file, "1")?;

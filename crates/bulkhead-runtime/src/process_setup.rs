@@ -267,7 +267,8 @@ pub(crate) fn exec_process(
         prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")?;
     }
     if let Some(filter) = &confinement.seccomp {
-        seccomp::load(filter)?;
+        seccomp::load(filter)
+            .map_err(|e| RuntimeError::sys("seccomp(SECCOMP_SET_MODE_FILTER)", e))?;
     }
     let err = nix::unistd::execve(&c_path, &c_args, &c_env)
         .err()

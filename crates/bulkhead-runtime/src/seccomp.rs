@@ -61,7 +61,7 @@ fn seccomp_err(what: impl std::fmt::Display, e: libseccomp::error::SeccompError)
 
 /// A compiled seccomp filter, ready to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Program(Vec<libc::sock_filter>);
+pub struct Program(Vec<libc::sock_filter>);
 
 const INSN_SIZE: usize = std::mem::size_of::<libc::sock_filter>();
 
@@ -144,8 +144,33 @@ pub fn compile(security: &SecuritySpec) -> Result<SeccompPolicy, RuntimeError> {
     )
 }
 
+/// An allow list for the native architecture only (other architectures' calls are killed): the syscalls
+/// in `allowed` are allowed, those in `unsupported` fail with ENOSYS (so callers fall back as on an older
+/// kernel), every other one gets `default`. Names this kernel does not know are skipped.
+pub fn allowlist(
+    allowed: &[&str],
+    unsupported: &[&str],
+    default: ScmpAction,
+) -> Result<Program, RuntimeError> {
+    let mut ctx = ScmpFilterContext::new_filter(default)
+        .map_err(|e| seccomp_err("creating the filter", e))?;
+    let rules = [
+        (allowed, ScmpAction::Allow),
+        (unsupported, ScmpAction::Errno(libc::ENOSYS)),
+    ];
+    for (names, action) in rules {
+        for sc in names.iter().filter_map(|n| syscall(n)) {
+            ctx.add_rule(action, sc)
+                .map_err(|e| seccomp_err(format!("adding {sc}"), e))?;
+        }
+    }
+    Program::compile(&ctx)
+}
+
 /// Loads `program` into the calling thread. Needs no_new_privs (or CAP_SYS_ADMIN), like any filter.
-pub(crate) fn load(program: &Program) -> Result<(), RuntimeError> {
+/// Only a system call, and the error is the bare errno: safe between `clone` and `exec`, where nothing
+/// may allocate.
+pub fn load(program: &Program) -> Result<(), Errno> {
     let fprog = libc::sock_fprog {
         // from_bytes bounds the length by BPF_MAXINSNS.
         len: program.0.len() as u16,
@@ -160,13 +185,7 @@ pub(crate) fn load(program: &Program) -> Result<(), RuntimeError> {
             &fprog as *const libc::sock_fprog,
         )
     };
-    if rc != 0 {
-        return Err(RuntimeError::sys(
-            "seccomp(SECCOMP_SET_MODE_FILTER)",
-            Errno::last(),
-        ));
-    }
-    Ok(())
+    Errno::result(rc).map(drop)
 }
 
 /// The i386 ABI next to x86_64 (int 0x80 works from any process). Unlike Docker's profile, not x32:

@@ -1,29 +1,31 @@
-//! The host side of one VM: spawns QEMU, connects to the agent's virtio-serial socket and owns the QEMU
-//! process until it exits. The stream it returns carries `bulkhead-proto` frames from a hostile guest and
-//! is not interpreted here: the caller opens the session with `bulkhead_proto::handshake`, bounded by a
-//! read timeout on the stream, like every other session.
+//! The host side of one VM: starts QEMU in its jail ([`crate::jail`]) with the disks, the agent's socket
+//! and the log pipes as descriptors, and owns the QEMU process until it exits. The stream it returns
+//! carries `bulkhead-proto` frames from a hostile guest and is not interpreted here: the caller opens the
+//! session with `bulkhead_proto::handshake`, bounded by a read timeout on the stream, like every other
+//! session.
 
 use crate::accel::AccelKind;
 use crate::io_error::{io_err, IoError};
+use crate::jail::{self, Confinement, JailError, JailSpec, Jailed};
+use crate::log_pump::LogPump;
 use crate::qemu;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-/// How long QEMU may take to create the agent socket.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
-const SOCKET_POLL: Duration = Duration::from_millis(5);
 /// Bytes of `qemu.log` quoted in errors.
 const LOG_TAIL: u64 = 2048;
+const REAP_POLL: Duration = Duration::from_millis(10);
 
 /// Everything needed to boot one container's VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VmConfig {
     /// Uncompressed guest kernel (PVH entry).
     pub kernel: PathBuf,
@@ -36,75 +38,112 @@ pub struct VmConfig {
     pub memory_mib: u32,
     pub vcpus: u32,
     pub accel: AccelKind,
-    /// Per-container directory for `agent.sock`, `console.log` and `qemu.log`.
+    /// Per-container directory for `console.log`, `qemu.log` and the jail's mount point.
     pub run_dir: PathBuf,
+    /// QEMU's cgroup (relative to the hierarchy roots).
+    pub cgroup: String,
+    /// The CPU quota of QEMU's cgroup, in CPUs.
+    pub cpus: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error(transparent)]
     Io(#[from] IoError),
-    #[error(
-        "starting {}: {source} (install the Debian package qemu-system-x86)",
-        qemu::QEMU
-    )]
-    Spawn {
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "QEMU exited ({status}) before the agent socket was ready; qemu.log ends with:\n{log}"
-    )]
+    #[error(transparent)]
+    Jail(#[from] JailError),
+    #[error("QEMU exited ({status}) before the VM started; qemu.log ends with: {log}")]
     EarlyExit { status: String, log: String },
-    #[error("QEMU did not create the agent socket {path} within {timeout:?}")]
-    SocketTimeout { path: PathBuf, timeout: Duration },
 }
 
 /// A running QEMU process and the stream to its guest agent. Dropping it kills QEMU.
 #[derive(Debug)]
 pub struct Vm {
-    child: Child,
+    jailed: Option<Jailed>,
     stream: UnixStream,
+    logs: Option<LogPump>,
     run_dir: PathBuf,
     status: Option<ExitStatus>,
 }
 
+/// The guest's serial console, as the host keeps it (capped, see [`crate::log_pump`]).
+pub fn console_log(run_dir: &Path) -> PathBuf {
+    run_dir.join("console.log")
+}
+
+/// QEMU's own stderr (capped likewise).
+pub fn qemu_log(run_dir: &Path) -> PathBuf {
+    run_dir.join("qemu.log")
+}
+
 impl Vm {
-    /// Spawns QEMU for `cfg` in its own process group and connects to the agent socket. Does not wait for
-    /// the guest to boot: the agent answers the handshake once it is up.
+    /// Starts QEMU for `cfg` in its jail, checks the jail, and returns with the agent's stream. Does not
+    /// wait for the guest to boot: the agent answers the handshake once it is up.
     pub fn launch(cfg: &VmConfig) -> Result<Vm, VmError> {
         fs::create_dir_all(&cfg.run_dir).map_err(io_err("creating", &cfg.run_dir))?;
-        let socket = qemu::agent_socket(&cfg.run_dir);
-        match fs::remove_file(&socket) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_err("removing stale", &socket)(e).into())
-            }
-            _ => {}
-        }
-        let log_path = qemu::qemu_log(&cfg.run_dir);
-        let log = File::create(&log_path).map_err(io_err("creating", &log_path))?;
-        let mut child = qemu::command(cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(|source| VmError::Spawn { source })?;
-        let stream = match connect_agent(&socket, SOCKET_TIMEOUT, || child.try_wait()) {
-            Ok(stream) => stream,
-            Err(e) => {
-                kill_group(&child);
-                // Reaping can only fail if the child was already reaped; the original error matters more.
-                let _ = child.wait();
-                return Err(e.with_log(&log_path));
-            }
+        let image =
+            File::open(&cfg.rootfs_artifact).map_err(io_err("opening", &cfg.rootfs_artifact))?;
+        let writable = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&cfg.writable_disk)
+            .map_err(io_err("opening", &cfg.writable_disk))?;
+        let writable_ro =
+            File::open(&cfg.writable_disk).map_err(io_err("opening", &cfg.writable_disk))?;
+        let disk_len = writable
+            .metadata()
+            .map_err(io_err("reading", &cfg.writable_disk))?
+            .len();
+        let (stream, guest_end) =
+            UnixStream::pair().map_err(io_err("creating the agent socket for", &cfg.run_dir))?;
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| io_err("creating a log pipe for", &cfg.run_dir)(e.into()))
         };
-        Ok(Vm {
-            child,
-            stream,
-            run_dir: cfg.run_dir.clone(),
-            status: None,
-        })
+        let (console_r, console_w) = pipe()?;
+        let (stderr_r, stderr_w) = pipe()?;
+        let null = || File::open("/dev/null").map_err(io_err("opening", Path::new("/dev/null")));
+        let logs = LogPump::start(vec![
+            (console_r, console_log(&cfg.run_dir)),
+            (stderr_r, qemu_log(&cfg.run_dir)),
+        ])
+        .map_err(io_err("starting the log thread for", &cfg.run_dir))?;
+        let mut fds: Vec<OwnedFd> = vec![null()?.into(), null()?.into(), stderr_w];
+        fds.extend([image.into(), writable.into(), guest_end.into(), console_w]);
+        fds.push(writable_ro.into());
+        debug_assert_eq!(fds.len(), qemu::WRITABLE_RO_FD + 1);
+        let spawned = jail::spawn(JailSpec {
+            args: qemu::args(cfg),
+            fds,
+            kernel: &cfg.kernel,
+            initramfs: &cfg.initramfs,
+            accel: cfg.accel,
+            run_dir: &cfg.run_dir,
+            cgroup: &cfg.cgroup,
+            memory_mib: cfg.memory_mib.into(),
+            cpus: cfg.cpus,
+            max_file_bytes: disk_len,
+        });
+        match spawned {
+            Ok(jailed) => Ok(Vm {
+                jailed: Some(jailed),
+                stream,
+                logs: Some(logs),
+                run_dir: cfg.run_dir.clone(),
+                status: None,
+            }),
+            Err(e) => {
+                // Every write end is closed: the thread ends.
+                logs.finish();
+                Err(match e {
+                    JailError::Exited(status) => VmError::EarlyExit {
+                        status,
+                        log: log_tail(&qemu_log(&cfg.run_dir)),
+                    },
+                    e => e.into(),
+                })
+            }
+        }
     }
 
     /// The agent stream. Clone it (`try_clone`) for a reader and a writer half. It reaches end of file
@@ -113,9 +152,14 @@ impl Vm {
         &self.stream
     }
 
-    /// QEMU's pid (also its process group id).
+    /// QEMU's pid (host view; it is PID 1 of its own pid namespace).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.jailed.as_ref().map_or(0, |j| j.pid().as_raw() as u32)
+    }
+
+    /// How QEMU is confined, as checked at launch.
+    pub fn confinement(&self) -> Option<&Confinement> {
+        self.jailed.as_ref().map(Jailed::confinement)
     }
 
     /// The run directory holding `console.log` and `qemu.log`.
@@ -123,25 +167,90 @@ impl Vm {
         &self.run_dir
     }
 
-    /// Kills QEMU's whole process group (idempotent).
+    /// Kills QEMU, and with it its pid namespace (idempotent).
     pub fn kill(&mut self) {
-        if self.status.is_none() {
-            kill_group(&self.child);
+        if let (None, Some(j)) = (self.status, &self.jailed) {
+            // Already gone (ESRCH) is the goal anyway.
+            let _ = kill(j.pid(), Signal::SIGKILL);
         }
     }
 
-    /// Waits for QEMU to exit. A guest power-off (`reboot=t` + `-no-reboot`) is a successful exit.
+    /// Waits for QEMU to exit, then removes its jail. A guest power-off (`reboot=t` + `-no-reboot`) is a
+    /// successful exit.
     pub fn wait(&mut self) -> Result<ExitStatus, VmError> {
-        if let Some(status) = self.status {
-            return Ok(status);
+        let status = match self.status {
+            Some(status) => status,
+            None => match self.reap(None)? {
+                Some(status) => status,
+                None => return Ok(ExitStatus::from_raw(0)),
+            },
+        };
+        if let Some(logs) = self.logs.take() {
+            logs.finish();
         }
-        let status = self
-            .child
-            .wait()
-            .map_err(io_err("waiting for QEMU in", &self.run_dir))?;
-        self.status = Some(status);
+        if let Some(jailed) = self.jailed.take() {
+            jailed.remove()?;
+        }
         Ok(status)
     }
+
+    /// Why the guest went away, if QEMU has exited or exits within `grace`: its status and the end of
+    /// `qemu.log` (for example an option this QEMU does not know).
+    pub fn exit_report(&mut self, grace: Duration) -> Option<String> {
+        let deadline = Instant::now() + grace;
+        let status = loop {
+            match self.reap(Some(WaitPidFlag::WNOHANG)) {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(REAP_POLL),
+                _ => return None,
+            }
+        };
+        // Everything QEMU wrote is in the file once the pipe is drained.
+        if let Some(logs) = self.logs.take() {
+            logs.finish();
+        }
+        Some(format!(
+            "QEMU exited ({status}); qemu.log ends with: {}",
+            log_tail(&qemu_log(&self.run_dir))
+        ))
+    }
+
+    /// Reaps QEMU (`WNOHANG`: only if it has exited) and records its status.
+    fn reap(&mut self, flags: Option<WaitPidFlag>) -> Result<Option<ExitStatus>, VmError> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let Some(pid) = self.jailed.as_ref().map(Jailed::pid) else {
+            return Ok(None);
+        };
+        let status = loop {
+            match waitpid(pid, flags) {
+                Ok(WaitStatus::Exited(_, code)) => break ExitStatus::from_raw(code << 8),
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    break ExitStatus::from_raw(signal as i32)
+                }
+                Ok(WaitStatus::StillAlive) => return Ok(None),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(io_err("waiting for QEMU in", &self.run_dir)(e.into()).into()),
+            }
+        };
+        self.status = Some(status);
+        Ok(Some(status))
+    }
+}
+
+/// The last [`LOG_TAIL`] bytes of a log on one line (errors travel as one line), for an error message.
+fn log_tail(path: &Path) -> String {
+    let read = || -> std::io::Result<String> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        let text = String::from_utf8_lossy(&buf);
+        Ok(text.trim_end().lines().collect::<Vec<_>>().join(" | "))
+    };
+    read().unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()))
 }
 
 impl Drop for Vm {
@@ -149,68 +258,5 @@ impl Drop for Vm {
         self.kill();
         // Drop cannot report; a failed wait means the child is already gone.
         let _ = self.wait();
-    }
-}
-
-fn kill_group(child: &Child) {
-    // The group may already be gone (ESRCH), which is the goal anyway.
-    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-}
-
-impl VmError {
-    fn with_log(self, log_path: &Path) -> VmError {
-        match self {
-            VmError::EarlyExit { status, .. } => VmError::EarlyExit {
-                status,
-                log: log_tail(log_path),
-            },
-            other => other,
-        }
-    }
-}
-
-fn log_tail(path: &Path) -> String {
-    let read = || -> io::Result<String> {
-        let mut file = File::open(path)?;
-        let len = file.metadata()?.len();
-        file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))?;
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
-    };
-    read().unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()))
-}
-
-/// Connects to the agent socket QEMU is about to create, retrying until `timeout`. `exited` reports
-/// whether the server process died meanwhile, which ends the wait early.
-pub fn connect_agent(
-    socket: &Path,
-    timeout: Duration,
-    mut exited: impl FnMut() -> io::Result<Option<ExitStatus>>,
-) -> Result<UnixStream, VmError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match UnixStream::connect(socket) {
-            Ok(stream) => return Ok(stream),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                ) => {}
-            Err(e) => return Err(io_err("connecting to", socket)(e).into()),
-        }
-        if let Some(status) = exited().map_err(io_err("checking QEMU for", socket))? {
-            return Err(VmError::EarlyExit {
-                status: status.to_string(),
-                log: String::new(),
-            });
-        }
-        if Instant::now() >= deadline {
-            return Err(VmError::SocketTimeout {
-                path: socket.to_path_buf(),
-                timeout,
-            });
-        }
-        std::thread::sleep(SOCKET_POLL);
     }
 }

@@ -8,15 +8,17 @@
 //! - talks to the guest only through one virtio-serial port carrying bounded `bulkhead-proto` frames
 //!   (decoding errors end the session, never panic, never allocate beyond one bounded frame; an
 //!   `Error` the guest sends in place of `Hello`, which becomes the container's error, is cut to a bounded
-//!   length with control characters escaped), and through the serial console, which is only appended to a log file and never
-//!   parsed;
+//!   length with control characters escaped), and through the serial console, which is only appended to a
+//!   capped log file and never parsed;
 //! - exposes exactly two disks: the image's erofs artifact, attached `readonly=on` and shared by every VM
 //!   of that image (a guest can corrupt only its page cache view, never the file), and the container's own
 //!   writable ext4 image, which the host treats as hostile data after the VM ran: it never mounts it, and
 //!   takes its content back for process mode only as a tar from an export VM (`bulkhead-engine`);
 //! - gives the VM no network device, no shared host directory, no PCI bus, no option ROMs, no ACPI tables;
-//! - runs QEMU with `-sandbox on` (seccomp: no spawning, no obsolete syscalls, no privilege changes), in its
-//!   own process group so a stuck VM can be killed as a whole.
+//! - runs QEMU with `-sandbox on` (seccomp: no spawning, no obsolete syscalls, no privilege changes) inside
+//!   a [`jail`]: its own namespaces (QEMU is PID 1 of its pid namespace, so killing it ends the VM as a
+//!   whole), an unprivileged uid, no capabilities, a cgroup, and a seccomp allow list of our own;
+//! - keeps the console and QEMU's stderr bounded (`log_pump`).
 //!
 //! What remains exposed is QEMU's virtio-mmio, virtio-blk and virtio-serial device emulation and, under
 //! KVM, the host kernel's KVM interface. Under TCG (no usable KVM) the isolation is the same, only slower.
@@ -25,8 +27,8 @@
 //!
 //! Pieces, one module each: [`kernel`] builds (and caches) the guest kernel from Debian's
 //! linux-source package, [`initramfs`] packs the running static `bulkhead` binary as the guest's `/init`,
-//! [`accel`] decides between KVM and TCG, [`qemu`] turns a [`VmConfig`] into a QEMU command line, and
-//! [`host`] launches the VM and hands back the agent's stream. [`load_image`] reduces the built kernel to
+//! [`accel`] decides between KVM and TCG, [`qemu`] turns a [`VmConfig`] into a QEMU command line,
+//! [`jail`] confines QEMU, and [`host`] launches the VM and hands back the agent's stream. [`load_image`] reduces the built kernel to
 //! what QEMU loads.
 //!
 //! What `/init` does inside the VM is the guest side, `bulkhead-guest`; this crate does not link it (nor
@@ -39,8 +41,10 @@ mod cache;
 pub mod host;
 pub mod initramfs;
 mod io_error;
+pub mod jail;
 pub mod kernel;
 pub mod load_image;
+mod log_pump;
 pub mod qemu;
 mod tsc;
 
@@ -48,4 +52,5 @@ pub use accel::{Accel, AccelChoice, AccelKind};
 pub use cache::default_cache_dir;
 pub use host::{Vm, VmConfig, VmError};
 pub use io_error::IoError;
+pub use jail::{Confinement, JailError};
 pub use kernel::Kernel;

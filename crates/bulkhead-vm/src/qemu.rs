@@ -1,22 +1,33 @@
 //! Turns a [`VmConfig`] into the QEMU command line: a `microvm` machine with no firmware, no PCI, no
 //! ACPI, no network and no shared directories; two virtio-blk disks (the image's read-only erofs artifact
 //! and the container's writable ext4), one virtio-serial port for the agent, and the serial console
-//! written to a log file. The guest kernel command line is tuned for boot time (see `bench/vm-floor.sh`).
+//! written to a pipe. QEMU runs in a jail ([`crate::jail`]): it opens nothing of the host by path but the
+//! kernel and initramfs bound into the jail; the disks, the agent's socket and the console are file
+//! descriptors the host opened, at the numbers below. The guest kernel command line is tuned for boot time (see `bench/vm-floor.sh`).
 
 use crate::accel::AccelKind;
 use crate::host::VmConfig;
+use crate::jail::files::{JAIL_INITRAMFS, JAIL_KERNEL};
 use bulkhead_proto::vm::{AGENT_PORT, INIT};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The QEMU binary, looked up in `PATH`.
 pub const QEMU: &str = "qemu-system-x86_64";
 
-/// The unix socket QEMU listens on for the agent port.
-pub fn agent_socket(run_dir: &Path) -> PathBuf {
-    run_dir.join("agent.sock")
-}
+/// QEMU's descriptors: 0 and 1 are /dev/null, 2 its stderr pipe.
+pub const STDERR_FD: usize = 2;
+/// The image's erofs artifact, opened read-only.
+pub const IMAGE_FD: usize = 3;
+/// The container's writable disk, opened read-write.
+pub const WRITABLE_FD: usize = 4;
+/// QEMU's end of the agent's socket pair.
+pub const AGENT_FD: usize = 5;
+/// The write end of the console pipe.
+pub const CONSOLE_FD: usize = 6;
+/// The writable disk again, read-only: QEMU reopens a disk read-only until a device asks to write, and
+/// finds that descriptor in the same fd set.
+pub const WRITABLE_RO_FD: usize = 7;
 
 /// The guest's serial console output.
 pub fn console_log(run_dir: &Path) -> PathBuf {
@@ -68,17 +79,16 @@ pub fn kernel_cmdline(accel: AccelKind) -> String {
 /// when it fills, which measured no slower here (see `bench/vm.sh`).
 const TCG_ACCEL: &str = "tcg,thread=multi,tb-size=16";
 
-/// The full QEMU command for `cfg`, not yet spawned.
-pub fn command(cfg: &VmConfig) -> Command {
-    let mut cmd = Command::new(QEMU);
+/// QEMU's arguments for `cfg` (after argv[0]), with the jail's paths and the descriptors above.
+pub fn args(cfg: &VmConfig) -> Vec<OsString> {
     let accel = match cfg.accel {
-        AccelKind::Kvm => vec!["-accel", "kvm", "-cpu", "host"],
-        AccelKind::Tcg => vec!["-accel", TCG_ACCEL, "-cpu", "max"],
+        AccelKind::Kvm => ["-accel", "kvm", "-cpu", "host"],
+        AccelKind::Tcg => ["-accel", TCG_ACCEL, "-cpu", "max"],
     };
     // rtc=on: the guest kernel reads its wall clock from the CMOS RTC at boot; without it the container
     // would start in 1970 (and fail every TLS certificate check). Measured here, rtc=off also made TCG
     // boots about 1 s slower.
-    cmd.args([
+    let mut args: Vec<String> = [
         "-M",
         "microvm,x-option-roms=off,rtc=on,acpi=off,pcie=off,isa-serial=on,auto-kernel-cmdline=on",
         "-nodefaults",
@@ -87,66 +97,70 @@ pub fn command(cfg: &VmConfig) -> Command {
         "-no-reboot",
         "-sandbox",
         "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-    ])
-    .args(accel)
-    .arg("-m")
-    .arg(format!("{}M", cfg.memory_mib))
-    .arg("-smp")
-    .arg(cfg.vcpus.to_string())
-    .arg("-kernel")
-    .arg(&cfg.kernel)
-    .arg("-initrd")
-    .arg(&cfg.initramfs)
-    .arg("-append")
-    .arg(kernel_cmdline(cfg.accel));
+    ]
+    .iter()
+    .chain(&accel)
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        "-m".to_string(),
+        format!("{}M", cfg.memory_mib),
+        "-smp".to_string(),
+        cfg.vcpus.to_string(),
+        "-kernel".to_string(),
+        JAIL_KERNEL.to_string(),
+        "-initrd".to_string(),
+        JAIL_INITRAMFS.to_string(),
+        "-append".to_string(),
+        kernel_cmdline(cfg.accel),
+    ]);
+    // Each descriptor goes into an fd set of its own number; QEMU opens `/dev/fdset/N` by duplicating it.
+    for (fd, set) in [
+        (IMAGE_FD, IMAGE_FD),
+        (WRITABLE_FD, WRITABLE_FD),
+        (WRITABLE_RO_FD, WRITABLE_FD),
+        (CONSOLE_FD, CONSOLE_FD),
+    ] {
+        args.extend(["-add-fd".to_string(), format!("fd={fd},set={set}")]);
+    }
     // The guest names the disks by the order they are attached in: the image's first (IMAGE_DISK), the
     // writable one second (WRITABLE_DISK), see `bulkhead_proto::vm`.
     // The image artifact is shared by every VM of the image: read-only opens take only a shared lock, so
     // any number of VMs attach it concurrently while a writer is refused ("Failed to get write lock").
-    cmd.arg("-drive")
-        .arg(drive("image", &cfg.rootfs_artifact, true));
-    cmd.args(["-device", "virtio-blk-device,drive=image"]);
-    cmd.arg("-drive")
-        .arg(drive("writable", &cfg.writable_disk, false));
-    cmd.args(["-device", "virtio-blk-device,drive=writable"]);
-    let mut chardev = OsString::from("socket,id=agent,server=on,wait=off,path=");
-    chardev.push(escape_option(agent_socket(&cfg.run_dir).as_os_str()));
+    args.extend([
+        "-drive".to_string(),
+        drive("image", IMAGE_FD, true),
+        "-device".to_string(),
+        "virtio-blk-device,drive=image".to_string(),
+        "-drive".to_string(),
+        drive("writable", WRITABLE_FD, false),
+        "-device".to_string(),
+        "virtio-blk-device,drive=writable".to_string(),
+    ]);
     // Two ports (0 is reserved for a console) instead of 31: the guest sets up queues for fewer ports.
-    cmd.args(["-device", "virtio-serial-device,max_ports=2"])
-        .arg("-chardev")
-        .arg(chardev)
-        .args([
-            "-device",
-            &format!("virtserialport,chardev=agent,name={AGENT_PORT}"),
-        ]);
-    let mut serial = OsString::from("file:");
-    serial.push(console_log(&cfg.run_dir));
-    cmd.arg("-serial").arg(serial);
-    cmd
+    args.extend([
+        "-device".to_string(),
+        "virtio-serial-device,max_ports=2".to_string(),
+        "-chardev".to_string(),
+        format!("socket,id=agent,fd={AGENT_FD}"),
+        "-device".to_string(),
+        format!("virtserialport,chardev=agent,name={AGENT_PORT}"),
+        "-chardev".to_string(),
+        // append: without it QEMU truncates the file, which a pipe refuses.
+        format!("file,id=console,path=/dev/fdset/{CONSOLE_FD},append=on"),
+        "-serial".to_string(),
+        "chardev:console".to_string(),
+    ]);
+    args.into_iter().map(OsString::from).collect()
 }
 
-fn drive(id: &str, file: &Path, readonly: bool) -> OsString {
+fn drive(id: &str, fd: usize, readonly: bool) -> String {
     // Host page cache (QEMU's default writeback mode, guest flushes honoured): the artifact's pages are
     // then shared by all VMs of the image, and disks on tmpfs (no O_DIRECT) work too.
-    let mut opt = OsString::from(format!(
-        "if=none,id={id},format=raw,readonly={},file=",
+    format!(
+        "if=none,id={id},format=raw,readonly={},file=/dev/fdset/{fd}",
         if readonly { "on" } else { "off" }
-    ));
-    opt.push(escape_option(file.as_os_str()));
-    opt
-}
-
-/// QEMU option values escape `,` by doubling it.
-fn escape_option(value: &std::ffi::OsStr) -> OsString {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let mut out = Vec::with_capacity(value.len());
-    for &b in value.as_bytes() {
-        out.push(b);
-        if b == b',' {
-            out.push(b',');
-        }
-    }
-    OsString::from_vec(out)
+    )
 }
 
 #[cfg(test)]
@@ -163,22 +177,26 @@ mod tests {
             vcpus: 2,
             accel: AccelKind::Tcg,
             run_dir: "/run/c".into(),
+            cgroup: "bulkhead/vm-c".into(),
+            cpus: None,
         }
     }
 
     #[test]
     fn command_wires_disks_port_and_console() {
-        let cmd = command(&config());
-        let args: Vec<String> = cmd
-            .get_args()
+        let args: Vec<String> = args(&config())
+            .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let joined = args.join(" ");
-        assert!(joined.contains("readonly=on,file=/img/a,,b.erofs"));
-        assert!(joined.contains("readonly=off,file=/run/c/upper.ext4"));
-        assert!(joined.contains("path=/run/c/agent.sock"));
+        // Nothing of the host by path: descriptors and the jail's own names.
+        assert!(joined.contains("-add-fd fd=3,set=3"));
+        assert!(joined.contains("readonly=on,file=/dev/fdset/3"));
+        assert!(joined.contains("readonly=off,file=/dev/fdset/4"));
+        assert!(joined.contains("socket,id=agent,fd=5"));
         assert!(joined.contains("name=bulkhead.agent"));
-        assert!(joined.contains("file:/run/c/console.log"));
+        assert!(joined.contains("path=/dev/fdset/6"));
+        assert!(!joined.contains("/run/c") && !joined.contains("/k/"));
         assert!(joined.contains("-no-reboot"));
         assert!(joined.contains("tb-size=16"));
         assert!(!joined.contains("netdev"));

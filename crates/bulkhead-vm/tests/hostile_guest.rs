@@ -1,16 +1,11 @@
-//! A fake guest behind a real unix socket (standing in for QEMU's chardev server) misbehaves; the host side
-//! must fail with a clear error, without panicking or hanging. The host side is what the engine's monitor
-//! runs in production: `connect_agent`, then `bulkhead_proto::handshake` bounded by a read timeout on the
-//! stream.
+//! A fake guest behind a real unix socket pair (standing in for QEMU's end, which the host hands it)
+//! misbehaves; the host side must fail with a clear error, without panicking or hanging. The host side is
+//! what the engine's monitor runs in production: `bulkhead_proto::handshake` bounded by a read timeout on
+//! the stream.
 
 use bulkhead_proto::{handshake, Frame, Kind, Message, ProtoError, MAX_PEER_MESSAGE};
-use bulkhead_vm::host::connect_agent;
-use bulkhead_vm::VmError;
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::process::ExitStatus;
+use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::Duration;
 
@@ -27,13 +22,10 @@ fn host_handshake(stream: &UnixStream, timeout: Duration) -> Result<(), ProtoErr
     )
 }
 
-/// Serves one connection at `socket` with `guest`, returns the host's handshake result.
+/// Serves the guest's end of a socket pair with `guest`, returns the host's handshake result.
 fn handshake_against(guest: impl FnOnce(UnixStream) + Send + 'static) -> Result<(), ProtoError> {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("agent.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
+    let (stream, mut conn) = UnixStream::pair().unwrap();
     let server = thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
         // Like QEMU's chardev, consume what the host sends, so closing never resets the connection.
         let hello = bulkhead_proto::read_frame(&mut conn).unwrap();
         assert_eq!(hello.kind, Kind::Hello);
@@ -42,7 +34,6 @@ fn handshake_against(guest: impl FnOnce(UnixStream) + Send + 'static) -> Result<
         let _ = rest.shutdown(std::net::Shutdown::Write);
         let _ = rest.read_to_end(&mut Vec::new());
     });
-    let stream = connect_agent(&socket, TIMEOUT, || Ok(None)).unwrap();
     let result = host_handshake(&stream, TIMEOUT);
     drop(stream);
     server.join().unwrap();
@@ -138,31 +129,11 @@ fn huge_guest_error_with_escapes_is_bounded() {
 
 #[test]
 fn silent_guest_times_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("agent.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let stream = connect_agent(&socket, TIMEOUT, || Ok(None)).unwrap();
-    let (mut guest, _) = listener.accept().unwrap();
+    let (stream, mut guest) = UnixStream::pair().unwrap();
     let result = host_handshake(&stream, Duration::from_millis(200));
     assert!(matches!(result, Err(ProtoError::TimedOut)), "{result:?}");
     // The host did send its Hello before giving up.
     let mut hello = [0u8; 4];
     guest.read_exact(&mut hello).unwrap();
     assert!(u32::from_be_bytes(hello) >= 5);
-}
-
-#[test]
-fn dead_qemu_ends_the_connect_wait() {
-    let dir = tempfile::tempdir().unwrap();
-    let never = dir.path().join("never.sock");
-    let result = connect_agent(&never, TIMEOUT, || Ok(Some(ExitStatus::from_raw(1 << 8))));
-    assert!(
-        matches!(result, Err(VmError::EarlyExit { .. })),
-        "{result:?}"
-    );
-    let result = connect_agent(Path::new(&never), Duration::ZERO, || Ok(None));
-    assert!(
-        matches!(result, Err(VmError::SocketTimeout { .. })),
-        "{result:?}"
-    );
 }

@@ -172,32 +172,69 @@ fn vm_refuses_host_directories() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused with vm isolation"));
 }
 
-/// A "QEMU" that opens the agent socket and sends garbage instead of a handshake: the monitor must end
-/// the container with a recorded reason, promptly, without panicking.
+/// Writes a stand-in for QEMU: a script for the static busybox, which the jail binds as its interpreter.
+fn fake_qemu(dir: &std::path::Path, script: &str) -> String {
+    let qemu = dir.join("qemu-system-x86_64");
+    std::fs::write(&qemu, format!("#!/bin/busybox sh\n{script}")).unwrap();
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A QEMU that cannot start the VM: the start fails with QEMU's own words from `qemu.log`.
+#[test]
+fn vm_qemu_that_cannot_start_explains_why() {
+    let _vm = vm_lock();
+    let root = Root::new();
+    let fake = tempfile::tempdir().unwrap();
+    let path = fake_qemu(
+        fake.path(),
+        "echo 'qemu: this option is unknown here' >&2; exit 1\n",
+    );
+    // Not attached: `start` reads the monitor's ready line, whatever becomes of its socket.
+    root.ok(&[
+        "create",
+        "--name",
+        "nostart",
+        "--isolation=vm",
+        "demo",
+        "true",
+    ]);
+    let out = root
+        .cmd(&["start", "nostart"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("this option is unknown here"), "{err}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&root.ok(&["inspect", "nostart"])).unwrap();
+    let recorded = inspect[0]["State"]["Error"].as_str().unwrap_or_default();
+    assert!(
+        recorded.contains("this option is unknown here"),
+        "{recorded}"
+    );
+    root.ok(&["rm", "nostart"]);
+}
+
+/// A "QEMU" that sends garbage instead of a handshake on the agent's socket: the monitor must end the
+/// container with a recorded reason, promptly, without panicking.
 #[test]
 fn vm_garbage_from_the_guest_ends_the_container_cleanly() {
     let _vm = vm_lock();
     let root = Root::new();
     let fake = tempfile::tempdir().unwrap();
-    let qemu = fake.path().join("qemu-system-x86_64");
-    std::fs::write(
-        &qemu,
-        r#"#!/usr/bin/env python3
-# Stands in for QEMU: listens where QEMU's agent chardev would, then sends garbage and a huge frame header.
-import socket, sys, time
-path = [p for a in sys.argv for p in a.split(",") if p.startswith("path=")][0][5:]
-s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen(1)
-c, _ = s.accept()
-c.sendall(b"\xff\xff\xff\xff" + b"garbage" * 100)
-time.sleep(30)
+    // fd 5 is QEMU's end of the agent's socket (bulkhead_vm::qemu::AGENT_FD).
+    let path = fake_qemu(
+        fake.path(),
+        r#"printf '\377\377\377\377' >&5
+i=0; while [ $i -lt 100 ]; do printf garbage >&5; i=$((i + 1)); done
+exec /bin/busybox sleep 30
 "#,
-    )
-    .unwrap();
-    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        fake.path().display(),
-        std::env::var("PATH").unwrap_or_default()
     );
     let started = Instant::now();
     let out = root

@@ -73,6 +73,17 @@ pub(crate) trait Endpoint {
     /// The host pid that stands for the container: the forked agent or QEMU.
     fn host_pid(&self) -> i32;
 
+    /// VM mode: how QEMU is confined.
+    fn jail(&self) -> Option<bulkhead_vm::Confinement> {
+        None
+    }
+
+    /// After the agent failed to start: why, if the endpoint itself has ended (VM mode: QEMU's exit and
+    /// the end of its log).
+    fn exit_report(&mut self) -> Option<String> {
+        None
+    }
+
     /// Forces the endpoint down (used when the agent misbehaves).
     fn kill(&mut self);
 

@@ -16,6 +16,8 @@ use std::path::Path;
 const DEFAULT_MEMORY_MIB: u64 = 256;
 const MIN_MEMORY_MIB: u64 = 64;
 const MIB: u64 = 1 << 20;
+/// How long a failed start waits for QEMU's exit to explain it.
+const EXIT_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
 pub(crate) struct VmMode;
 
@@ -148,9 +150,15 @@ impl Mode for VmMode {
         false
     }
 
-    /// QEMU's run files live in the container's run directory, which removal deletes.
-    fn remove_leftovers(&self, _: &ContainerConfig, _: &ContainerPaths) -> Result<(), EngineError> {
-        Ok(())
+    /// QEMU's run files live in the container's run directory, which removal deletes; its cgroup is left
+    /// behind only when the monitor died (QEMU died with it).
+    fn remove_leftovers(
+        &self,
+        config: &ContainerConfig,
+        _: &ContainerPaths,
+    ) -> Result<(), EngineError> {
+        bulkhead_vm::jail::remove_leftovers(&cgroup_name(&config.id))
+            .map_err(|e| EngineError::Vm(e.into()))
     }
 }
 
@@ -177,7 +185,14 @@ pub(super) fn boot(
         vcpus: sizing.vcpus,
         accel: accel.kind,
         run_dir: run_dir.to_path_buf(),
+        cgroup: cgroup_name(&config.id),
+        cpus: config.workload.resources.cpus,
     })?)
+}
+
+/// QEMU's cgroup: one per container, next to the process mode's `bulkhead/<id>`.
+fn cgroup_name(id: &str) -> String {
+    format!("bulkhead-vm/{id}")
 }
 
 /// The accelerator the container asks for (`auto`, `kvm` or `tcg`).
@@ -200,6 +215,15 @@ struct RunningVm(Vm);
 impl Endpoint for RunningVm {
     fn host_pid(&self) -> i32 {
         self.0.pid() as i32
+    }
+
+    fn jail(&self) -> Option<bulkhead_vm::Confinement> {
+        self.0.confinement().cloned()
+    }
+
+    /// QEMU exits at once when it cannot start the VM; a guest that is merely broken leaves it running.
+    fn exit_report(&mut self) -> Option<String> {
+        self.0.exit_report(EXIT_REPORT_GRACE)
     }
 
     fn kill(&mut self) {

@@ -207,9 +207,18 @@ impl<'a> Monitor<'a> {
             self.mode
                 .launch(&self.container.config, &self.container.paths, &artifact)?;
         tracing::debug!("backend up in {:?}", t0.elapsed());
-        match self.open_agent(&mut agent, backend.host_pid(), t0) {
+        match self.open_agent(&mut agent, backend.host_pid(), backend.jail(), t0) {
             Ok(()) => Ok((backend, agent)),
             Err(e) => {
+                let e = match (e, backend.exit_report()) {
+                    (EngineError::StartFailed { id, message }, Some(why)) => {
+                        EngineError::StartFailed {
+                            id,
+                            message: format!("{message}: {why}"),
+                        }
+                    }
+                    (e, _) => e,
+                };
                 backend.kill();
                 let _ = backend.teardown();
                 Err(e)
@@ -224,6 +233,7 @@ impl<'a> Monitor<'a> {
         &mut self,
         agent: &mut UnixStream,
         host_pid: i32,
+        jail: Option<bulkhead_vm::Confinement>,
         t0: Instant,
     ) -> Result<(), EngineError> {
         let spec = self.start_spec()?;
@@ -266,6 +276,7 @@ impl<'a> Monitor<'a> {
         self.container.update_state(|s| {
             s.pid = Some(host_pid);
             s.pid_start = start_time(host_pid);
+            s.jail = jail;
         })
     }
 
@@ -457,6 +468,7 @@ fn record_exit(container: &mut Container, code: i32, oom: bool, reason: Option<S
         s.exit_code = Some(code);
         s.oom_killed = oom;
         s.finished_at = Some(Utc::now());
+        s.jail = None;
         if reason.is_some() {
             s.error = reason;
         }
