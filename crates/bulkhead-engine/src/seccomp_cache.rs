@@ -11,7 +11,7 @@ use bulkhead_fs::Durability;
 use bulkhead_runtime::{SeccompPolicy, SecuritySpec};
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The policy of `security` compiled ([`SeccompPolicy::Compiled`], or `Unconfined` when no filter
@@ -43,15 +43,7 @@ pub(crate) fn compile(
 /// This build's directory, created (0700) if needed; `None` when the executable cannot be identified
 /// or the directory cannot be made.
 fn build_dir(layout: &Layout) -> Option<PathBuf> {
-    let exe = fs::metadata("/proc/self/exe").ok()?;
-    let identity = format!(
-        "{}-{}-{}-{}.{}",
-        exe.dev(),
-        exe.ino(),
-        exe.len(),
-        exe.mtime(),
-        exe.mtime_nsec()
-    );
+    let identity = bulkhead_fs::file_identity(Path::new("/proc/self/exe")).ok()?;
     let parent = layout.root().join("seccomp");
     let dir = parent.join(&hex::encode(Sha256::digest(identity.as_bytes()))[..16]);
     if !dir.is_dir() {

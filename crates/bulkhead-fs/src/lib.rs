@@ -1,12 +1,12 @@
 //! Filesystem primitives that bulkhead's on-disk guarantees rest on: advisory `flock` locks, names
-//! unique across processes and threads, owner-only directories, and atomic replacement of a file
-//! whose durability the caller chooses.
+//! unique across processes and threads, owner-only directories, atomic replacement of a file
+//! whose durability the caller chooses, and file identities for naming what is derived from a file.
 //!
 //! Errors are plain `std::io::Error`; each caller adds the context (which file, which store).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -132,6 +132,20 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The identity of the file at `path` (device, inode, size, mtime), for naming values derived from it:
+/// replacing the file (a package upgrade, a new build) gives a new identity.
+pub fn file_identity(path: &Path) -> io::Result<String> {
+    let meta = fs::metadata(path)?;
+    Ok(format!(
+        "{}-{}-{}-{}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ))
+}
+
 /// The directory holding `path`; `.` for a bare file name.
 fn parent(path: &Path) -> &Path {
     match path.parent() {
@@ -242,5 +256,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(sync_dir(&dir.path().join("missing")).is_err());
         sync_dir(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn file_identity_changes_when_the_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        assert!(file_identity(&path).is_err());
+        fs::write(&path, b"v1").unwrap();
+        let before = file_identity(&path).unwrap();
+        let staged = dir.path().join("f.new");
+        fs::write(&staged, b"v2").unwrap();
+        fs::rename(&staged, &path).unwrap();
+        assert_ne!(file_identity(&path).unwrap(), before);
     }
 }

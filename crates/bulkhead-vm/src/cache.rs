@@ -5,7 +5,6 @@
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// `$BULKHEAD_CACHE` if set and non-empty, else `/var/cache/bulkhead`.
@@ -34,20 +33,6 @@ pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
-}
-
-/// The identity of the file at `path` (device, inode, size, mtime), for naming values derived from it:
-/// replacing the file (a package upgrade, a new build) gives a new identity.
-pub(crate) fn file_identity(path: &Path) -> io::Result<String> {
-    let meta = fs::metadata(path)?;
-    Ok(format!(
-        "{}-{}-{}-{}.{}",
-        meta.dev(),
-        meta.ino(),
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec()
-    ))
 }
 
 /// A small value that is slow to derive (a hash, a tool's answer, a measurement) and fixed for `name`,
@@ -116,19 +101,6 @@ mod tests {
         let failed = remembered(dir.path(), "m", digits, || Err("no"));
         assert_eq!(failed, Err("no"));
         assert!(!dir.path().join("m").exists());
-    }
-
-    #[test]
-    fn file_identity_changes_when_the_file_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        assert!(file_identity(&path).is_err());
-        std::fs::write(&path, b"v1").unwrap();
-        let before = file_identity(&path).unwrap();
-        let staged = dir.path().join("f.new");
-        std::fs::write(&staged, b"v2").unwrap();
-        std::fs::rename(&staged, &path).unwrap();
-        assert_ne!(file_identity(&path).unwrap(), before);
     }
 
     #[test]

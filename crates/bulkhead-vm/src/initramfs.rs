@@ -5,8 +5,9 @@
 //! unpacks fastest under binary translation. Built once per binary (keyed by its SHA-256) under
 //! `<cache>/initramfs/`.
 
-use crate::cache::{file_identity, remembered, sha256_file, temp_sibling};
+use crate::cache::{remembered, sha256_file, temp_sibling};
 use crate::io_error::{io_err, IoError};
+use bulkhead_fs::file_identity;
 use bulkhead_proto::vm::INIT;
 use lz4::block::CompressionMode;
 use std::fs::{self, File};

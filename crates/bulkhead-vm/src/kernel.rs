@@ -5,9 +5,10 @@
 //! fragment or a source update rebuilds and everything else reuses the cached kernel. The cached
 //! `vmlinux` is the load image of the built one ([`crate::load_image`]), with `System.map` beside it.
 
-use crate::cache::{file_identity, remembered, sha256_hex, temp_sibling};
+use crate::cache::{remembered, sha256_hex, temp_sibling};
 use crate::io_error::{io_err, IoError};
 use crate::load_image::{load_image, LoadImageError};
+use bulkhead_fs::file_identity;
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::VecDeque;
 use std::fs::{self, File};

@@ -5,7 +5,9 @@
 
 use super::JailError;
 use crate::accel::AccelKind;
+use crate::cache::{default_cache_dir, remembered};
 use crate::qemu::QEMU;
+use bulkhead_fs::file_identity;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -157,11 +159,39 @@ fn is_dynamic(program: &Path) -> Result<bool, JailError> {
 }
 
 /// The shared libraries `qemu` loads, as the dynamic loader resolves them here (`ld.so --list`, which
-/// maps them without running any of their code). None for a static binary.
+/// maps them without running any of their code). None for a static binary. Running the loader costs
+/// about 11 ms on every VM start, so the answer is remembered in the machine's cache per identity of the
+/// binary (an upgrade replaces it), and asked again if any library it names has gone.
 fn libraries(qemu: &Path) -> Result<Vec<PathBuf>, JailError> {
     if !is_dynamic(qemu)? {
         return Ok(Vec::new());
     }
+    let Ok(identity) = file_identity(qemu) else {
+        return query_libraries(qemu);
+    };
+    let listed = |v: &str| {
+        !v.is_empty()
+            && v.lines()
+                .all(|l| l.starts_with('/') && Path::new(l).exists())
+    };
+    let kept = remembered(
+        &default_cache_dir().join("jail"),
+        &format!("libraries-{identity}"),
+        listed,
+        || {
+            let libs = query_libraries(qemu)?;
+            Ok::<_, JailError>(
+                libs.iter()
+                    .map(|l| l.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        },
+    )?;
+    Ok(kept.lines().map(PathBuf::from).collect())
+}
+
+fn query_libraries(qemu: &Path) -> Result<Vec<PathBuf>, JailError> {
     let out = Command::new(LOADER)
         .arg("--list")
         .arg(qemu)

@@ -101,7 +101,7 @@ const ALLOWED: &[&str] = &[
     "dup3",
     "lseek",
     "ioctl",
-    // disks (virtio-blk through the thread pool or io_uring)
+    // disks (virtio-blk through the thread pool; io_uring is refused, see UNSUPPORTED)
     "pwrite64",
     "preadv",
     "pwritev",
@@ -110,9 +110,6 @@ const ALLOWED: &[&str] = &[
     "fdatasync",
     "fsync",
     "fallocate",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
     "statfs",
     "fstatfs",
     "getdents64",
