@@ -7,7 +7,7 @@
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -125,6 +125,12 @@ pub fn replace(
         Durability::Data => Ok(()),
         Durability::DataAndEntry => sync_dir(parent(dest)),
     }
+}
+
+/// A new directory in `parent` named `<prefix>` and six random characters, created exclusively and
+/// owner-only (mkdtemp): nobody can have prepared it, unlike a predictable name in a shared directory.
+pub fn temp_dir(parent: &Path, prefix: &str) -> io::Result<PathBuf> {
+    nix::unistd::mkdtemp(&parent.join(format!("{prefix}XXXXXX"))).map_err(io::Error::from)
 }
 
 /// Makes the entries of `dir` (names created in it, renames into it) durable.
@@ -249,6 +255,20 @@ mod tests {
         assert!(replace(&dest, b"x", &tmp, Durability::DataAndEntry).is_err());
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
         assert!(dest.join("keep").exists());
+    }
+
+    #[test]
+    fn temp_dirs_are_fresh_and_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = temp_dir(dir.path(), ".t-").unwrap();
+        let b = temp_dir(dir.path(), ".t-").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.parent(), Some(dir.path()));
+        assert!(a.file_name().unwrap().to_str().unwrap().starts_with(".t-"));
+        assert_eq!(
+            fs::metadata(&a).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 
     #[test]

@@ -90,16 +90,15 @@ pub fn create_writable_disk(path: &Path, size_bytes: u64) -> Result<(), RuntimeE
     result
 }
 
-/// A fresh directory (mkdtemp: a random name, created exclusively, mode 0700) next to `disk` for
-/// the content `mkfs.ext4 -d` copies: in a shared directory such as /tmp, another user could
-/// pre-create a predictable name and choose what every container's writable layer holds.
+/// A fresh directory ([`bulkhead_fs::temp_dir`]) next to `disk` for the content `mkfs.ext4 -d` copies:
+/// in a shared directory such as /tmp, another user could pre-create a predictable name and choose
+/// what every container's writable layer holds.
 fn template_dir(disk: &Path) -> Result<PathBuf, RuntimeError> {
     let parent = match disk.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    nix::unistd::mkdtemp(&parent.join(".mkfs-XXXXXX"))
-        .map_err(|e| RuntimeError::io("create", parent, std::io::Error::from(e)))
+    bulkhead_fs::temp_dir(parent, ".mkfs-").map_err(|e| RuntimeError::io("create", parent, e))
 }
 
 fn check_option_path(path: &Path) -> Result<String, RuntimeError> {

@@ -229,8 +229,7 @@ fn vm_cgroup(spec: &JailSpec) -> Result<Cgroup, JailError> {
 
 fn make_mount_point(run_dir: &Path) -> Result<PathBuf, JailError> {
     std::fs::create_dir_all(run_dir).map_err(|e| JailError::io("creating", run_dir, e))?;
-    let template = run_dir.join("jail.XXXXXX");
-    nix::unistd::mkdtemp(&template).map_err(|e| JailError::io("creating", &template, e.into()))
+    bulkhead_fs::temp_dir(run_dir, "jail.").map_err(|e| JailError::io("creating in", run_dir, e))
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString, JailError> {

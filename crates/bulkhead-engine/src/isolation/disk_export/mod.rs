@@ -18,7 +18,7 @@ use bulkhead_proto::{handshake, Message, ProtoError};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use stream::ExportStream;
 
@@ -116,7 +116,7 @@ fn replace_disk<R: Read>(
     let fresh = dir.join(bulkhead_fs::unique_name(".rw.img.export"));
     crate::disk::create(root, &fresh, size)?;
     let filled = (|| {
-        let mountpoint = private_dir(dir)?;
+        let mountpoint = bulkhead_fs::temp_dir(dir, ".export-").map_err(EngineError::io(dir))?;
         let unpacked = mount_disk(&fresh, &mountpoint).and_then(|()| {
             let unpacked = bulkhead_image::unpack_upper(
                 &mut stream,
@@ -146,13 +146,6 @@ fn replace_disk<R: Read>(
     filled
 }
 
-/// A new directory only root can enter (mkdtemp: 0700, a name nobody could have prepared).
-fn private_dir(parent: &Path) -> Result<PathBuf, ExportError> {
-    let template = parent.join(".export-XXXXXX");
-    Ok(nix::unistd::mkdtemp(&template)
-        .map_err(EngineError::sys(format!("mkdtemp {}", template.display())))?)
-}
-
 /// Mounts the host-formatted ext4 `image` on `target` through an autoclear loop device.
 fn mount_disk(image: &Path, target: &Path) -> Result<(), ExportError> {
     let device = bulkhead_runtime::rootfs::attach_loop(image, false).map_err(EngineError::from)?;
@@ -179,15 +172,12 @@ mod tests {
     use bulkhead_testkit::LayerBuilder;
     use std::io::Cursor;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::path::PathBuf;
 
     const SIZE: u64 = 32 << 20;
 
     /// A bulkhead root with one container disk, the disk's bytes, and the disk's path.
     fn setup() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
-        // Formatting a root's first template stages files under a name that is only unique per
-        // process, so the tests of this binary make theirs one at a time.
-        static TEMPLATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("c");
         fs::create_dir(&dir).unwrap();
@@ -288,7 +278,7 @@ mod tests {
             .hardlink("home/link", "home/suid");
         take_back(root.path(), &disk, wire(&layer.finish(), true)).unwrap();
         assert_ne!(fs::read(&disk).unwrap(), before);
-        let mnt = private_dir(disk.parent().unwrap()).unwrap();
+        let mnt = bulkhead_fs::temp_dir(disk.parent().unwrap(), ".export-").unwrap();
         mount_disk(&disk, &mnt).unwrap();
         let upper = mnt.join("upper");
         let motd = fs::symlink_metadata(upper.join("motd")).unwrap();
