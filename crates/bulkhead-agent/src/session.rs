@@ -27,7 +27,8 @@ pub fn serve(conn: OwnedFd, rootfs: &Path) -> Result<ExitStatus, AgentError> {
     let file = File::from(conn);
     handshake(&mut &file, &mut &file, &[])?;
     let spec: ContainerSpec = match Message::recv(&mut &file)? {
-        Message::Start { spec } => *spec,
+        // A process agent already runs in the container's network namespace: there are no NICs to set.
+        Message::Start { spec, .. } => *spec,
         other => return Err(AgentError::NoStart(format!("{other:?}"))),
     };
     serve_started(file.into(), spec, rootfs)

@@ -131,7 +131,8 @@ pub struct CreateArgs {
     /// Maximum number of processes (-1 for unlimited).
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    /// Network: none (default) or host.
+    /// Network: none (default), host, or ns:PATH to join a network namespace prepared elsewhere (a
+    /// bind-mounted netns file with eth0 configured, as `ip netns add` or a CRI runtime makes it).
     #[arg(long, alias = "net")]
     pub network: Option<String>,
     /// Isolation: process, vm, or hyperv (same as vm); default: the isolation policy's (process unless

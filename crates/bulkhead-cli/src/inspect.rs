@@ -47,7 +47,11 @@ pub fn container(d: &ContainerDetails) -> Value {
             "ReadonlyRootfs": cfg.workload.readonly_rootfs,
             "CapAdd": cfg.workload.security.cap_add,
             "CapDrop": cfg.workload.security.cap_drop,
-            "NetworkMode": format!("{:?}", cfg.workload.network).to_lowercase(),
+            "NetworkMode": match &cfg.workload.network {
+                bulkhead_engine::NetworkMode::None => "none".to_string(),
+                bulkhead_engine::NetworkMode::Host => "host".to_string(),
+                bulkhead_engine::NetworkMode::Namespace(p) => format!("ns:{}", p.display()),
+            },
             "Memory": cfg.workload.resources.memory_bytes.unwrap_or(0),
             "NanoCpus": cfg.workload.resources.cpus.map(|c| (c * 1e9) as u64).unwrap_or(0),
             "PidsLimit": cfg.workload.resources.pids_limit,

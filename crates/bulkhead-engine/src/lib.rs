@@ -59,6 +59,7 @@ pub use isolation::VmSizing;
 pub use lifecycle::{ContainerDetails, ExecOptions, LogOptions, StartMode};
 pub use policy::{IsolationPolicy, PolicyFile, VmRequirement};
 pub use session::Session;
+pub use bulkhead_runtime::NetworkMode;
 pub use spec::parse_signal;
 pub use state::{ContainerState, Status};
 

@@ -225,8 +225,17 @@ fn parse_network(n: Option<&str>) -> Result<NetworkMode, EngineError> {
     match n.unwrap_or("none") {
         "none" => Ok(NetworkMode::None),
         "host" => Ok(NetworkMode::Host),
+        ns if ns.starts_with("ns:") => {
+            let path = Path::new(&ns[3..]);
+            if !path.is_absolute() {
+                return Err(invalid(format!(
+                    "network {ns}: the namespace must be an absolute path, as in ns:/run/netns/NAME"
+                )));
+            }
+            Ok(NetworkMode::Namespace(path.to_path_buf()))
+        }
         other => Err(invalid(format!(
-            "network mode {other} is not supported (use none or host; bridge networking is not built yet)"
+            "network mode {other} is not supported (use none, host or ns:/path/to/netns; bridge networking is not built yet)"
         ))),
     }
 }
@@ -349,6 +358,11 @@ mod tests {
         );
         assert!(parse_signal("SIGNOPE").is_err());
         assert!(parse_network(Some("bridge")).is_err());
+        assert_eq!(
+            parse_network(Some("ns:/run/netns/a")).unwrap(),
+            NetworkMode::Namespace("/run/netns/a".into())
+        );
+        assert!(parse_network(Some("ns:run/netns/a")).is_err());
         assert_eq!(parse_ulimit("nofile=10:20").unwrap().hard, 20);
         assert!(parse_volume("relative:/x").is_err());
         assert!(parse_tmpfs("/tmp:size=1m").is_ok());

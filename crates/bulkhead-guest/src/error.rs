@@ -32,6 +32,12 @@ pub(crate) enum GuestError {
     Poll(#[source] nix::Error),
     #[error("bringing up the loopback interface: {0}")]
     Loopback(#[source] bulkhead_runtime::RuntimeError),
+    #[error("invalid network interface from the host: {0}")]
+    BadNic(#[source] bulkhead_proto::nic::NicError),
+    #[error("no network device with MAC {0} (the host's interface it stands for)")]
+    NoDevice(String),
+    #[error("configuring the network: {0}")]
+    Nic(#[source] bulkhead_runtime::netlink::NetlinkError),
     #[error("assembling the container rootfs: {0}")]
     Rootfs(#[source] bulkhead_runtime::RuntimeError),
     #[error("talking to the host: {0}")]

@@ -1,6 +1,7 @@
 //! The VM guest's PID 1: what the static `bulkhead` binary does as the initramfs `/init`. It moves off
 //! the initramfs onto a tmpfs root (module `filesystems`), mounts the kernel's pseudo filesystems, brings up
-//! `lo`, opens the agent's virtio-serial port (module `port`), assembles the container rootfs from the two
+//! `lo`, opens the agent's virtio-serial port (module `port`), configures the NICs `Start` lists (module
+//! `nic`), assembles the container rootfs from the two
 //! disks (the image's erofs and the container's ext4) with `bulkhead-runtime`, serves the container with
 //! `bulkhead-agent`, then unmounts, syncs and powers off. Asked to `Export` instead of `Start`, it streams
 //! the changes on the writable disk to the host as a layer tar (module `export`) and powers off.
@@ -17,6 +18,7 @@
 mod error;
 mod export;
 mod filesystems;
+mod nic;
 mod port;
 
 use bulkhead_proto::vm::{IMAGE_DISK, WRITABLE_DISK};
@@ -46,11 +48,13 @@ pub fn main() -> ! {
 fn run() -> Result<(), GuestError> {
     filesystems::leave_initramfs()?;
     filesystems::mount_pseudo_filesystems()?;
-    // The container shares the guest's network namespace, which has nothing but `lo`.
+    // The container shares the guest's network namespace: `lo`, and the NICs `Start` describes.
     bulkhead_runtime::bring_loopback_up().map_err(GuestError::Loopback)?;
     let port = port::open_agent_port(PORT_TIMEOUT)?;
     let served = receive_request(&port).and_then(|request| match request {
-        Message::Start { spec } => serve_container(&port, *spec),
+        Message::Start { spec, nics } => {
+            nic::configure(&nics).and_then(|()| serve_container(&port, *spec))
+        }
         Message::Export => export::export(&port),
         other => Err(GuestError::UnknownRequest(format!("{other:?}"))),
     });

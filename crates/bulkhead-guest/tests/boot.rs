@@ -57,6 +57,7 @@ fn boots_serves_reports_and_powers_off() {
     let accel = detect(AccelChoice::Auto).unwrap();
     let run_dir = dir.path().join("run");
     let mut vm = Vm::launch(&VmConfig {
+        netns: None,
         kernel: kernel.vmlinux,
         initramfs,
         rootfs_artifact: erofs,
@@ -75,6 +76,7 @@ fn boots_serves_reports_and_powers_off() {
     stream.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
     let start = Message::Start {
         spec: Box::new(missing_command()),
+        nics: Vec::new(),
     };
     if let Err(e) = handshake(&mut vm.stream(), &mut vm.stream(), &[start]) {
         panic!("handshake: {e}\nconsole:\n{}", console());

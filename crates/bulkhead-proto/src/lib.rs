@@ -21,6 +21,7 @@
 mod frame;
 mod handshake;
 mod message;
+pub mod nic;
 pub mod vm;
 
 pub use frame::{read_frame, write_frame, Frame, Kind, MAX_PAYLOAD};

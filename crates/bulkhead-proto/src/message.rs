@@ -1,5 +1,6 @@
 //! Typed messages on top of frames: what each kind means and which payload it carries.
 
+use crate::nic::GuestNic;
 use crate::{Frame, Kind, ProtoError, MAX_PAYLOAD};
 use bulkhead_spec::{ContainerSpec, ProcessSpec, Resources};
 use serde::de::DeserializeOwned;
@@ -24,8 +25,11 @@ pub enum Message {
         version: u16,
     },
     /// Host to agent: start the container. Boxed: a spec is far larger than every other message.
+    /// `nics`: a VM guest's network interfaces, which its PID 1 configures first (empty for a process
+    /// agent, which runs in the namespace it was started in).
     Start {
         spec: Box<ContainerSpec>,
+        nics: Vec<GuestNic>,
     },
     /// A process of `stream` runs with this pid (in the namespace of whoever reports it).
     Started {
@@ -88,6 +92,16 @@ pub enum Message {
     ExportEnd,
 }
 
+#[derive(Serialize)]
+struct StartRef<'a> {
+    spec: &'a ContainerSpec,
+    nics: &'a [GuestNic],
+}
+#[derive(Deserialize)]
+struct StartBody {
+    spec: Box<ContainerSpec>,
+    nics: Vec<GuestNic>,
+}
 #[derive(Serialize, Deserialize)]
 struct HelloBody {
     version: u16,
@@ -164,7 +178,7 @@ impl Message {
         };
         let frame = match self {
             Hello { version } => json(Kind::Hello, 0, &HelloBody { version: *version })?,
-            Start { spec } => json(Kind::Start, 0, spec)?,
+            Start { spec, nics } => json(Kind::Start, 0, &StartRef { spec, nics })?,
             Started { stream, pid } => json(Kind::Started, *stream, &PidBody { pid: *pid })?,
             Stdin { stream, data } => raw(Kind::Stdin, stream, data),
             StdinClose { stream } => Frame {
@@ -216,7 +230,13 @@ impl Message {
                 let b: HelloBody = parse(f)?;
                 Message::Hello { version: b.version }
             }
-            Kind::Start => Message::Start { spec: parse(f)? },
+            Kind::Start => {
+                let b: StartBody = parse(f)?;
+                Message::Start {
+                    spec: b.spec,
+                    nics: b.nics,
+                }
+            }
             Kind::Started => Message::Started {
                 stream: s,
                 pid: parse::<PidBody>(f)?.pid,
@@ -350,6 +370,16 @@ mod tests {
             Message::Hello { version: 1 },
             Message::Start {
                 spec: Box::new(spec()),
+                nics: vec![crate::nic::GuestNic {
+                    name: "eth0".into(),
+                    mac: [2, 0, 0, 0, 0, 1],
+                    mtu: 1400,
+                    ipv4: vec![crate::nic::Ipv4Cidr {
+                        address: [10, 1, 0, 2].into(),
+                        prefix_len: 24,
+                    }],
+                    gateway: Some([10, 1, 0, 1].into()),
+                }],
             },
             Message::Started { stream: 2, pid: 7 },
             Message::Stdin {

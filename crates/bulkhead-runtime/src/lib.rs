@@ -7,6 +7,7 @@
 //! [`spawn`] and [`Container::exec`] must be called from a single-threaded process.
 
 pub mod cgroups;
+pub mod netlink;
 pub mod rootfs;
 
 mod capabilities;

@@ -75,12 +75,16 @@ pub enum MountSpec {
     Tmpfs { target: String, options: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// A new, empty network namespace with only `lo`, brought up.
     None,
     /// Share the caller's network namespace.
     Host,
+    /// Join a network namespace someone else prepared (a bind-mounted nsfs file, as `ip netns add` or
+    /// a CRI runtime makes them): `lo`, and `eth0`... with their addresses, MTU and default route. A VM
+    /// takes its interfaces over; a process container joins it.
+    Namespace(PathBuf),
 }
 
 /// Maps container ids `0..size` to host ids `host_uid..host_uid+size` (and likewise for gids).

@@ -1,5 +1,5 @@
-//! The host side of one VM: starts QEMU in its jail ([`crate::jail`]) with the disks, the agent's socket
-//! and the log pipes as descriptors, and owns the QEMU process until it exits. The stream it returns
+//! The host side of one VM: starts QEMU in its jail ([`crate::jail`]) with the disks, the agent's socket,
+//! the log pipes and the taps of its network namespace ([`crate::network`]) as descriptors, and owns the QEMU process until it exits. The stream it returns
 //! carries `bulkhead-proto` frames from a hostile guest and is not interpreted here: the caller opens the
 //! session with `bulkhead_proto::handshake`, bounded by a read timeout on the stream, like every other
 //! session.
@@ -8,7 +8,9 @@ use crate::accel::AccelKind;
 use crate::io_error::{io_err, IoError};
 use crate::jail::{self, Confinement, JailError, JailSpec, Jailed};
 use crate::log_pump::LogPump;
+use crate::network::{self, NetworkError};
 use crate::qemu;
+use bulkhead_proto::nic::GuestNic;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::fs::{self, File, OpenOptions};
@@ -44,6 +46,8 @@ pub struct VmConfig {
     pub cgroup: String,
     /// The CPU quota of QEMU's cgroup, in CPUs.
     pub cpus: Option<f64>,
+    /// The container's network namespace, whose interfaces the VM takes over; `None`: no NIC.
+    pub netns: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,8 @@ pub enum VmError {
     Io(#[from] IoError),
     #[error(transparent)]
     Jail(#[from] JailError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("QEMU exited ({status}) before the VM started; qemu.log ends with: {log}")]
     EarlyExit { status: String, log: String },
 }
@@ -64,6 +70,9 @@ pub struct Vm {
     logs: Option<LogPump>,
     run_dir: PathBuf,
     status: Option<ExitStatus>,
+    nics: Vec<GuestNic>,
+    /// The namespace whose mirrors to remove once QEMU is gone.
+    netns: Option<PathBuf>,
 }
 
 /// The guest's serial console, as the host keeps it (capped, see [`crate::log_pump`]).
@@ -111,9 +120,31 @@ impl Vm {
         let mut fds: Vec<OwnedFd> = vec![null()?.into(), null()?.into(), stderr_w];
         fds.extend([image.into(), writable.into(), guest_end.into(), console_w]);
         fds.push(writable_ro.into());
-        debug_assert_eq!(fds.len(), qemu::WRITABLE_RO_FD + 1);
+        debug_assert_eq!(fds.len(), qemu::FIRST_TAP_FD);
+        let wiring = match &cfg.netns {
+            Some(netns) => network::wire(netns),
+            None => Ok(network::Wiring {
+                nics: Vec::new(),
+                taps: Vec::new(),
+            }),
+        };
+        let wiring = match wiring {
+            Ok(wiring) => wiring,
+            Err(e) => {
+                if let Some(netns) = &cfg.netns {
+                    // Mirrors made before the failure (the taps closed with `wire`'s result).
+                    let _ = network::unwire(netns);
+                }
+                // The log pipes' write ends close first, so the thread ends.
+                drop(fds);
+                logs.finish();
+                return Err(e.into());
+            }
+        };
+        let args = qemu::args(cfg, &wiring.nics);
+        fds.extend(wiring.taps);
         let spawned = jail::spawn(JailSpec {
-            args: qemu::args(cfg),
+            args,
             fds,
             kernel: &cfg.kernel,
             initramfs: &cfg.initramfs,
@@ -131,10 +162,16 @@ impl Vm {
                 logs: Some(logs),
                 run_dir: cfg.run_dir.clone(),
                 status: None,
+                nics: wiring.nics,
+                netns: cfg.netns.clone(),
             }),
             Err(e) => {
                 // Every write end is closed: the thread ends.
                 logs.finish();
+                if let Some(netns) = &cfg.netns {
+                    // The taps closed with the jail's descriptors.
+                    let _ = network::unwire(netns);
+                }
                 Err(match e {
                     JailError::Exited(status) => VmError::EarlyExit {
                         status,
@@ -160,6 +197,11 @@ impl Vm {
     /// How QEMU is confined, as checked at launch.
     pub fn confinement(&self) -> Option<&Confinement> {
         self.jailed.as_ref().map(Jailed::confinement)
+    }
+
+    /// The interfaces the guest is to configure, found in the VM's network namespace.
+    pub fn nics(&self) -> &[GuestNic] {
+        &self.nics
     }
 
     /// The run directory holding `console.log` and `qemu.log`.
@@ -188,9 +230,11 @@ impl Vm {
         if let Some(logs) = self.logs.take() {
             logs.finish();
         }
-        if let Some(jailed) = self.jailed.take() {
-            jailed.remove()?;
-        }
+        let removed = self.jailed.take().map(Jailed::remove).transpose();
+        // QEMU held the taps' last descriptors: they are gone, and their mirrors go now.
+        let unwired = self.netns.take().map(|n| network::unwire(&n)).transpose();
+        removed?;
+        unwired?;
         Ok(status)
     }
 

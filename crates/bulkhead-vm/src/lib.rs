@@ -14,13 +14,15 @@
 //!   of that image (a guest can corrupt only its page cache view, never the file), and the container's own
 //!   writable ext4 image, which the host treats as hostile data after the VM ran: it never mounts it, and
 //!   takes its content back for process mode only as a tar from an export VM (`bulkhead-engine`);
-//! - gives the VM no network device, no shared host directory, no PCI bus, no option ROMs, no ACPI tables;
+//! - gives the VM no shared host directory, no PCI bus, no option ROMs, no ACPI tables, and a network
+//!   device only for an interface of the network namespace it was handed ([`network`]): a tap inside that
+//!   namespace, so the guest reaches exactly what the namespace's veth reaches;
 //! - runs QEMU with `-sandbox on` (seccomp: no spawning, no obsolete syscalls, no privilege changes) inside
 //!   a [`jail`]: its own namespaces (QEMU is PID 1 of its pid namespace, so killing it ends the VM as a
 //!   whole), an unprivileged uid, no capabilities, a cgroup, and a seccomp allow list of our own;
 //! - keeps the console and QEMU's stderr bounded (`log_pump`).
 //!
-//! What remains exposed is QEMU's virtio-mmio, virtio-blk and virtio-serial device emulation and, under
+//! What remains exposed is QEMU's virtio-mmio, virtio-blk, virtio-serial and virtio-net device emulation and, under
 //! KVM, the host kernel's KVM interface. Under TCG (no usable KVM) the isolation is the same, only slower.
 //!
 //! # Layout
@@ -28,7 +30,7 @@
 //! Pieces, one module each: [`kernel`] builds (and caches) the guest kernel from Debian's
 //! linux-source package, [`initramfs`] packs the running static `bulkhead` binary as the guest's `/init`,
 //! [`accel`] decides between KVM and TCG, [`qemu`] turns a [`VmConfig`] into a QEMU command line,
-//! [`jail`] confines QEMU, and [`host`] launches the VM and hands back the agent's stream. [`load_image`] reduces the built kernel to
+//! [`jail`] confines QEMU, [`network`] wires the VM into its network namespace, and [`host`] launches the VM and hands back the agent's stream. [`load_image`] reduces the built kernel to
 //! what QEMU loads.
 //!
 //! What `/init` does inside the VM is the guest side, `bulkhead-guest`; this crate does not link it (nor
@@ -45,6 +47,7 @@ pub mod jail;
 pub mod kernel;
 pub mod load_image;
 mod log_pump;
+pub mod network;
 pub mod qemu;
 mod tsc;
 

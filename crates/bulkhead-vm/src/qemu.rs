@@ -1,13 +1,15 @@
 //! Turns a [`VmConfig`] into the QEMU command line: a `microvm` machine with no firmware, no PCI, no
-//! ACPI, no network and no shared directories; two virtio-blk disks (the image's read-only erofs artifact
-//! and the container's writable ext4), one virtio-serial port for the agent, and the serial console
-//! written to a pipe. QEMU runs in a jail ([`crate::jail`]): it opens nothing of the host by path but the
+//! ACPI and no shared directories; two virtio-blk disks (the image's read-only erofs artifact and the
+//! container's writable ext4), one virtio-serial port for the agent, the serial console written to a
+//! pipe, and one virtio-net device per interface of the container's network namespace, on a tap there
+//! ([`crate::network`]). QEMU runs in a jail ([`crate::jail`]): it opens nothing of the host by path but the
 //! kernel and initramfs bound into the jail; the disks, the agent's socket and the console are file
 //! descriptors the host opened, at the numbers below. The guest kernel command line is tuned for boot time (see `bench/vm-floor.sh`).
 
 use crate::accel::AccelKind;
 use crate::host::VmConfig;
 use crate::jail::files::{JAIL_INITRAMFS, JAIL_KERNEL};
+use bulkhead_proto::nic::{format_mac, GuestNic};
 use bulkhead_proto::vm::{AGENT_PORT, INIT};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ pub const CONSOLE_FD: usize = 6;
 /// The writable disk again, read-only: QEMU reopens a disk read-only until a device asks to write, and
 /// finds that descriptor in the same fd set.
 pub const WRITABLE_RO_FD: usize = 7;
+/// The first tap device; the next interface's is at 9, and so on.
+pub const FIRST_TAP_FD: usize = 8;
 
 /// The guest's serial console output.
 pub fn console_log(run_dir: &Path) -> PathBuf {
@@ -79,8 +83,9 @@ pub fn kernel_cmdline(accel: AccelKind) -> String {
 /// when it fills, which measured no slower here (see `bench/vm.sh`).
 const TCG_ACCEL: &str = "tcg,thread=multi,tb-size=16";
 
-/// QEMU's arguments for `cfg` (after argv[0]), with the jail's paths and the descriptors above.
-pub fn args(cfg: &VmConfig) -> Vec<OsString> {
+/// QEMU's arguments for `cfg` (after argv[0]), with the jail's paths and the descriptors above; `nics`
+/// are the interfaces whose taps are at [`FIRST_TAP_FD`] onwards.
+pub fn args(cfg: &VmConfig, nics: &[GuestNic]) -> Vec<OsString> {
     let accel = match cfg.accel {
         AccelKind::Kvm => ["-accel", "kvm", "-cpu", "host"],
         AccelKind::Tcg => ["-accel", TCG_ACCEL, "-cpu", "max"],
@@ -151,6 +156,16 @@ pub fn args(cfg: &VmConfig) -> Vec<OsString> {
         "-serial".to_string(),
         "chardev:console".to_string(),
     ]);
+    // The device carries the interface's MAC, by which the guest finds it. No vhost-net: the jail has
+    // no /dev/vhost-net, and under TCG QEMU's own virtio-net costs nothing that matters.
+    for (i, nic) in nics.iter().enumerate() {
+        args.extend([
+            "-netdev".to_string(),
+            format!("tap,id=net{i},fd={},vhost=off", FIRST_TAP_FD + i),
+            "-device".to_string(),
+            format!("virtio-net-device,netdev=net{i},mac={}", format_mac(&nic.mac)),
+        ]);
+    }
     args.into_iter().map(OsString::from).collect()
 }
 
@@ -179,15 +194,19 @@ mod tests {
             run_dir: "/run/c".into(),
             cgroup: "bulkhead/vm-c".into(),
             cpus: None,
+            netns: None,
         }
+    }
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     #[test]
     fn command_wires_disks_port_and_console() {
-        let args: Vec<String> = args(&config())
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = strings(args(&config(), &[]));
         let joined = args.join(" ");
         // Nothing of the host by path: descriptors and the jail's own names.
         assert!(joined.contains("-add-fd fd=3,set=3"));
@@ -202,5 +221,30 @@ mod tests {
         assert!(!joined.contains("netdev"));
         let m = args.iter().position(|a| a == "-m").unwrap();
         assert_eq!(args[m + 1], "256M");
+    }
+
+    #[test]
+    fn each_interface_gets_a_tap_descriptor_and_its_mac() {
+        let nic = |name: &str, last| GuestNic {
+            name: name.into(),
+            mac: [0x02, 0x42, 0xac, 0x11, 0, last],
+            mtu: 1500,
+            ipv4: Vec::new(),
+            gateway: None,
+        };
+        let args = strings(args(&config(), &[nic("eth0", 2), nic("eth1", 3)]));
+        let values = |flag: &str| -> Vec<&String> {
+            args.windows(2)
+                .filter(|w| w[0] == flag)
+                .map(|w| &w[1])
+                .collect()
+        };
+        assert_eq!(
+            values("-netdev"),
+            ["tap,id=net0,fd=8,vhost=off", "tap,id=net1,fd=9,vhost=off"]
+        );
+        let devices = values("-device");
+        assert!(devices.contains(&&"virtio-net-device,netdev=net0,mac=02:42:ac:11:00:02".to_string()));
+        assert!(devices.contains(&&"virtio-net-device,netdev=net1,mac=02:42:ac:11:00:03".to_string()));
     }
 }

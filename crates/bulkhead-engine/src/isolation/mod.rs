@@ -12,6 +12,7 @@ use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::{EngineError, Isolation};
+use bulkhead_proto::nic::GuestNic;
 use bulkhead_runtime::ContainerSpec;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -41,12 +42,14 @@ pub(crate) trait Mode: Sync {
     ) -> Result<(), EngineError>;
 
     /// Brings up the container's agent and returns the stream to it. Must be called while the monitor is
-    /// single-threaded (process mode forks).
+    /// single-threaded (process mode forks). `netns`: the network namespace prepared for the container
+    /// (`lo`, `eth0`... configured), or `None` for a new empty one (or the host's, `--network host`).
     fn launch(
         &self,
         config: &ContainerConfig,
         paths: &ContainerPaths,
         artifact: &Path,
+        netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError>;
 
     /// Settings this mode's boundary makes acceptable but that would be privileges on the host under a
@@ -76,6 +79,11 @@ pub(crate) trait Endpoint {
     /// VM mode: how QEMU is confined.
     fn jail(&self) -> Option<bulkhead_vm::Confinement> {
         None
+    }
+
+    /// VM mode: the interfaces the guest is to configure before the container starts.
+    fn nics(&self) -> Vec<GuestNic> {
+        Vec::new()
     }
 
     /// After the agent failed to start: why, if the endpoint itself has ended (VM mode: QEMU's exit and

@@ -1,6 +1,8 @@
 //! VM isolation: the container runs in its own QEMU microVM with its own guest kernel. The VM gets the
 //! image's erofs artifact (read-only) and the container's writable disk as virtio-blk disks, and the
-//! agent (the guest's PID 1) is reached over virtio-serial.
+//! agent (the guest's PID 1) is reached over virtio-serial. Given a network namespace, the VM takes its
+//! interfaces over (`bulkhead_vm::network`: a tap per interface, mirrored with tc) and the guest gives
+//! its NICs their names, addresses, MTU and route, which the container shares.
 
 use super::{Endpoint, Mode};
 use crate::config::ContainerConfig;
@@ -70,7 +72,7 @@ impl Mode for VmMode {
     }
 
     fn adapt_spec(&self, spec: &mut ContainerSpec) {
-        // The guest's own network namespace holds nothing but `lo` (its init brings it up) and serves this
+        // The guest's own network namespace holds `lo` and the NICs its init configured, and serves this
         // one container, so the container shares it rather than paying for a new one.
         spec.workload.network = NetworkMode::Host;
         // The guest's only tenant gets one cgroup level under the root: every level is a cgroup the guest
@@ -101,8 +103,9 @@ impl Mode for VmMode {
         config: &ContainerConfig,
         paths: &ContainerPaths,
         artifact: &Path,
+        netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
-        let vm = boot(config, &paths.run, artifact, &paths.disk())?;
+        let vm = boot(config, &paths.run, artifact, &paths.disk(), netns)?;
         let stream = vm
             .stream()
             .try_clone()
@@ -151,24 +154,31 @@ impl Mode for VmMode {
     }
 
     /// QEMU's run files live in the container's run directory, which removal deletes; its cgroup is left
-    /// behind only when the monitor died (QEMU died with it).
+    /// behind only when the monitor died (QEMU died with it), and so are the tc mirrors in a namespace
+    /// the container joined (its taps died with QEMU). A namespace the engine made goes with them.
     fn remove_leftovers(
         &self,
         config: &ContainerConfig,
         _: &ContainerPaths,
     ) -> Result<(), EngineError> {
         bulkhead_vm::jail::remove_leftovers(&cgroup_name(&config.id))
-            .map_err(|e| EngineError::Vm(e.into()))
+            .map_err(|e| EngineError::Vm(e.into()))?;
+        if let NetworkMode::Namespace(netns) = &config.workload.network {
+            bulkhead_vm::network::unwire(netns).map_err(|e| EngineError::Vm(e.into()))?;
+        }
+        Ok(())
     }
 }
 
-/// Boots `config`'s VM with `artifact` and `disk` as its disks and its run files in `run_dir`: the
-/// container's own run, or the export VM that takes its disk back for process mode.
+/// Boots `config`'s VM with `artifact` and `disk` as its disks, its run files in `run_dir`, and the
+/// interfaces of `netns`: the container's own run, or the export VM that takes its disk back for
+/// process mode (no network).
 pub(super) fn boot(
     config: &ContainerConfig,
     run_dir: &Path,
     artifact: &Path,
     disk: &Path,
+    netns: Option<&Path>,
 ) -> Result<Vm, EngineError> {
     let cache = bulkhead_vm::default_cache_dir();
     let kernel = bulkhead_vm::kernel::info(&cache).ok_or(EngineError::NoGuestKernel)?;
@@ -187,6 +197,7 @@ pub(super) fn boot(
         run_dir: run_dir.to_path_buf(),
         cgroup: cgroup_name(&config.id),
         cpus: config.workload.resources.cpus,
+        netns: netns.map(Path::to_path_buf),
     })?)
 }
 
@@ -219,6 +230,10 @@ impl Endpoint for RunningVm {
 
     fn jail(&self) -> Option<bulkhead_vm::Confinement> {
         self.0.confinement().cloned()
+    }
+
+    fn nics(&self) -> Vec<bulkhead_proto::nic::GuestNic> {
+        self.0.nics().to_vec()
     }
 
     /// QEMU exits at once when it cannot start the VM; a guest that is merely broken leaves it running.

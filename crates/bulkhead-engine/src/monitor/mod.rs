@@ -203,11 +203,19 @@ impl<'a> Monitor<'a> {
             }
             return Err(e);
         }
-        let (mut backend, mut agent) =
-            self.mode
-                .launch(&self.container.config, &self.container.paths, &artifact)?;
+        let netns = match &self.container.config.workload.network {
+            bulkhead_runtime::NetworkMode::Namespace(path) => Some(path.clone()),
+            _ => None,
+        };
+        let (mut backend, mut agent) = self.mode.launch(
+            &self.container.config,
+            &self.container.paths,
+            &artifact,
+            netns.as_deref(),
+        )?;
         tracing::debug!("backend up in {:?}", t0.elapsed());
-        match self.open_agent(&mut agent, backend.host_pid(), backend.jail(), t0) {
+        let nics = backend.nics();
+        match self.open_agent(&mut agent, backend.host_pid(), backend.jail(), nics, t0) {
             Ok(()) => Ok((backend, agent)),
             Err(e) => {
                 let e = match (e, backend.exit_report()) {
@@ -234,6 +242,7 @@ impl<'a> Monitor<'a> {
         agent: &mut UnixStream,
         host_pid: i32,
         jail: Option<bulkhead_vm::Confinement>,
+        nics: Vec<bulkhead_proto::nic::GuestNic>,
         t0: Instant,
     ) -> Result<(), EngineError> {
         let spec = self.start_spec()?;
@@ -250,6 +259,7 @@ impl<'a> Monitor<'a> {
             .map_err(EngineError::io("agent socket"))?;
         let mut ahead = vec![Message::Start {
             spec: Box::new(spec),
+            nics,
         }];
         if !self.container.config.open_stdin {
             ahead.push(Message::StdinClose { stream: 0 });
