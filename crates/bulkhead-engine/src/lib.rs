@@ -50,6 +50,7 @@ mod session;
 mod spec;
 pub mod state;
 
+pub use bulkhead_runtime::NetworkMode;
 pub use config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
 pub use containers::Container;
 pub use engine::{build_guest_kernel, guest_kernel, policy_path, Engine, EngineConfig, EngineInfo};
@@ -59,7 +60,6 @@ pub use isolation::VmSizing;
 pub use lifecycle::{ContainerDetails, ExecOptions, LogOptions, StartMode};
 pub use policy::{IsolationPolicy, PolicyFile, VmRequirement};
 pub use session::Session;
-pub use bulkhead_runtime::NetworkMode;
 pub use spec::parse_signal;
 pub use state::{ContainerState, Status};
 

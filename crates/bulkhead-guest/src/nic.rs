@@ -39,7 +39,8 @@ pub(crate) fn configure(nics: &[GuestNic]) -> Result<(), GuestError> {
         let current = devices.iter().find(|(idx, _, _)| *idx == index);
         if current.is_some_and(|(_, _, name)| *name != nic.name) {
             set_link(&mut nl, index, |l| {
-                l.attributes.push(LinkAttribute::IfName(format!("bhnic{i}")))
+                l.attributes
+                    .push(LinkAttribute::IfName(format!("bhnic{i}")))
             })?;
         }
     }
@@ -58,7 +59,10 @@ pub(crate) fn configure(nics: &[GuestNic]) -> Result<(), GuestError> {
                 AddressAttribute::Address(IpAddr::V4(cidr.address)),
             ];
             nl.change(
-                &format!("adding {}/{} to {}", cidr.address, cidr.prefix_len, nic.name),
+                &format!(
+                    "adding {}/{} to {}",
+                    cidr.address, cidr.prefix_len, nic.name
+                ),
                 RouteNetlinkMessage::NewAddress(msg),
                 NLM_F_CREATE | NLM_F_EXCL,
             )

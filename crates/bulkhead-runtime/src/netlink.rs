@@ -42,10 +42,8 @@ impl NetlinkError {
 impl Netlink {
     pub fn open() -> Result<Netlink, NetlinkError> {
         let op = || "opening a route netlink socket".to_string();
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|source| NetlinkError::Io {
-            op: op(),
-            source,
-        })?;
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).map_err(|source| NetlinkError::Io { op: op(), source })?;
         socket
             .bind_auto()
             .and_then(|_| socket.connect(&SocketAddr::new(0, 0)))
@@ -103,9 +101,10 @@ impl Netlink {
                 let len = NetlinkBuffer::new_checked(rest)
                     .map_err(|e| decode(e.to_string()))?
                     .length() as usize;
-                let message =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len.min(rest.len())])
-                        .map_err(|e| decode(e.to_string()))?;
+                let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(
+                    &rest[..len.min(rest.len())],
+                )
+                .map_err(|e| decode(e.to_string()))?;
                 // Netlink messages are 4-byte aligned within a datagram.
                 rest = &rest[len.next_multiple_of(4).min(rest.len())..];
                 if message.header.sequence_number != self.seq {

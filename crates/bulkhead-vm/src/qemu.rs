@@ -163,7 +163,10 @@ pub fn args(cfg: &VmConfig, nics: &[GuestNic]) -> Vec<OsString> {
             "-netdev".to_string(),
             format!("tap,id=net{i},fd={},vhost=off", FIRST_TAP_FD + i),
             "-device".to_string(),
-            format!("virtio-net-device,netdev=net{i},mac={}", format_mac(&nic.mac)),
+            format!(
+                "virtio-net-device,netdev=net{i},mac={}",
+                format_mac(&nic.mac)
+            ),
         ]);
     }
     args.into_iter().map(OsString::from).collect()
@@ -244,7 +247,11 @@ mod tests {
             ["tap,id=net0,fd=8,vhost=off", "tap,id=net1,fd=9,vhost=off"]
         );
         let devices = values("-device");
-        assert!(devices.contains(&&"virtio-net-device,netdev=net0,mac=02:42:ac:11:00:02".to_string()));
-        assert!(devices.contains(&&"virtio-net-device,netdev=net1,mac=02:42:ac:11:00:03".to_string()));
+        assert!(
+            devices.contains(&&"virtio-net-device,netdev=net0,mac=02:42:ac:11:00:02".to_string())
+        );
+        assert!(
+            devices.contains(&&"virtio-net-device,netdev=net1,mac=02:42:ac:11:00:03".to_string())
+        );
     }
 }

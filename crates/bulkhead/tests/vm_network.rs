@@ -47,15 +47,55 @@ impl Netns {
         };
         let peer = format!("bhvp{pid}");
         ip(&["netns", "add", &ns.name]);
-        ip(&["link", "add", &ns.host_if, "type", "veth", "peer", "name", &peer]);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
         ip(&["link", "set", &peer, "netns", &ns.name]);
         ip(&["-n", &ns.name, "link", "set", &peer, "name", "eth0"]);
-        ip(&["addr", "add", &format!("{}/30", ns.host_ip), "dev", &ns.host_if]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", ns.host_ip),
+            "dev",
+            &ns.host_if,
+        ]);
         ip(&["link", "set", &ns.host_if, "up"]);
-        ip(&["-n", &ns.name, "addr", "add", &format!("{}/30", ns.ns_ip), "dev", "eth0"]);
-        ip(&["-n", &ns.name, "link", "set", "eth0", "mtu", &mtu.to_string(), "up"]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("{}/30", ns.ns_ip),
+            "dev",
+            "eth0",
+        ]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "link",
+            "set",
+            "eth0",
+            "mtu",
+            &mtu.to_string(),
+            "up",
+        ]);
         ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns.name, "route", "add", "default", "via", &ns.host_ip.to_string()]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "route",
+            "add",
+            "default",
+            "via",
+            &ns.host_ip.to_string(),
+        ]);
         ns
     }
 
@@ -171,7 +211,9 @@ fn vm_joins_a_namespace_made_elsewhere_and_leaves_it_clean() {
     assert!(ping.status.success(), "host to VM ping: {ping:?}");
     // The namespace now holds the VM's tap, mirrored both ways.
     assert!(ns.ip(&["-o", "link"]).contains("bhtap0"));
-    assert!(ns.tc(&["filter", "show", "dev", "eth0", "ingress"]).contains("mirred"));
+    assert!(ns
+        .tc(&["filter", "show", "dev", "eth0", "ingress"])
+        .contains("mirred"));
 
     // The container to the host end's address, and what it sees: eth0 as the process container saw it.
     let vm_view = root.ok(&[
@@ -190,7 +232,11 @@ fn vm_joins_a_namespace_made_elsewhere_and_leaves_it_clean() {
 
     // `rm -f` of the running VM: no tap and no tc filter is left, and eth0 is as the test made it.
     root.ok(&["rm", "-f", id]);
-    assert!(!ns.ip(&["-o", "link"]).contains("bhtap"), "{}", ns.ip(&["link"]));
+    assert!(
+        !ns.ip(&["-o", "link"]).contains("bhtap"),
+        "{}",
+        ns.ip(&["link"])
+    );
     assert_eq!(ns.tc(&["filter", "show", "dev", "eth0", "ingress"]), "");
     assert!(!ns.tc(&["qdisc", "show", "dev", "eth0"]).contains("ingress"));
     assert!(ns

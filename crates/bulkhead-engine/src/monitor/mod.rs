@@ -207,12 +207,22 @@ impl<'a> Monitor<'a> {
             bulkhead_runtime::NetworkMode::Namespace(path) => Some(path.clone()),
             _ => None,
         };
-        let (mut backend, mut agent) = self.mode.launch(
+        let launched = self.mode.launch(
             &self.container.config,
             &self.container.paths,
             &artifact,
             netns.as_deref(),
-        )?;
+        );
+        let (mut backend, mut agent) = match launched {
+            Ok(launched) => launched,
+            Err(e) => {
+                // As above: a namespace that cannot be joined, QEMU that cannot be jailed...
+                if self.attach_first {
+                    let _ = self.wait_for_attach();
+                }
+                return Err(e);
+            }
+        };
         tracing::debug!("backend up in {:?}", t0.elapsed());
         let nics = backend.nics();
         match self.open_agent(&mut agent, backend.host_pid(), backend.jail(), nics, t0) {

@@ -7,9 +7,9 @@
 use bulkhead_runtime::netlink::{Netlink, NetlinkError};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::tc::{
-    TcAction, TcActionAttribute, TcActionMirrorOption, TcActionOption, TcActionType,
-    TcAttribute, TcFilterU32, TcFilterU32Option, TcHandle, TcMessage, TcMirror,
-    TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
+    TcAction, TcActionAttribute, TcActionMirrorOption, TcActionOption, TcActionType, TcAttribute,
+    TcFilterU32, TcFilterU32Option, TcHandle, TcMessage, TcMirror, TcMirrorActionType, TcOption,
+    TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -52,7 +52,8 @@ fn ingress_qdisc(index: u32) -> TcMessage {
     let mut msg = TcMessage::with_index(index as i32);
     msg.header.handle = INGRESS_HANDLE;
     msg.header.parent = TcHandle::INGRESS;
-    msg.attributes.push(TcAttribute::Kind("ingress".to_string()));
+    msg.attributes
+        .push(TcAttribute::Kind("ingress".to_string()));
     msg
 }
 

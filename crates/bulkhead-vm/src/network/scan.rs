@@ -6,7 +6,9 @@
 use bulkhead_proto::nic::{GuestNic, Ipv4Cidr};
 use bulkhead_runtime::netlink::{Netlink, NetlinkError};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage};
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::{IpAddr, Ipv4Addr};
@@ -75,9 +77,9 @@ fn taken(link: &LinkMessage) -> Option<Found> {
             LinkAttribute::Address(a) => mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
             LinkAttribute::Mtu(m) => mtu = Some(*m),
             LinkAttribute::LinkInfo(infos) => {
-                let excluded = infos.iter().any(|i| {
-                    matches!(i, LinkInfo::Kind(InfoKind::Tun | InfoKind::Bridge))
-                });
+                let excluded = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Tun | InfoKind::Bridge)));
                 if excluded {
                     return None;
                 }
@@ -129,10 +131,7 @@ fn default_gateway(route: &RouteMessage, index: u32) -> Option<Ipv4Addr> {
     {
         return None;
     }
-    let through_index = route
-        .attributes
-        .iter()
-        .any(|a| *a == RouteAttribute::Oif(index));
+    let through_index = route.attributes.contains(&RouteAttribute::Oif(index));
     let gateway = route.attributes.iter().find_map(|a| match a {
         RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
         _ => None,

@@ -39,7 +39,8 @@ pub fn create(nl: &mut Netlink, name: &str, mtu: u32) -> Result<(OwnedFd, u32), 
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF reads the ifreq we pass, which outlives the call.
     unsafe { tun_set_iff(file.as_raw_fd(), &req) }.map_err(|e| TapError::Open(e.into()))?;
     let c_name = std::ffi::CString::new(name)
