@@ -230,7 +230,9 @@ fn vm_joins_a_namespace_made_elsewhere_and_leaves_it_clean() {
     let vm_view: String = vm_view.lines().skip(1).map(|l| format!("{l}\n")).collect();
     assert_eq!(eth0_view(&vm_view), eth0_view(&process_view));
 
-    // `rm -f` of the running VM: no tap and no tc filter is left, and eth0 is as the test made it.
+    // `rm -f` of the running VM: no tap and no tc filter is left, and eth0 is as the test made it. A
+    // persistent tap of ours, as a QEMU its guest took over could leave with TUNSETPERSIST, goes too.
+    ns.ip(&["tuntap", "add", "dev", "bhtap9", "mode", "tap"]);
     root.ok(&["rm", "-f", id]);
     assert!(
         !ns.ip(&["-o", "link"]).contains("bhtap"),

@@ -7,7 +7,8 @@
 //! namespace ([`scan`]) rather than being told: a namespace someone else made works the same.
 //!
 //! What VM mode leaves in the namespace: nothing that outlives QEMU but the ingress qdiscs on the
-//! scanned interfaces (the taps are not persistent: they vanish with the last descriptor, QEMU's).
+//! scanned interfaces (the taps are not persistent: they vanish with the last descriptor, QEMU's,
+//! unless a hostile QEMU made one persistent).
 //! [`unwire`] removes those qdiscs; deleting the namespace does too.
 
 mod mirror;
@@ -20,8 +21,6 @@ use nix::sched::{setns, CloneFlags};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-
-pub use scan::NAME_PREFIX as TAP_PREFIX;
 
 /// A namespace wired for one VM: what the guest is to configure, and QEMU's tap descriptors in the
 /// same order.
@@ -87,8 +86,8 @@ pub fn wire(netns: &Path) -> Result<Wiring, NetworkError> {
     })
 }
 
-/// Removes the mirrors of `netns` (their ingress qdiscs); the taps went with QEMU. Idempotent, and a
-/// namespace that no longer exists has nothing left to remove.
+/// Removes the mirrors of `netns` (their ingress qdiscs), and taps that outlived QEMU (see [`tap`]).
+/// Idempotent, and a namespace that no longer exists has nothing left to remove.
 pub fn unwire(netns: &Path) -> Result<(), NetworkError> {
     if !netns.exists() {
         return Ok(());
@@ -97,7 +96,7 @@ pub fn unwire(netns: &Path) -> Result<(), NetworkError> {
         for link in scan::interfaces(nl).map_err(netlink(netns))? {
             mirror::remove(nl, link.index).map_err(netlink(netns))?;
         }
-        Ok(())
+        tap::remove_all(nl, scan::NAME_PREFIX).map_err(netlink(netns))
     })
 }
 

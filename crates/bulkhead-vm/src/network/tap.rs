@@ -1,10 +1,12 @@
 //! The VM's tap device in the container's network namespace. It is not persistent: it exists while a
 //! descriptor of it is open, so when QEMU (holding the only one once the VM runs) exits, it is gone,
 //! whoever killed QEMU. Opened with a virtio-net header (`IFF_VNET_HDR`), which QEMU detects on a passed
-//! descriptor (`TUNGETIFF`) and uses to hand checksum and segmentation offloads through.
+//! descriptor (`TUNGETIFF`) and uses to hand checksum and segmentation offloads through. A QEMU taken
+//! over by its guest can still make its tap persistent (`TUNSETPERSIST` needs no capability on the
+//! tap's own descriptor), so [`remove_all`] deletes whatever taps of ours a namespace still holds.
 
 use bulkhead_runtime::netlink::{Netlink, NetlinkError};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use std::fs::OpenOptions;
 use std::io;
@@ -62,4 +64,36 @@ pub fn create(nl: &mut Netlink, name: &str, mtu: u32) -> Result<(OwnedFd, u32), 
     )
     .map_err(TapError::Netlink)?;
     Ok((file.into(), index))
+}
+
+/// Deletes every tap of ours (named `NAME_PREFIX`N) left in the current thread's namespace.
+pub fn remove_all(nl: &mut Netlink, prefix: &str) -> Result<(), NetlinkError> {
+    let links = nl.dump(
+        "listing links",
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+    )?;
+    for link in links {
+        let RouteNetlinkMessage::NewLink(link) = link else {
+            continue;
+        };
+        let ours = link.attributes.iter().any(|a| {
+            matches!(a, LinkAttribute::IfName(n) if n.starts_with(prefix))
+        }) && link.attributes.iter().any(|a| {
+            matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&LinkInfo::Kind(InfoKind::Tun)))
+        });
+        if ours {
+            let mut del = LinkMessage::default();
+            del.header.index = link.header.index;
+            match nl.change(
+                &format!("deleting tap {}", link.header.index),
+                RouteNetlinkMessage::DelLink(del),
+                0,
+            ) {
+                // Gone meanwhile, with its last descriptor.
+                Err(e) if e.errno() == Some(libc::ENODEV) => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
 }
