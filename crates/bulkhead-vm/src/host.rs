@@ -131,11 +131,8 @@ impl Vm {
         let wiring = match wiring {
             Ok(wiring) => wiring,
             Err(e) => {
-                if let Some(netns) = &cfg.netns {
-                    // Mirrors made before the failure (the taps closed with `wire`'s result).
-                    let _ = network::unwire(netns);
-                }
-                // The log pipes' write ends close first, so the thread ends.
+                // `wire` removed what it made. The log pipes' write ends close first, so the
+                // thread ends.
                 drop(fds);
                 logs.finish();
                 return Err(e.into());

@@ -230,6 +230,18 @@ fn vm_joins_a_namespace_made_elsewhere_and_leaves_it_clean() {
     let vm_view: String = vm_view.lines().skip(1).map(|l| format!("{l}\n")).collect();
     assert_eq!(eth0_view(&vm_view), eth0_view(&process_view));
 
+    // A second VM in the same namespace is refused before it boots, and its removal leaves the first
+    // one's wiring alone.
+    let second = root.bh(&["run", "--rm", "--isolation=vm", &network, "demo", "true"]);
+    assert!(!second.status.success());
+    assert!(
+        common::stderr(&second).contains("already serves another VM"),
+        "{}",
+        common::stderr(&second)
+    );
+    let body = http_get(SocketAddr::from((ns.ns_ip, 80)));
+    assert!(body.contains("served-by-the-vm"), "{body}");
+
     // `rm -f` of the running VM: no tap and no tc filter is left, and eth0 is as the test made it. A
     // persistent tap of ours, as a QEMU its guest took over could leave with TUNSETPERSIST, goes too.
     ns.ip(&["tuntap", "add", "dev", "bhtap9", "mode", "tap"]);

@@ -60,7 +60,8 @@ pub enum NetworkError {
 }
 
 /// Scans `netns`, creates a tap per interface found and mirrors each pair (replacing mirrors a
-/// previous run of this container left).
+/// previous run of this container left). On failure it removes the mirrors it made, and only those: a
+/// namespace already serving another VM (its taps exist) is refused untouched.
 pub fn wire(netns: &Path) -> Result<Wiring, NetworkError> {
     in_netns(netns, |nl| {
         let found = scan::interfaces(nl).map_err(netlink(netns))?;
@@ -68,35 +69,80 @@ pub fn wire(netns: &Path) -> Result<Wiring, NetworkError> {
             nics: Vec::new(),
             taps: Vec::new(),
         };
+        let mut mirrored = Vec::new();
         for (i, link) in found.into_iter().enumerate() {
-            let name = format!("{}{i}", scan::NAME_PREFIX);
-            let (fd, tap_index) = tap::create(nl, &name, link.nic.mtu).map_err(|e| match e {
-                tap::TapError::Open(source) => NetworkError::Tap {
-                    path: netns.to_path_buf(),
-                    name: name.clone(),
-                    source,
-                },
-                tap::TapError::Netlink(source) => netlink(netns)(source),
-            })?;
-            wiring.taps.push(fd);
-            mirror::both_ways(nl, link.index, tap_index).map_err(netlink(netns))?;
-            wiring.nics.push(link.nic);
+            match wire_one(nl, netns, i, &link) {
+                Ok(tap) => {
+                    wiring.taps.push(tap);
+                    wiring.nics.push(link.nic);
+                    mirrored.push(link.index);
+                }
+                Err(e) => {
+                    // Best effort; the taps close as `wiring` drops.
+                    for index in mirrored {
+                        let _ = mirror::remove(nl, index);
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(wiring)
     })
 }
 
-/// Removes the mirrors of `netns` (their ingress qdiscs), and taps that outlived QEMU (see [`tap`]).
-/// Idempotent, and a namespace that no longer exists has nothing left to remove.
+/// Tap `i` for interface `link`, mirrored with it.
+fn wire_one(
+    nl: &mut Netlink,
+    netns: &Path,
+    i: usize,
+    link: &scan::Found,
+) -> Result<OwnedFd, NetworkError> {
+    let name = format!("{}{i}", scan::NAME_PREFIX);
+    let (fd, tap_index) = tap::create(nl, &name, link.nic.mtu).map_err(|e| match e {
+        tap::TapError::Open(source) if source.raw_os_error() == Some(libc::EBUSY) => {
+            NetworkError::Interface {
+                path: netns.to_path_buf(),
+                name,
+                reason: "is in use: the namespace already serves another VM (one VM per network \
+                         namespace)"
+                    .into(),
+            }
+        }
+        tap::TapError::Open(source) => NetworkError::Tap {
+            path: netns.to_path_buf(),
+            name,
+            source,
+        },
+        tap::TapError::Netlink(source) => netlink(netns)(source),
+    })?;
+    match mirror::both_ways(nl, link.index, tap_index) {
+        Ok(()) => Ok(fd),
+        Err(e) => {
+            let _ = mirror::remove(nl, link.index);
+            Err(netlink(netns)(e))
+        }
+    }
+}
+
+/// Removes the mirrors of `netns` (their ingress qdiscs), and taps that outlived QEMU (see [`tap`]),
+/// unless a VM still runs there (one of our taps is attached): then they are that VM's. Idempotent, and
+/// a namespace that no longer exists has nothing left to remove.
 pub fn unwire(netns: &Path) -> Result<(), NetworkError> {
     if !netns.exists() {
         return Ok(());
     }
     in_netns(netns, |nl| {
+        let taps = tap::find(nl, scan::NAME_PREFIX).map_err(netlink(netns))?;
+        if taps.iter().any(|t| t.attached) {
+            return Ok(());
+        }
         for link in scan::interfaces(nl).map_err(netlink(netns))? {
             mirror::remove(nl, link.index).map_err(netlink(netns))?;
         }
-        tap::remove_all(nl, scan::NAME_PREFIX).map_err(netlink(netns))
+        for leftover in &taps {
+            tap::delete(nl, leftover).map_err(netlink(netns))?;
+        }
+        Ok(())
     })
 }
 

@@ -3,7 +3,8 @@
 //! whoever killed QEMU. Opened with a virtio-net header (`IFF_VNET_HDR`), which QEMU detects on a passed
 //! descriptor (`TUNGETIFF`) and uses to hand checksum and segmentation offloads through. A QEMU taken
 //! over by its guest can still make its tap persistent (`TUNSETPERSIST` needs no capability on the
-//! tap's own descriptor), so [`remove_all`] deletes whatever taps of ours a namespace still holds.
+//! tap's own descriptor), so teardown deletes whatever detached taps of ours a namespace still holds
+//! ([`find`], [`delete`]).
 
 use bulkhead_runtime::netlink::{Netlink, NetlinkError};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
@@ -66,34 +67,51 @@ pub fn create(nl: &mut Netlink, name: &str, mtu: u32) -> Result<(OwnedFd, u32), 
     Ok((file.into(), index))
 }
 
-/// Deletes every tap of ours (named `NAME_PREFIX`N) left in the current thread's namespace.
-pub fn remove_all(nl: &mut Netlink, prefix: &str) -> Result<(), NetlinkError> {
+/// A tap of ours found in a namespace.
+pub struct Leftover {
+    index: u32,
+    /// A live QEMU still holds it (the kernel gives a tap carrier while a descriptor is attached).
+    pub attached: bool,
+}
+
+/// The taps of ours (named `prefix`N) in the current thread's namespace.
+pub fn find(nl: &mut Netlink, prefix: &str) -> Result<Vec<Leftover>, NetlinkError> {
     let links = nl.dump(
         "listing links",
         RouteNetlinkMessage::GetLink(LinkMessage::default()),
     )?;
-    for link in links {
-        let RouteNetlinkMessage::NewLink(link) = link else {
-            continue;
-        };
-        let ours = link.attributes.iter().any(|a| {
-            matches!(a, LinkAttribute::IfName(n) if n.starts_with(prefix))
-        }) && link.attributes.iter().any(|a| {
-            matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&LinkInfo::Kind(InfoKind::Tun)))
-        });
-        if ours {
-            let mut del = LinkMessage::default();
-            del.header.index = link.header.index;
-            match nl.change(
-                &format!("deleting tap {}", link.header.index),
-                RouteNetlinkMessage::DelLink(del),
-                0,
-            ) {
-                // Gone meanwhile, with its last descriptor.
-                Err(e) if e.errno() == Some(libc::ENODEV) => {}
-                other => other?,
-            }
-        }
+    Ok(links
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => Some(link),
+            _ => None,
+        })
+        .filter(|link| {
+            link.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::IfName(n) if n.starts_with(prefix)))
+                && link.attributes.iter().any(|a| {
+                    matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&LinkInfo::Kind(InfoKind::Tun)))
+                })
+        })
+        .map(|link| Leftover {
+            index: link.header.index,
+            attached: link.header.flags.contains(LinkFlags::LowerUp),
+        })
+        .collect())
+}
+
+/// Deletes `tap`.
+pub fn delete(nl: &mut Netlink, tap: &Leftover) -> Result<(), NetlinkError> {
+    let mut del = LinkMessage::default();
+    del.header.index = tap.index;
+    match nl.change(
+        &format!("deleting tap {}", tap.index),
+        RouteNetlinkMessage::DelLink(del),
+        0,
+    ) {
+        // Gone meanwhile, with its last descriptor.
+        Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
+        other => other,
     }
-    Ok(())
 }
