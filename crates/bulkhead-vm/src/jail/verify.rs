@@ -33,6 +33,9 @@ pub struct Confinement {
     pub mounts: Vec<String>,
     /// Every check that passed ([`CHECKS`]).
     pub checks: Vec<String>,
+    /// The capabilities QEMU holds: none, or with shared directories its 9p server's.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// What QEMU's process must look like.
@@ -44,6 +47,8 @@ pub struct Expected<'a> {
     pub controllers: &'a [&'a str],
     /// The jail's mount points.
     pub mounts: &'a [String],
+    /// The capabilities QEMU holds (every set, bounding included): none, or those of a 9p server.
+    pub capabilities: &'a [(u32, &'a str)],
 }
 
 fn fail(check: &'static str, detail: String) -> JailError {
@@ -75,10 +80,14 @@ pub fn verify(e: &Expected) -> Result<Confinement, JailError> {
             ));
         }
     }
+    let expected: u64 = e.capabilities.iter().map(|(c, _)| 1u64 << c).sum();
     for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         let caps = field(key);
-        if u64::from_str_radix(&caps, 16) != Ok(0) {
-            return Err(fail("capabilities", format!("{key}: {caps}")));
+        if u64::from_str_radix(&caps, 16) != Ok(expected) {
+            return Err(fail(
+                "capabilities",
+                format!("{key}: {caps}, expected {expected:016x}"),
+            ));
         }
     }
     if field("NoNewPrivs") != "1" {
@@ -147,6 +156,7 @@ pub fn verify(e: &Expected) -> Result<Confinement, JailError> {
         namespaces: NAMESPACES.iter().map(|n| n.to_string()).collect(),
         mounts,
         checks: CHECKS.iter().map(|c| c.to_string()).collect(),
+        capabilities: e.capabilities.iter().map(|(_, n)| n.to_string()).collect(),
     })
 }
 
