@@ -33,6 +33,7 @@ pub fn container(d: &ContainerDetails) -> Value {
                 "Namespaces": j.namespaces,
                 "Mounts": j.mounts,
                 "Checks": j.checks,
+                "Capabilities": j.capabilities,
             })),
         },
         "Image": cfg.image_id,
