@@ -39,5 +39,5 @@ pub use pty::resize_pty;
 pub use safe_path::open_in_root;
 pub use seccomp::compile as compile_seccomp;
 pub use seccomp::{
-    allowlist as seccomp_allowlist, load as load_seccomp, Program as SeccompProgram,
+    allowlist as seccomp_allowlist, load as load_seccomp, ArgBitsRefused, Program as SeccompProgram,
 };

@@ -164,7 +164,7 @@ pub fn args(cfg: &VmConfig) -> Vec<OsString> {
 
 /// QEMU's 9p server for share `i`, on the jail's bind of the directory. `passthrough`: files carry the
 /// guest's real owners and modes on the host, so a volume reads back the same in process mode after a
-/// switch (QEMU holds CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER and CAP_FSETID for it, see
+/// switch (QEMU holds CAP_CHOWN, CAP_DAC_OVERRIDE and CAP_FOWNER for it, see
 /// `jail::SHARE_CAPABILITIES`); `mapped-xattr` would hide them in xattrs that process mode does not read,
 /// and `none` would leave every file owned by this VM's jail uid, which the next VM's uid cannot write.
 /// QEMU's local backend opens every path component `O_NOFOLLOW` below the share's root and leaves

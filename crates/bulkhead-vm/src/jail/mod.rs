@@ -125,14 +125,11 @@ pub struct JailSpec<'a> {
 
 /// The capabilities QEMU keeps when it serves shared directories: set owners (CHOWN), read and write
 /// whatever the guest's files' modes say (DAC_OVERRIDE: the guest kernel enforces its users'
-/// permissions itself, `access=client`), set modes and times of files it does not own (FOWNER), and keep
-/// setuid/setgid bits (FSETID). Not MKNOD: a guest's `mknod` in a share fails.
-pub const SHARE_CAPABILITIES: [(u32, &str); 4] = [
-    (0, "CAP_CHOWN"),
-    (1, "CAP_DAC_OVERRIDE"),
-    (3, "CAP_FOWNER"),
-    (4, "CAP_FSETID"),
-];
+/// permissions itself, `access=client`), and set modes and times of files it does not own (FOWNER). Not
+/// FSETID (a write or chown clears setuid/setgid bits) and not MKNOD (a guest's `mknod` of a device
+/// fails); setting a setuid or setgid mode is refused by QEMU's seccomp filter.
+pub const SHARE_CAPABILITIES: [(u32, &str); 3] =
+    [(0, "CAP_CHOWN"), (1, "CAP_DAC_OVERRIDE"), (3, "CAP_FOWNER")];
 
 /// Where the jail shows QEMU its own descriptors (QEMU's 9p server names files through it).
 const JAIL_PROC_FD: &str = "/proc/self/fd";
