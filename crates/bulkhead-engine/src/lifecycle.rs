@@ -106,6 +106,12 @@ impl Engine {
             &opts.volumes,
             &opts.mounts,
             spec::tmpfs_mounts(opts)?,
+            image
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.volumes().as_deref())
+                .unwrap_or_default(),
         )?;
         let config = spec::container_config(
             &id,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use bulkhead_testkit::vm_lock;
+use bulkhead_testkit::{busybox_layer, vm_lock, write_layout, Layer, LayerBuilder, Platform};
 use common::{stderr, Root, IMAGE};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -115,6 +115,19 @@ fn bad_mounts_are_named_and_leave_nothing() {
         assert_eq!(out.status.code(), Some(125), "{flags:?}");
         assert!(stderr(&out).contains(names), "{flags:?}: {}", stderr(&out));
     }
+    // More shares than a VM has device slots for: refused before anything is made.
+    let mut args = vec!["create", "--network", "none", "--isolation=vm"];
+    for target in ["/1", "/2", "/3", "/4", "/5"] {
+        args.extend(["-v", target]);
+    }
+    args.extend([IMAGE, "true"]);
+    let out = r.bh(&args);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("more than a VM takes (4)"),
+        "{}",
+        stderr(&out)
+    );
     let out = r.bh(&["volume", "create", "a/b"]);
     assert!(
         stderr(&out).contains("invalid volume name \"a/b\""),
@@ -215,6 +228,50 @@ fn copy_up_fills_only_an_empty_volume() {
     assert_eq!(run(&r, &["-v", "own:/etc", IMAGE, "ls", "/etc"]), "mine");
     run(&r, &["-v", "bare:/etc:nocopy", IMAGE, "true"]);
     assert_eq!(fs::read_dir(data(&r, "bare")).unwrap().count(), 0);
+}
+
+/// An image's `VOLUME` paths get anonymous volumes, filled from the image, unless a mount covers them.
+#[test]
+fn image_volumes_become_anonymous_volumes() {
+    let r = Root::new();
+    let mut layer = LayerBuilder::new();
+    layer
+        .dir("declared/", 0o750)
+        .file("declared/seed", b"seed", 0o640);
+    let media = "application/vnd.oci.image.layer.v1.tar";
+    let layers = [
+        Layer::new(&busybox_layer(), media),
+        Layer::new(&layer.finish(), media),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform {
+        volumes: &["/declared", "/covered"],
+        ..Platform::amd64(&layers)
+    };
+    write_layout(dir.path(), Some("local.test/withvolumes:1"), &[platform]);
+    r.ok(&["image", "import", dir.path().to_str().unwrap()]);
+    let id = r.ok(&[
+        "create",
+        "--network",
+        "none",
+        "-v",
+        "mine:/covered",
+        "local.test/withvolumes:1",
+        "cat",
+        "/declared/seed",
+    ]);
+    let anon: Vec<String> = volumes(&r).into_iter().filter(|v| v != "mine").collect();
+    assert_eq!(anon.len(), 1, "{:?}", volumes(&r));
+    let seed = data(&r, &anon[0]).join("seed");
+    assert_eq!(fs::read_to_string(&seed).unwrap(), "seed");
+    assert_eq!(fs::metadata(&seed).unwrap().mode() & 0o777, 0o640);
+    assert_eq!(
+        fs::metadata(data(&r, &anon[0])).unwrap().mode() & 0o777,
+        0o750
+    );
+    assert_eq!(r.ok(&["start", "-a", id.trim()]), "seed");
+    r.ok(&["rm", "-v", id.trim()]);
+    assert_eq!(volumes(&r), ["mine"]);
 }
 
 /// What a VM guest may leave in a volume (symlinks to the host's directories, absolute and relative):

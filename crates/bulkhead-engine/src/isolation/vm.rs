@@ -21,6 +21,10 @@ const MIB: u64 = 1 << 20;
 /// How long a failed start waits for QEMU's exit to explain it.
 const EXIT_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// Shared directories (virtio-9p devices) one VM takes: microvm's 8 virtio-mmio transports less the two
+/// disks, the agent's serial device and a network device.
+const MAX_SHARES: usize = 4;
+
 pub(crate) struct VmMode;
 
 /// A guest's size, derived from the container's resource limits.
@@ -48,6 +52,13 @@ impl VmSizing {
 
 impl Mode for VmMode {
     fn check(&self, config: &ContainerConfig) -> Result<(), EngineError> {
+        let shared = shares(config).len();
+        if shared > MAX_SHARES {
+            return Err(EngineError::InvalidOption(format!(
+                "{shared} volumes and binds are more than a VM takes ({MAX_SHARES}): QEMU's microvm \
+                 has 8 virtio-mmio slots, and the disks, the agent's port and the network use the rest"
+            )));
+        }
         if config.workload.network == NetworkMode::Host {
             return Err(EngineError::InvalidOption(
                 "host networking is refused with vm isolation: the guest has no host network"

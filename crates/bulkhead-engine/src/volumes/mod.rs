@@ -175,12 +175,14 @@ pub(crate) struct MountPlan {
 
 impl MountPlan {
     /// Parses `-v`, `--mount` and `--tmpfs` (already parsed by the caller into `tmpfs`), refusing two
-    /// mounts on one target.
+    /// mounts on one target, and adds an anonymous volume for each of the image's `VOLUME` paths that no
+    /// mount covers, as docker does.
     pub fn parse(
         layout: &Layout,
         volumes: &[String],
         mounts: &[String],
         tmpfs: Vec<MountSpec>,
+        image_volumes: &[String],
     ) -> Result<MountPlan, EngineError> {
         let mut requested = Vec::new();
         for v in volumes {
@@ -189,6 +191,28 @@ impl MountPlan {
         for m in mounts {
             requested.push(parse_mount(m)?);
         }
+        let covered = |path: &str| {
+            let path = path.trim_end_matches('/');
+            requested
+                .iter()
+                .map(Requested::target)
+                .chain(tmpfs.iter().filter_map(|t| match t {
+                    MountSpec::Tmpfs { target, .. } => Some(target.as_str()),
+                    MountSpec::Bind { .. } => None,
+                }))
+                .any(|t| t.trim_end_matches('/') == path)
+        };
+        let declared: Vec<Requested> = image_volumes
+            .iter()
+            .filter(|p| p.starts_with('/') && !p.trim_end_matches('/').is_empty() && !covered(p))
+            .map(|p| Requested::Volume {
+                name: None,
+                target: p.clone(),
+                readonly: false,
+                copy: true,
+            })
+            .collect();
+        requested.extend(declared);
         let mut plan = MountPlan::default();
         let mut targets: Vec<String> = Vec::new();
         for r in requested {
