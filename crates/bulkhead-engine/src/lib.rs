@@ -71,5 +71,5 @@ pub use bulkhead_image::{Image, ImageDeletion, ImageId, ImageInspect, ImageSumma
 pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;
-pub use bulkhead_runtime::{ProcessSpec, Resources};
+pub use bulkhead_runtime::{MountSpec, ProcessSpec, Resources};
 pub use bulkhead_vm::{Accel, AccelKind, Confinement, Kernel};

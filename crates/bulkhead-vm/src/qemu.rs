@@ -46,6 +46,9 @@ pub fn qemu_log(run_dir: &Path) -> PathBuf {
 ///   QEMU then exits, which is how the guest powers off.
 /// - `8250.nr_uarts=1`: register a single UART.
 /// - `rdinit=/init` ([`INIT`]): the initramfs' `/init` is the guest's PID 1.
+/// - `rootfstype=ramfs`: the initramfs is unpacked into a ramfs, not a tmpfs capped at half the guest's
+///   RAM; PID 1 (the binary itself, over 100 MiB in a debug build) moves onto a tmpfs and deletes its
+///   copy at once, and a debug build no longer fails to unpack in a 256 MiB guest.
 /// - `rcupdate.rcu_expedited=1`: starting a container waits for RCU grace periods (mounts, namespaces,
 ///   cgroups); at 100 Hz under TCG a normal one takes tens of milliseconds, an expedited one on a guest
 ///   this small a fraction of that. Measured: about 70 ms less per `run --rm --isolation=vm`.
@@ -61,6 +64,7 @@ pub fn kernel_cmdline(accel: AccelKind) -> String {
         "panic=-1".to_string(),
         "8250.nr_uarts=1".to_string(),
         format!("rdinit={INIT}"),
+        "rootfstype=ramfs".to_string(),
         "rcupdate.rcu_expedited=1".to_string(),
     ];
     if accel == AccelKind::Tcg {

@@ -54,6 +54,10 @@ fn volume_commands_follow_docker() {
         IMAGE,
         "true",
     ]);
+    let mounts = &r.inspect("user")["Mounts"];
+    assert_eq!(mounts[0]["Type"], "volume", "{mounts}");
+    assert_eq!(mounts[0]["Name"], "db");
+    assert_eq!(mounts[0]["Destination"], "/db");
     for args in [&["volume", "rm", "db"][..], &["volume", "rm", "-f", "db"]] {
         let out = r.bh(args);
         assert_ne!(out.status.code(), Some(0));

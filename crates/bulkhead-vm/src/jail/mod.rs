@@ -186,6 +186,11 @@ pub fn spawn(spec: JailSpec) -> Result<Jailed, JailError> {
     };
     let mut mounts = vec!["/".to_string()];
     mounts.extend(binds.iter().map(|b| b.jail.to_string_lossy().into_owned()));
+    let writable: Vec<String> = binds
+        .iter()
+        .filter(|b| b.kind == files::BindKind::Share { readonly: false })
+        .map(|b| b.jail.to_string_lossy().into_owned())
+        .collect();
     let capabilities: &[(u32, &str)] = if spec.shares.is_empty() {
         &[]
     } else {
@@ -199,6 +204,7 @@ pub fn spawn(spec: JailSpec) -> Result<Jailed, JailError> {
         cgroup: spec.cgroup,
         controllers: &controllers,
         mounts: &mounts,
+        writable: &writable,
         capabilities,
     });
     match checked {

@@ -47,6 +47,8 @@ pub struct Expected<'a> {
     pub controllers: &'a [&'a str],
     /// The jail's mount points.
     pub mounts: &'a [String],
+    /// Those that are writable (the writable shares); every other one must be read-only.
+    pub writable: &'a [String],
     /// The capabilities QEMU holds (every set, bounding included): none, or those of a 9p server.
     pub capabilities: &'a [(u32, &'a str)],
 }
@@ -148,6 +150,12 @@ pub fn verify(e: &Expected) -> Result<Confinement, JailError> {
             format!("root is the jail: {root_is_jail}; unexpected mounts: {unexpected:?}"),
         ));
     }
+    if let Some(line) = mountinfo.lines().find(|l| !flags_hold(l, e.writable)) {
+        return Err(fail(
+            "mount namespace",
+            format!("a mount without its flags: {line}"),
+        ));
+    }
     Ok(Confinement {
         pid: e.pid,
         uid: e.uid,
@@ -160,6 +168,21 @@ pub fn verify(e: &Expected) -> Result<Confinement, JailError> {
     })
 }
 
+/// Whether one `mountinfo` line has the jail's flags: nosuid everywhere, read-only unless it is one of
+/// the `writable` shares, and those nodev and noexec.
+fn flags_hold(line: &str, writable: &[String]) -> bool {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (Some(point), Some(options)) = (fields.get(4), fields.get(5)) else {
+        return false;
+    };
+    let has = |flag: &str| options.split(',').any(|o| o == flag);
+    if writable.iter().any(|w| w == point) {
+        has("rw") && has("nosuid") && has("nodev") && has("noexec")
+    } else {
+        has("ro") && has("nosuid")
+    }
+}
+
 /// The mount points listed in a `mountinfo` file.
 pub fn mount_points(mountinfo: &str) -> Vec<String> {
     mountinfo
@@ -167,4 +190,28 @@ pub fn mount_points(mountinfo: &str) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().nth(4))
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_flags_are_checked_per_mount() {
+        let line = |point: &str, options: &str| {
+            format!("40 39 0:5 / {point} {options} - tmpfs bulkhead-jail rw")
+        };
+        let writable = vec!["/shares/1".to_string()];
+        assert!(flags_hold(&line("/usr/bin/qemu", "ro,nosuid"), &writable));
+        assert!(!flags_hold(&line("/usr/bin/qemu", "rw,nosuid"), &writable));
+        assert!(!flags_hold(&line("/shares/0", "ro,nodev"), &writable));
+        assert!(flags_hold(
+            &line("/shares/1", "rw,nosuid,nodev,noexec"),
+            &writable
+        ));
+        assert!(!flags_hold(
+            &line("/shares/1", "rw,nosuid,nodev"),
+            &writable
+        ));
+    }
 }
