@@ -32,11 +32,16 @@ fn run(r: &Root, args: &[&str]) -> String {
 #[test]
 fn volume_commands_follow_docker() {
     let r = Root::new();
-    assert_eq!(r.ok(&["volume", "create", "db"]).trim(), "db");
+    assert_eq!(
+        r.ok(&["volume", "create", "--label", "tier=db", "db"])
+            .trim(),
+        "db"
+    );
     let inspect: serde_json::Value =
         serde_json::from_str(&r.ok(&["volume", "inspect", "db"])).unwrap();
     assert_eq!(inspect[0]["Driver"], "local");
     assert_eq!(inspect[0]["Anonymous"], false);
+    assert_eq!(inspect[0]["Labels"]["tier"], "db");
     assert_eq!(
         inspect[0]["Mountpoint"].as_str().unwrap(),
         data(&r, "db").to_str().unwrap()

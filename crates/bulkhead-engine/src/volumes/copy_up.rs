@@ -103,9 +103,10 @@ fn entries(dir: &OwnedFd) -> Result<Vec<std::ffi::CString>, EngineError> {
 }
 
 fn is_empty(dir: &OwnedFd, path: &Path) -> Result<bool, EngineError> {
-    entries(dir)
-        .map(|e| e.is_empty())
-        .map_err(|_| EngineError::io(path)(std::io::ErrorKind::InvalidData.into()))
+    entries(dir).map(|e| e.is_empty()).map_err(|e| match e {
+        EngineError::Sys { source, .. } => EngineError::io(path)(source.into()),
+        other => other,
+    })
 }
 
 /// Owner, then mode (a chown clears setuid bits), then times, on a descriptor.
