@@ -124,6 +124,21 @@ fn bad_mounts_are_named_and_leave_nothing() {
         assert_eq!(out.status.code(), Some(125), "{flags:?}");
         assert!(stderr(&out).contains(names), "{flags:?}: {}", stderr(&out));
     }
+    let out = r.bh(&[
+        "create",
+        "--network",
+        "none",
+        "--isolation=vm",
+        "-v",
+        "/etc/hostname:/x",
+        IMAGE,
+        "true",
+    ]);
+    assert!(
+        stderr(&out).contains("/etc/hostname is not a directory"),
+        "{}",
+        stderr(&out)
+    );
     // More shares than a VM has device slots for: refused before anything is made.
     let mut args = vec!["create", "--network", "none", "--isolation=vm"];
     for target in ["/1", "/2", "/3", "/4", "/5"] {

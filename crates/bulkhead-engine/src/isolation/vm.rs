@@ -52,7 +52,15 @@ impl VmSizing {
 
 impl Mode for VmMode {
     fn check(&self, config: &ContainerConfig) -> Result<(), EngineError> {
-        let shared = shares(config).len();
+        let shared = shares(config);
+        if let Some(file) = shared.iter().find(|s| s.host.exists() && !s.host.is_dir()) {
+            return Err(EngineError::InvalidOption(format!(
+                "{} is not a directory: a VM reaches host paths through 9p shares, which are \
+                 directories (bind the directory that holds it)",
+                file.host.display()
+            )));
+        }
+        let shared = shared.len();
         if shared > MAX_SHARES {
             return Err(EngineError::InvalidOption(format!(
                 "{shared} volumes and binds are more than a VM takes ({MAX_SHARES}): QEMU's microvm \
