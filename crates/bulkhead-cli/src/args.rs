@@ -78,6 +78,47 @@ pub enum Command {
     /// Build or show the VM guest kernel.
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+}
+
+#[derive(Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume (a random name if none is given).
+    Create {
+        name: Option<String>,
+        /// Set metadata: KEY=VALUE.
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// List volumes.
+    Ls {
+        /// Only print names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show volumes' details as JSON.
+    Inspect {
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses them).
+    Rm {
+        /// A missing volume is no error.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (all unused ones with --all).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (nothing asks here; accepted as in docker).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -110,9 +151,12 @@ pub struct CreateArgs {
     /// Override the image's entrypoint ("" clears it).
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Bind mount HOST:CONTAINER[:ro] (process isolation only).
+    /// Mount a volume or host directory: NAME:PATH, /HOST:PATH or PATH (anonymous), with :ro, :rw, :nocopy.
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
+    /// Mount: type=volume|bind|tmpfs,source=,target=,readonly,volume-nocopy,tmpfs-size=,tmpfs-mode=.
+    #[arg(long)]
+    pub mount: Vec<String>,
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -223,6 +267,9 @@ pub struct RmArgs {
     /// Kill a running container first.
     #[arg(short, long)]
     pub force: bool,
+    /// Also remove the container's anonymous volumes.
+    #[arg(short, long)]
+    pub volumes: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

@@ -72,6 +72,7 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
         interactive: a.interactive,
         tty: a.tty,
         volumes: a.volume,
+        mounts: a.mount,
         tmpfs: a.tmpfs,
         read_only: a.read_only,
         hostname: a.hostname,
@@ -183,7 +184,7 @@ pub fn kill(engine: &Engine, a: KillArgs) -> Result<i32> {
 
 pub fn rm(engine: &Engine, a: RmArgs) -> Result<i32> {
     each(&a.containers, |key| {
-        engine.remove(key, a.force)?;
+        engine.remove(key, a.force, a.volumes)?;
         println!("{key}");
         Ok(())
     })

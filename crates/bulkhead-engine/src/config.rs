@@ -65,6 +65,10 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     pub vm: VmOptions,
     pub disk_size: u64,
+    /// The volumes (named and anonymous) the container mounts: `volume rm` refuses them while it exists,
+    /// `rm -v` removes its anonymous ones.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// Everything `create`/`run` accept, as a front end hands it over. Caller-side input is resolved by the
@@ -83,6 +87,8 @@ pub struct CreateOptions {
     pub interactive: bool,
     pub tty: bool,
     pub volumes: Vec<String>,
+    /// `--mount` values (`type=volume|bind|tmpfs,source=,target=,...`).
+    pub mounts: Vec<String>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
     pub hostname: Option<String>,

@@ -2,13 +2,14 @@
 //! runtime spec that either isolation level runs. Docker's precedence rules apply throughout.
 
 use crate::config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
+use crate::volumes::MountPlan;
 use crate::{env, isolation, EngineError};
 use bulkhead_runtime::{
     ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
     SecuritySpec, Workload,
 };
 use oci_spec::image::ImageConfiguration;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_DISK: u64 = 10 << 30;
@@ -26,6 +27,7 @@ pub fn container_config(
     isolation: Isolation,
     image_id: &str,
     image: &ImageConfiguration,
+    mounts: &MountPlan,
 ) -> Result<ContainerConfig, EngineError> {
     let cfg = image.config().clone().unwrap_or_default();
     let entrypoint: Vec<String> = match &opts.entrypoint {
@@ -87,13 +89,6 @@ pub fn container_config(
             process.cwd
         )));
     }
-    let mut mounts = Vec::new();
-    for v in &opts.volumes {
-        mounts.push(parse_volume(v)?);
-    }
-    for t in &opts.tmpfs {
-        mounts.push(parse_tmpfs(t)?);
-    }
     let resources = Resources {
         memory_bytes: opts.memory,
         cpus: opts.cpus,
@@ -111,7 +106,7 @@ pub fn container_config(
             process,
             hostname,
             readonly_rootfs: opts.read_only,
-            mounts,
+            mounts: mounts.mounts.clone(),
             network: parse_network(opts.network.as_deref())?,
             userns: parse_userns(opts.userns.as_deref())?,
             security: parse_security(opts)?,
@@ -129,6 +124,7 @@ pub fn container_config(
             accel: opts.accel.clone().unwrap_or_else(|| "auto".to_string()),
         },
         disk_size: opts.disk_size.unwrap_or(DEFAULT_DISK),
+        volumes: mounts.volume_names(),
     };
     isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;
@@ -174,38 +170,9 @@ fn set_default(env: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
-fn parse_volume(v: &str) -> Result<MountSpec, EngineError> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let (host, target, readonly) = match parts.as_slice() {
-        [h, t] => (*h, *t, false),
-        [h, t, "ro"] => (*h, *t, true),
-        [h, t, "rw"] => (*h, *t, false),
-        _ => {
-            return Err(invalid(format!(
-                "invalid volume {v}: expected HOST:CONTAINER[:ro|rw]"
-            )))
-        }
-    };
-    if !host.starts_with('/') {
-        return Err(invalid(format!(
-            "invalid volume {v}: named volumes are not supported, the host path must be absolute"
-        )));
-    }
-    if !target.starts_with('/') || target == "/" {
-        return Err(invalid(format!(
-            "invalid volume {v}: the container path must be absolute and not /"
-        )));
-    }
-    let source = PathBuf::from(host);
-    // Docker creates a missing host directory for -v.
-    std::fs::create_dir_all(&source)
-        .or_else(|e| if source.exists() { Ok(()) } else { Err(e) })
-        .map_err(EngineError::io(&source))?;
-    Ok(MountSpec::Bind {
-        source,
-        target: target.to_string(),
-        readonly,
-    })
+/// The `--tmpfs` mounts (`-v` and `--mount` are parsed with them by `volumes::MountPlan`).
+pub fn tmpfs_mounts(opts: &CreateOptions) -> Result<Vec<MountSpec>, EngineError> {
+    opts.tmpfs.iter().map(|t| parse_tmpfs(t)).collect()
 }
 
 fn parse_tmpfs(t: &str) -> Result<MountSpec, EngineError> {
@@ -350,7 +317,6 @@ mod tests {
         assert!(parse_signal("SIGNOPE").is_err());
         assert!(parse_network(Some("bridge")).is_err());
         assert_eq!(parse_ulimit("nofile=10:20").unwrap().hard, 20);
-        assert!(parse_volume("relative:/x").is_err());
         assert!(parse_tmpfs("/tmp:size=1m").is_ok());
         assert_eq!(parse_userns(Some("1:2:3")).unwrap().unwrap().size, 3);
         assert!(parse_userns(Some("1:2")).is_err());

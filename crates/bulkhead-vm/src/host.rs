@@ -44,6 +44,18 @@ pub struct VmConfig {
     pub cgroup: String,
     /// The CPU quota of QEMU's cgroup, in CPUs.
     pub cpus: Option<f64>,
+    /// Host directories shared with the guest over virtio-9p, in order (share `i` is the guest's
+    /// `bulkhead_proto::vm::share_path(i)`).
+    pub shares: Vec<Share>,
+}
+
+/// A host directory the guest sees (a volume's data or a bind source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub host: PathBuf,
+    /// Read-only for QEMU's 9p server and for QEMU's own view of it (a read-only bind in the jail), so
+    /// no guest, whatever its kernel does, writes it.
+    pub readonly: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +135,7 @@ impl Vm {
             memory_mib: cfg.memory_mib.into(),
             cpus: cfg.cpus,
             max_file_bytes: disk_len,
+            shares: &cfg.shares,
         });
         match spawned {
             Ok(jailed) => Ok(Vm {

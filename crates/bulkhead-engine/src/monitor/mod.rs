@@ -444,6 +444,11 @@ impl<'a> Monitor<'a> {
             if let Err(e) = crate::lifecycle::remove_files(self.layout, self.container) {
                 tracing::warn!("removing {}: {e}", self.container.config.id);
             }
+            // As docker's --rm: the anonymous volumes go with the container.
+            let volumes = &self.container.config.volumes;
+            if let Err(e) = crate::volumes::remove_anonymous(self.layout, volumes) {
+                tracing::warn!("removing the volumes of {}: {e}", self.container.config.id);
+            }
         }
         self.clients.finish(&ExitStatus {
             code,
