@@ -121,8 +121,9 @@ fn upstream(addr: SocketAddrV4, answer: Ipv4Addr) {
     });
 }
 
-/// A scratch network: endpoints with `web` (alias `www`) on 10.88.0.2, container definitions, and the
-/// responder's address `loopback(first)` with a stand-in upstream on `loopback(first + 1)`.
+/// A scratch network: endpoints with `web` (alias `www`) on 10.88.0.2 and `client` on 127.0.0.1 (where
+/// the test's queries come from), container definitions, and the responder's address `loopback(first)`
+/// with a stand-in upstream on `loopback(first + 1)`.
 struct Net {
     endpoints: tempfile::TempDir,
     containers: tempfile::TempDir,
@@ -146,6 +147,13 @@ impl Net {
             "web",
             &["www"],
             "10.88.0.2",
+        );
+        endpoint(
+            net.endpoints.path(),
+            "ffffffffffffffff",
+            "client",
+            &[],
+            "127.0.0.1",
         );
         upstream(net.upstream, OUTSIDE);
         net
@@ -254,6 +262,7 @@ fn garbage_gets_no_answer_and_changes_nothing() {
 #[test]
 fn an_upstream_that_is_down_gives_servfail() {
     let dir = tempfile::tempdir().unwrap();
+    endpoint(dir.path(), "ffffffffffffffff", "client", &[], "127.0.0.1");
     let listen = SocketAddrV4::new(loopback(9), 53);
     // Nothing listens on the upstream's address: the relay is refused at once.
     let _dns = start(DnsConfig {
@@ -267,6 +276,16 @@ fn an_upstream_that_is_down_gives_servfail() {
         ask_udp(listen, "outside.test"),
         Some((RCODE::ServerFailure, vec![]))
     );
+}
+
+#[test]
+fn only_the_networks_containers_are_served() {
+    let net = Net::new(13);
+    let _dns = net.responder();
+    let stranger = loopback(15);
+    assert_eq!(ask_udp_from(stranger, net.listen, "web"), None);
+    assert_eq!(ask_udp_from(stranger, net.listen, "outside.test"), None);
+    assert_eq!(ask_udp(net.listen, "web").unwrap().1, [WEB]);
 }
 
 #[test]

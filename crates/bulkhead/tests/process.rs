@@ -160,6 +160,9 @@ fn a_containers_resolver_is_answered_by_the_network_responder() {
     let endpoints = tempfile::tempdir().unwrap();
     let record = r#"{"container_id":"ee","name":"web","aliases":["db"],"ipv4":"10.88.7.2"}"#;
     std::fs::write(endpoints.path().join("ee.json"), record).unwrap();
+    // The responder serves only its network's containers: this one asks from the host's 127.0.0.1.
+    let asker = r#"{"container_id":"ff","name":"asker","aliases":[],"ipv4":"127.0.0.1"}"#;
+    std::fs::write(endpoints.path().join("ff.json"), asker).unwrap();
     let pid_byte = (std::process::id() % 251) as u8;
     let listen = SocketAddrV4::new(Ipv4Addr::new(127, 54, pid_byte, 1), 53);
     let _dns = start(DnsConfig {

@@ -6,7 +6,9 @@
 //! must stay single-threaded while process mode forks). Every monitor on a network binds `<gateway>:53`
 //! with `SO_REUSEPORT`, so the kernel spreads queries over them, each answers from the same endpoint
 //! records, and the port closes when the last container on the network stops. A process-mode container
-//! and a VM guest both reach the gateway through the bridge, so both modes resolve the same way.
+//! and a VM guest both reach the gateway through the bridge, so both modes resolve the same way. As
+//! docker's, it serves only the network's own containers: a query from any other address (the host,
+//! another network, another machine routed to the gateway) is dropped, so it is no open resolver.
 
 mod answer;
 mod forward;
@@ -213,6 +215,9 @@ impl Server {
             };
             let query = &buf[..n];
             let table = self.relay.names.table();
+            if !table.has(client.ip()) {
+                continue;
+            }
             match answer::handle(query, &table) {
                 Action::Reply(reply) => {
                     let _ = self.udp.send_to(&reply, client);
@@ -238,6 +243,9 @@ impl Server {
         let Ok((stream, client)) = self.tcp.accept() else {
             return;
         };
+        if !self.relay.names.table().has(client.ip()) {
+            return;
+        }
         let relay = self.relay.clone();
         self.spawn(move || serve_tcp(stream, client, &relay));
     }

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -47,6 +47,11 @@ impl Table {
     /// The container name that owns `addr`.
     pub fn name_of(&self, addr: Ipv4Addr) -> Option<&str> {
         self.by_addr.get(&addr).map(|(name, _)| name.as_str())
+    }
+
+    /// Whether `addr` is a container on the network.
+    pub fn has(&self, addr: IpAddr) -> bool {
+        matches!(addr, IpAddr::V4(v4) if self.by_addr.contains_key(&v4))
     }
 
     /// The id of the container that owns `addr`.
@@ -174,6 +179,8 @@ mod tests {
         assert_eq!(t.addresses("nope"), None);
         assert_eq!(t.name_of(Ipv4Addr::new(10, 88, 0, 3)), Some("db"));
         assert_eq!(t.container_at(Ipv4Addr::new(10, 88, 0, 3)), Some("x"));
+        assert!(t.has("10.88.0.3".parse().unwrap()));
+        assert!(!t.has("10.88.0.4".parse().unwrap()));
         // The listing was just read, inside the racy window: a change is seen at once.
         std::fs::remove_file(dir.path().join("other.json")).unwrap();
         assert_eq!(names.table().addresses("db"), None);
