@@ -223,13 +223,18 @@ impl Server {
                     let _ = self.udp.send_to(&reply, client);
                 }
                 Action::Forward => {
-                    let (query, udp, relay) =
-                        (query.to_vec(), self.udp.clone(), self.relay.clone());
+                    // Weak: a relay still waiting when the responder stops must not keep the port
+                    // bound (the kernel would go on handing this socket queries nobody reads).
+                    let (query, udp, relay) = (
+                        query.to_vec(),
+                        Arc::downgrade(&self.udp),
+                        self.relay.clone(),
+                    );
                     self.spawn(move || {
                         let upstreams = relay.upstreams_for(client, &table);
                         let reply = forward::udp(&query, &upstreams)
                             .or_else(|| answer::server_failure(&query));
-                        if let Some(reply) = reply {
+                        if let (Some(reply), Some(udp)) = (reply, udp.upgrade()) {
                             let _ = udp.send_to(&reply, client);
                         }
                     });
