@@ -304,3 +304,96 @@ fn every_monitor_on_a_network_serves_the_port_until_the_last_stops() {
     assert_eq!(ask_udp(net.listen, "web"), None);
     assert!(TcpStream::connect(net.listen).is_err());
 }
+
+/// A bridge with a gateway address and a network namespace on it through a veth pair, made by the test
+/// with iproute2 and removed on drop: the path a container's query takes, without a container.
+struct Bridge {
+    name: String,
+    netns: String,
+}
+
+impl Bridge {
+    fn new(tag: &str, gateway: &str, client: &str) -> Bridge {
+        let pid = std::process::id();
+        let b = Bridge {
+            name: format!("bhdns{tag}{}", pid % 100_000),
+            netns: format!("bhdns{tag}-{pid}"),
+        };
+        let (host_end, ns_end) = (format!("{}h", b.name), format!("{}n", b.name));
+        for args in [
+            vec!["link", "add", &b.name, "type", "bridge"],
+            vec!["addr", "add", gateway, "dev", &b.name],
+            vec!["link", "set", &b.name, "up"],
+            vec!["netns", "add", &b.netns],
+            vec![
+                "link", "add", &host_end, "type", "veth", "peer", "name", &ns_end,
+            ],
+            vec!["link", "set", &host_end, "master", &b.name, "up"],
+            vec!["link", "set", &ns_end, "netns", &b.netns],
+            vec!["-n", &b.netns, "addr", "add", client, "dev", &ns_end],
+            vec!["-n", &b.netns, "link", "set", &ns_end, "up"],
+        ] {
+            let status = std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args:?}");
+        }
+        b
+    }
+
+    /// Runs busybox in the namespace.
+    fn busybox(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.netns, "busybox"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end and so the pair.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn a_client_behind_a_bridge_resolves_through_the_gateway() {
+    let third = (std::process::id() % 251) as u8;
+    let gateway = Ipv4Addr::new(10, 213, third, 1);
+    let client = Ipv4Addr::new(10, 213, third, 2);
+    let bridge = Bridge::new("a", &format!("{gateway}/24"), &format!("{client}/24"));
+    let net = Net::new(17);
+    endpoint(
+        net.endpoints.path(),
+        "1111111111111111",
+        "me",
+        &[],
+        &client.to_string(),
+    );
+    let listen = SocketAddrV4::new(gateway, 53);
+    let _dns = start(DnsConfig {
+        endpoints: net.endpoints.path().to_path_buf(),
+        listen,
+        containers: net.containers.path().to_path_buf(),
+        upstreams: vec![SocketAddr::V4(net.upstream)],
+    })
+    .unwrap();
+    let server = gateway.to_string();
+    let web = bridge.busybox(&["nslookup", "web", &server]);
+    assert!(web.contains("Address: 10.88.0.2"), "{web}");
+    // The relay runs in the host's namespace: the upstream on a host loopback address answers.
+    let outside = bridge.busybox(&["nslookup", "outside.test", &server]);
+    assert!(
+        outside.contains(&format!("Address: {OUTSIDE}")),
+        "{outside}"
+    );
+}
