@@ -178,6 +178,18 @@ pub struct CreateArgs {
     /// Network: none (default) or host.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Add a line to /etc/hosts: HOST:IP (IP may be host-gateway, the network's gateway).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf (replaces the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// DNS search domain ("." for none).
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Resolver option for /etc/resolv.conf (e.g. ndots:2).
+    #[arg(long, alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Isolation: process, vm, or hyperv (same as vm); default: the isolation policy's (process unless
     /// the root's policy.json says otherwise).
     #[arg(long)]

@@ -91,6 +91,10 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
         ulimits: a.ulimit,
         accel: a.accel,
         disk_size: a.disk_size,
+        add_hosts: a.add_host,
+        dns: a.dns,
+        dns_search: a.dns_search,
+        dns_options: a.dns_option,
     })
 }
 

@@ -9,8 +9,10 @@
 //! - `isolation/`: everything that differs between process and VM isolation, one module per mode.
 //! - `monitor/`: the per-container monitor (its launch contract in `monitor/launch.rs`).
 //! - `session.rs`: a front end's protocol connection to a monitor (attach, exec, signals).
-//! - `config.rs`, `spec.rs`, `env.rs`: what a container is, and how options become a runtime spec.
+//! - `config.rs`, `spec.rs`, `env.rs`: what a container is, and how options become a runtime spec;
+//!   `etc_files.rs` its `/etc/hosts` and `/etc/resolv.conf`.
 //! - `volumes/`: named and anonymous volumes, `-v`/`--mount` parsing, copy-up from the image.
+//! - `network_dns/`: the name responder of a user-defined network, run by the monitors on it.
 //! - `containers.rs`, `state.rs`, `layout.rs`, `disk.rs`, `logs.rs`, `fsutil.rs`: records on disk.
 //!
 //! On-disk layout under the root (`--root`, default `/var/lib/bulkhead`):
@@ -39,6 +41,7 @@ mod disk;
 mod engine;
 mod env;
 mod error;
+mod etc_files;
 mod fsutil;
 mod images;
 mod isolation;
@@ -46,6 +49,7 @@ mod layout;
 mod lifecycle;
 pub mod logs;
 pub mod monitor;
+pub mod network_dns;
 mod policy;
 mod seccomp_cache;
 mod session;

@@ -3,6 +3,7 @@
 
 use crate::config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
 use crate::volumes::MountPlan;
+use crate::etc_files::{self, Attachment, HostFiles};
 use crate::{env, isolation, EngineError};
 use bulkhead_runtime::{
     ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
@@ -95,6 +96,7 @@ pub fn container_config(
         pids_limit: opts.pids_limit,
     };
     validate_resources(&resources)?;
+    let names = etc_files::parse_options(opts)?;
     let config = ContainerConfig {
         id: id.to_string(),
         name,
@@ -125,27 +127,34 @@ pub fn container_config(
         },
         disk_size: opts.disk_size.unwrap_or(DEFAULT_DISK),
         volumes: mounts.volume_names(),
+        extra_hosts: names.extra_hosts,
+        dns: names.dns,
+        dns_search: names.dns_search,
+        dns_options: names.dns_options,
     };
     isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;
     Ok(config)
 }
 
-/// The runtime spec for a run of `config` on the assembled `rootfs`, as its isolation level runs it.
-pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
+/// The runtime spec for a run of `config` on the assembled `rootfs`, as its isolation level runs it,
+/// attached to `attachments` (the networks its setup joined, primary first).
+pub fn runtime_spec(
+    config: &ContainerConfig,
+    rootfs: &Path,
+    attachments: &[Attachment],
+) -> Result<ContainerSpec, EngineError> {
+    let files = etc_files::generate(config, attachments, &HostFiles::read())?;
     let mut spec = ContainerSpec {
         id: config.id.clone(),
         rootfs: rootfs.to_path_buf(),
         workload: config.workload.clone(),
         cgroup_name: String::new(),
-        etc_hosts: format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            config.workload.hostname
-        ),
-        resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        etc_hosts: files.hosts,
+        resolv_conf: files.resolv_conf,
     };
     isolation::mode(config.isolation).adapt_spec(&mut spec);
-    spec
+    Ok(spec)
 }
 
 pub fn validate_resources(r: &Resources) -> Result<(), EngineError> {

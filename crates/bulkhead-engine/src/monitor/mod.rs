@@ -349,7 +349,8 @@ impl<'a> Monitor<'a> {
     /// than by the agent (in a VM guest under binary translation libseccomp takes far longer), and
     /// kept for the next start with the same settings.
     fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
-        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
+        // `none` and `host`, the network modes so far, have no attachments.
+        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"), &[])?;
         spec.workload.security.seccomp =
             crate::seccomp_cache::compile(self.layout, &spec.workload.security)?;
         Ok(spec)
