@@ -43,6 +43,13 @@ tmp=$(mktemp)
   echo "The host never mounts a disk a VM wrote; the switch takes its content back through an export VM."
   echo
   bench/switch.sh
+  echo
+  echo "## Networks and volumes (bench/net.sh)"
+  echo
+  echo "Goals (issue 10): the bridge adds <= 5 ms to a process-mode start, which stays <= 0.3x podman's;"
+  echo "published-port throughput in process mode >= 0.9x podman's; VM mode and the 9p share measured."
+  echo
+  bench/net.sh
   if [ -n "${BASELINE:-}" ]; then
     echo
     echo "## Before/after (bench/compare.sh)"

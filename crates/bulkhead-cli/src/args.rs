@@ -78,6 +78,47 @@ pub enum Command {
     /// Build or show the VM guest kernel.
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+}
+
+#[derive(Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume (a random name if none is given).
+    Create {
+        name: Option<String>,
+        /// Set metadata: KEY=VALUE.
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// List volumes.
+    Ls {
+        /// Only print names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show volumes' details as JSON.
+    Inspect {
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses them).
+    Rm {
+        /// A missing volume is no error.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (all unused ones with --all).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (nothing asks here; accepted as in docker).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -110,9 +151,12 @@ pub struct CreateArgs {
     /// Override the image's entrypoint ("" clears it).
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Bind mount HOST:CONTAINER[:ro] (process isolation only).
+    /// Mount a volume or host directory: NAME:PATH, /HOST:PATH or PATH (anonymous), with :ro, :rw, :nocopy.
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
+    /// Mount: type=volume|bind|tmpfs,source=,target=,readonly,volume-nocopy,tmpfs-size=,tmpfs-mode=.
+    #[arg(long)]
+    pub mount: Vec<String>,
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -135,6 +179,18 @@ pub struct CreateArgs {
     /// bind-mounted netns file with eth0 configured, as `ip netns add` or a CRI runtime makes it).
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Add a line to /etc/hosts: HOST:IP (IP may be host-gateway, the network's gateway).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf (replaces the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// DNS search domain ("." for none).
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Resolver option for /etc/resolv.conf (e.g. ndots:2).
+    #[arg(long, alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Isolation: process, vm, or hyperv (same as vm); default: the isolation policy's (process unless
     /// the root's policy.json says otherwise).
     #[arg(long)]
@@ -224,6 +280,9 @@ pub struct RmArgs {
     /// Kill a running container first.
     #[arg(short, long)]
     pub force: bool,
+    /// Also remove the container's anonymous volumes.
+    #[arg(short, long)]
+    pub volumes: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

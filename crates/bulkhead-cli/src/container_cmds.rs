@@ -72,6 +72,7 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
         interactive: a.interactive,
         tty: a.tty,
         volumes: a.volume,
+        mounts: a.mount,
         tmpfs: a.tmpfs,
         read_only: a.read_only,
         hostname: a.hostname,
@@ -90,6 +91,10 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
         ulimits: a.ulimit,
         accel: a.accel,
         disk_size: a.disk_size,
+        add_hosts: a.add_host,
+        dns: a.dns,
+        dns_search: a.dns_search,
+        dns_options: a.dns_option,
     })
 }
 
@@ -183,7 +188,7 @@ pub fn kill(engine: &Engine, a: KillArgs) -> Result<i32> {
 
 pub fn rm(engine: &Engine, a: RmArgs) -> Result<i32> {
     each(&a.containers, |key| {
-        engine.remove(key, a.force)?;
+        engine.remove(key, a.force, a.volumes)?;
         println!("{key}");
         Ok(())
     })

@@ -1,6 +1,6 @@
 //! Docker-shaped `inspect` JSON, built from the engine's typed records.
 
-use bulkhead_engine::{ContainerDetails, Status};
+use bulkhead_engine::{ContainerDetails, MountSpec, Status};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -33,6 +33,7 @@ pub fn container(d: &ContainerDetails) -> Value {
                 "Namespaces": j.namespaces,
                 "Mounts": j.mounts,
                 "Checks": j.checks,
+                "Capabilities": j.capabilities,
             })),
         },
         "Image": cfg.image_id,
@@ -52,6 +53,10 @@ pub fn container(d: &ContainerDetails) -> Value {
                 bulkhead_engine::NetworkMode::Host => "host".to_string(),
                 bulkhead_engine::NetworkMode::Namespace(p) => format!("ns:{}", p.display()),
             },
+            "ExtraHosts": cfg.extra_hosts,
+            "Dns": cfg.dns,
+            "DnsSearch": cfg.dns_search,
+            "DnsOptions": cfg.dns_options,
             "Memory": cfg.workload.resources.memory_bytes.unwrap_or(0),
             "NanoCpus": cfg.workload.resources.cpus.map(|c| (c * 1e9) as u64).unwrap_or(0),
             "PidsLimit": cfg.workload.resources.pids_limit,
@@ -61,6 +66,7 @@ pub fn container(d: &ContainerDetails) -> Value {
             "VmVcpus": d.vm.map(|v| v.vcpus),
             "VmAccel": cfg.vm.accel,
         },
+        "Mounts": mounts(cfg),
         "Config": {
             "Hostname": cfg.workload.hostname,
             "User": cfg.workload.process.user,
@@ -74,4 +80,39 @@ pub fn container(d: &ContainerDetails) -> Value {
             "Image": cfg.image,
         },
     })
+}
+
+/// Docker's top-level `Mounts`: binds and volumes (a bind of a volume's `_data` is the volume), and
+/// tmpfs mounts.
+fn mounts(cfg: &bulkhead_engine::ContainerConfig) -> Vec<Value> {
+    cfg.workload
+        .mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Bind {
+                source,
+                target,
+                readonly,
+            } => {
+                let volume = source
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .and_then(|n| n.to_str())
+                    .filter(|n| source.ends_with("_data") && cfg.volumes.iter().any(|v| v == n));
+                json!({
+                    "Type": if volume.is_some() { "volume" } else { "bind" },
+                    "Name": volume,
+                    "Source": source,
+                    "Destination": target,
+                    "RW": !readonly,
+                })
+            }
+            MountSpec::Tmpfs { target, options } => json!({
+                "Type": "tmpfs",
+                "Source": "",
+                "Destination": target,
+                "RW": !options.split(',').any(|o| o.trim() == "ro"),
+            }),
+        })
+        .collect()
 }

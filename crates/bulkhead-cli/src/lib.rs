@@ -9,6 +9,7 @@ mod inspect;
 mod pull_progress;
 mod relay;
 mod system_cmds;
+mod volume_cmds;
 
 use args::{Cli, Command};
 use bulkhead_engine::{Engine, EngineConfig, EngineError};
@@ -88,6 +89,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Login(a) => image_cmds::login(engine, a),
         Command::Logout(a) => image_cmds::logout(engine, a),
         Command::Info => system_cmds::info(engine),
+        Command::Volume(a) => volume_cmds::volume(engine, a),
         Command::Version | Command::Kernel(_) => unreachable!("dispatched above"),
     }
 }

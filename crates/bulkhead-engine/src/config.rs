@@ -4,6 +4,7 @@ use bulkhead_runtime::Workload;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 /// The isolation level of a container; switchable while it is stopped.
@@ -65,6 +66,20 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     pub vm: VmOptions,
     pub disk_size: u64,
+    /// The volumes (named and anonymous) the container mounts: `volume rm` refuses them while it exists,
+    /// `rm -v` removes its anonymous ones.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// `--add-host`, as `HOST:IP` or `HOST:host-gateway`.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`: override the host's resolv.conf as in docker.
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
 }
 
 /// Everything `create`/`run` accept, as a front end hands it over. Caller-side input is resolved by the
@@ -83,6 +98,8 @@ pub struct CreateOptions {
     pub interactive: bool,
     pub tty: bool,
     pub volumes: Vec<String>,
+    /// `--mount` values (`type=volume|bind|tmpfs,source=,target=,...`).
+    pub mounts: Vec<String>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
     pub hostname: Option<String>,
@@ -105,4 +122,9 @@ pub struct CreateOptions {
     pub ulimits: Vec<String>,
     pub accel: Option<String>,
     pub disk_size: Option<u64>,
+    /// `--add-host HOST:IP` (or `HOST:host-gateway`).
+    pub add_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
 }

@@ -6,6 +6,13 @@ use std::path::PathBuf;
 pub enum EngineError {
     #[error("no such container: {0}")]
     NoSuchContainer(String),
+    #[error("no such volume: {0}")]
+    NoSuchVolume(String),
+    #[error("volume {name} is in use by container(s) {}", containers.join(", "))]
+    VolumeInUse {
+        name: String,
+        containers: Vec<String>,
+    },
     #[error("container name \"{0}\" is already in use")]
     NameInUse(String),
     #[error("container id prefix {0} is ambiguous")]

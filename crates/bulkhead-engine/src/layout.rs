@@ -28,6 +28,26 @@ impl Layout {
         self.containers().join(".lock")
     }
 
+    /// Named and anonymous volumes, as docker's `local` driver keeps them: `<name>/_data` and
+    /// `<name>/volume.json`.
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// Serialises volume creation and removal against the containers that use them.
+    pub fn volumes_lock(&self) -> PathBuf {
+        self.volumes().join(".lock")
+    }
+
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.volumes().join(name)
+    }
+
+    /// What a container mounts of volume `name`.
+    pub fn volume_data(&self, name: &str) -> PathBuf {
+        self.volume(name).join("_data")
+    }
+
     pub fn container(&self, id: &str) -> ContainerPaths {
         ContainerPaths {
             dir: self.containers().join(id),

@@ -9,7 +9,10 @@
 //! - `isolation/`: everything that differs between process and VM isolation, one module per mode.
 //! - `monitor/`: the per-container monitor (its launch contract in `monitor/launch.rs`).
 //! - `session.rs`: a front end's protocol connection to a monitor (attach, exec, signals).
-//! - `config.rs`, `spec.rs`, `env.rs`: what a container is, and how options become a runtime spec.
+//! - `config.rs`, `spec.rs`, `env.rs`: what a container is, and how options become a runtime spec;
+//!   `etc_files.rs` its `/etc/hosts` and `/etc/resolv.conf`.
+//! - `volumes/`: named and anonymous volumes, `-v`/`--mount` parsing, copy-up from the image.
+//! - `network_dns/`: the name responder of a user-defined network, run by the monitors on it.
 //! - `containers.rs`, `state.rs`, `layout.rs`, `disk.rs`, `logs.rs`, `fsutil.rs`: records on disk.
 //!
 //! On-disk layout under the root (`--root`, default `/var/lib/bulkhead`):
@@ -24,6 +27,7 @@
 //! templates/rw-<size>.img     a formatted empty writable layer, cloned sparsely for each container
 //! containers/<id>/container.log  stdout/stderr, one JSON record per chunk, with timestamps
 //! containers/<id>/mnt/        process mode: lower (image erofs), rw (rw.img), rootfs (overlay)
+//! volumes/<name>/_data        a volume's content; volumes/<name>/volume.json its record
 //! ```
 //! Sockets live in `/run/bulkhead/<id prefix>/` because unix socket paths are limited to 108 bytes.
 //!
@@ -37,6 +41,7 @@ mod disk;
 mod engine;
 mod env;
 mod error;
+mod etc_files;
 mod fsutil;
 mod images;
 mod isolation;
@@ -44,11 +49,13 @@ mod layout;
 mod lifecycle;
 pub mod logs;
 pub mod monitor;
+pub mod network_dns;
 mod policy;
 mod seccomp_cache;
 mod session;
 mod spec;
 pub mod state;
+mod volumes;
 
 pub use bulkhead_runtime::NetworkMode;
 pub use config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
@@ -62,11 +69,12 @@ pub use policy::{IsolationPolicy, PolicyFile, VmRequirement};
 pub use session::Session;
 pub use spec::parse_signal;
 pub use state::{ContainerState, Status};
+pub use volumes::{Volume, VolumePruneReport};
 
 /// Types of the layers below that appear in the facade's signatures, so front ends need no other crate.
 pub use bulkhead_image::{Image, ImageDeletion, ImageId, ImageInspect, ImageSummary, PruneReport};
 pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;
-pub use bulkhead_runtime::{ProcessSpec, Resources};
+pub use bulkhead_runtime::{MountSpec, ProcessSpec, Resources};
 pub use bulkhead_vm::{Accel, AccelKind, Confinement, Kernel};

@@ -7,6 +7,7 @@ use crate::images::{PullEvent, PullEvents};
 use crate::isolation::{self, VmSizing};
 use crate::session::Session;
 use crate::state::{ContainerState, Status};
+use crate::volumes::{self, MountPlan};
 use crate::{env, fsutil, monitor, spec, Engine, EngineError};
 use bulkhead_proto::Message;
 use bulkhead_runtime::{ProcessSpec, Resources};
@@ -100,6 +101,18 @@ impl Engine {
             }
             None => containers::generated_name(&id),
         };
+        let plan = MountPlan::parse(
+            &self.layout,
+            &opts.volumes,
+            &opts.mounts,
+            spec::tmpfs_mounts(opts)?,
+            image
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.volumes().as_deref())
+                .unwrap_or_default(),
+        )?;
         let config = spec::container_config(
             &id,
             name,
@@ -107,16 +120,26 @@ impl Engine {
             isolation,
             &image.id.to_string(),
             &image.config,
+            &plan,
         )?;
-        // Built now so `start` does not pay for it; cached per image.
-        self.store.rootfs_artifact(&image)?;
-        let container = containers::create(&self.layout, config)?;
+        // Built now so `start` does not pay for it; cached per image. Copy-up reads it too.
+        let artifact = self.store.rootfs_artifact(&image)?;
+        // Held until the record names the volumes, so `volume rm` cannot slip in between.
+        let guard = MountPlan::lock(&self.layout)?;
+        let made = plan.realize(&self.layout, &artifact, &guard)?;
+        let container = containers::create(&self.layout, config).inspect_err(|_| {
+            plan.undo(&self.layout, &made);
+        })?;
+        drop(guard);
         if let Err(e) = crate::disk::create(
             self.layout.root(),
             &container.paths.disk(),
             container.config.disk_size,
         ) {
             let _ = self.remove_files(&container);
+            if let Ok(_guard) = MountPlan::lock(&self.layout) {
+                plan.undo(&self.layout, &made);
+            }
             return Err(e);
         }
         Ok(container)
@@ -247,8 +270,14 @@ impl Engine {
         }
     }
 
-    /// Removes a container; a running one only with `force` (it is killed first). Returns its id.
-    pub fn remove(&self, key: &str, force: bool) -> Result<String, EngineError> {
+    /// Removes a container; a running one only with `force` (it is killed first), and with
+    /// `anonymous_volumes` its anonymous volumes no other container uses (`rm -v`). Returns its id.
+    pub fn remove(
+        &self,
+        key: &str,
+        force: bool,
+        anonymous_volumes: bool,
+    ) -> Result<String, EngineError> {
         let c = self.find(key)?;
         if c.state.status == Status::Running {
             if !force {
@@ -267,6 +296,9 @@ impl Engine {
             Err(e) => return Err(e),
         };
         self.remove_files(&c)?;
+        if anonymous_volumes {
+            volumes::remove_anonymous(&self.layout, &c.config.volumes)?;
+        }
         Ok(c.config.id)
     }
 

@@ -2,13 +2,15 @@
 //! runtime spec that either isolation level runs. Docker's precedence rules apply throughout.
 
 use crate::config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
+use crate::volumes::MountPlan;
+use crate::etc_files::{self, Attachment, HostFiles};
 use crate::{env, isolation, EngineError};
 use bulkhead_runtime::{
     ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
     SecuritySpec, Workload,
 };
 use oci_spec::image::ImageConfiguration;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_DISK: u64 = 10 << 30;
@@ -26,6 +28,7 @@ pub fn container_config(
     isolation: Isolation,
     image_id: &str,
     image: &ImageConfiguration,
+    mounts: &MountPlan,
 ) -> Result<ContainerConfig, EngineError> {
     let cfg = image.config().clone().unwrap_or_default();
     let entrypoint: Vec<String> = match &opts.entrypoint {
@@ -87,19 +90,13 @@ pub fn container_config(
             process.cwd
         )));
     }
-    let mut mounts = Vec::new();
-    for v in &opts.volumes {
-        mounts.push(parse_volume(v)?);
-    }
-    for t in &opts.tmpfs {
-        mounts.push(parse_tmpfs(t)?);
-    }
     let resources = Resources {
         memory_bytes: opts.memory,
         cpus: opts.cpus,
         pids_limit: opts.pids_limit,
     };
     validate_resources(&resources)?;
+    let names = etc_files::parse_options(opts)?;
     let config = ContainerConfig {
         id: id.to_string(),
         name,
@@ -111,7 +108,7 @@ pub fn container_config(
             process,
             hostname,
             readonly_rootfs: opts.read_only,
-            mounts,
+            mounts: mounts.mounts.clone(),
             network: parse_network(opts.network.as_deref())?,
             userns: parse_userns(opts.userns.as_deref())?,
             security: parse_security(opts)?,
@@ -129,27 +126,35 @@ pub fn container_config(
             accel: opts.accel.clone().unwrap_or_else(|| "auto".to_string()),
         },
         disk_size: opts.disk_size.unwrap_or(DEFAULT_DISK),
+        volumes: mounts.volume_names(),
+        extra_hosts: names.extra_hosts,
+        dns: names.dns,
+        dns_search: names.dns_search,
+        dns_options: names.dns_options,
     };
     isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;
     Ok(config)
 }
 
-/// The runtime spec for a run of `config` on the assembled `rootfs`, as its isolation level runs it.
-pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
+/// The runtime spec for a run of `config` on the assembled `rootfs`, as its isolation level runs it,
+/// attached to `attachments` (the networks its setup joined, primary first).
+pub fn runtime_spec(
+    config: &ContainerConfig,
+    rootfs: &Path,
+    attachments: &[Attachment],
+) -> Result<ContainerSpec, EngineError> {
+    let files = etc_files::generate(config, attachments, &HostFiles::read())?;
     let mut spec = ContainerSpec {
         id: config.id.clone(),
         rootfs: rootfs.to_path_buf(),
         workload: config.workload.clone(),
         cgroup_name: String::new(),
-        etc_hosts: format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            config.workload.hostname
-        ),
-        resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        etc_hosts: files.hosts,
+        resolv_conf: files.resolv_conf,
     };
     isolation::mode(config.isolation).adapt_spec(&mut spec);
-    spec
+    Ok(spec)
 }
 
 pub fn validate_resources(r: &Resources) -> Result<(), EngineError> {
@@ -174,38 +179,9 @@ fn set_default(env: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
-fn parse_volume(v: &str) -> Result<MountSpec, EngineError> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let (host, target, readonly) = match parts.as_slice() {
-        [h, t] => (*h, *t, false),
-        [h, t, "ro"] => (*h, *t, true),
-        [h, t, "rw"] => (*h, *t, false),
-        _ => {
-            return Err(invalid(format!(
-                "invalid volume {v}: expected HOST:CONTAINER[:ro|rw]"
-            )))
-        }
-    };
-    if !host.starts_with('/') {
-        return Err(invalid(format!(
-            "invalid volume {v}: named volumes are not supported, the host path must be absolute"
-        )));
-    }
-    if !target.starts_with('/') || target == "/" {
-        return Err(invalid(format!(
-            "invalid volume {v}: the container path must be absolute and not /"
-        )));
-    }
-    let source = PathBuf::from(host);
-    // Docker creates a missing host directory for -v.
-    std::fs::create_dir_all(&source)
-        .or_else(|e| if source.exists() { Ok(()) } else { Err(e) })
-        .map_err(EngineError::io(&source))?;
-    Ok(MountSpec::Bind {
-        source,
-        target: target.to_string(),
-        readonly,
-    })
+/// The `--tmpfs` mounts (`-v` and `--mount` are parsed with them by `volumes::MountPlan`).
+pub fn tmpfs_mounts(opts: &CreateOptions) -> Result<Vec<MountSpec>, EngineError> {
+    opts.tmpfs.iter().map(|t| parse_tmpfs(t)).collect()
 }
 
 fn parse_tmpfs(t: &str) -> Result<MountSpec, EngineError> {
@@ -364,7 +340,6 @@ mod tests {
         );
         assert!(parse_network(Some("ns:run/netns/a")).is_err());
         assert_eq!(parse_ulimit("nofile=10:20").unwrap().hard, 20);
-        assert!(parse_volume("relative:/x").is_err());
         assert!(parse_tmpfs("/tmp:size=1m").is_ok());
         assert_eq!(parse_userns(Some("1:2:3")).unwrap().unwrap().size, 3);
         assert!(parse_userns(Some("1:2")).is_err());

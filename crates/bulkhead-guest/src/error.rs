@@ -15,6 +15,13 @@ pub(crate) enum GuestError {
         #[source]
         source: nix::Error,
     },
+    #[error("mounting the host's shared directory {tag} on {target}: {source}")]
+    Share {
+        tag: String,
+        target: String,
+        #[source]
+        source: nix::Error,
+    },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -1,10 +1,11 @@
 //! The VM guest's PID 1: what the static `bulkhead` binary does as the initramfs `/init`. It moves off
 //! the initramfs onto a tmpfs root (module `filesystems`), mounts the kernel's pseudo filesystems, brings up
-//! `lo`, opens the agent's virtio-serial port (module `port`), configures the NICs `Start` lists (module
-//! `nic`), assembles the container rootfs from the two
-//! disks (the image's erofs and the container's ext4) with `bulkhead-runtime`, serves the container with
-//! `bulkhead-agent`, then unmounts, syncs and powers off. Asked to `Export` instead of `Start`, it streams
-//! the changes on the writable disk to the host as a layer tar (module `export`) and powers off.
+//! `lo`, opens the agent's virtio-serial port (module `port`), mounts the host directories the container
+//! binds (virtio-9p shares), configures the NICs `Start` lists (module `nic`),
+//! assembles the container rootfs from the two disks (the image's erofs and
+//! the container's ext4) with `bulkhead-runtime`, serves the container with `bulkhead-agent`, then
+//! unmounts, syncs and powers off. Asked to `Export` instead of `Start`, it streams the changes on the
+//! writable disk to the host as a layer tar (module `export`) and powers off.
 //!
 //! Every failure is written to the serial console, sent to the host as an `Error` frame when the port is
 //! open (before the handshake if the guest never got that far: the host reports the guest's own message),
@@ -87,6 +88,7 @@ fn receive_request(port: &File) -> Result<Message, GuestError> {
 }
 
 fn serve_container(port: &File, spec: ContainerSpec) -> Result<(), GuestError> {
+    filesystems::mount_shares(&spec)?;
     let rootfs = bulkhead_runtime::rootfs::assemble(
         Path::new(IMAGE_DISK),
         Path::new(WRITABLE_DISK),

@@ -68,6 +68,7 @@ fn boots_serves_reports_and_powers_off() {
         run_dir: run_dir.clone(),
         cgroup: format!("bulkhead-vm/boot-test-{}", std::process::id()),
         cpus: None,
+        shares: Vec::new(),
     })
     .unwrap();
     let console = || fs::read_to_string(run_dir.join("console.log")).unwrap_or_default();

@@ -11,3 +11,17 @@ pub const AGENT_PORT: &str = "bulkhead.agent";
 pub const IMAGE_DISK: &str = "/dev/vda";
 /// Guest device of the container's writable ext4 disk: the second virtio-blk disk the host attaches.
 pub const WRITABLE_DISK: &str = "/dev/vdb";
+/// Where the guest mounts the host directories shared with it (volumes and binds), one virtio-9p share
+/// each: share `i` has the mount tag [`share_tag`]`(i)` and is mounted at [`share_path`]`(i)`, and the
+/// container spec names that path as the bind's source.
+pub const SHARES_DIR: &str = "/shares";
+
+/// The virtio-9p mount tag of share `index`.
+pub fn share_tag(index: usize) -> String {
+    format!("share{index}")
+}
+
+/// The guest path share `index` is mounted at.
+pub fn share_path(index: usize) -> String {
+    format!("{SHARES_DIR}/{index}")
+}

@@ -142,6 +142,7 @@ fn pull_by_digest_and_platform_selection_from_index() {
             Platform {
                 architecture: "arm64",
                 layers: &arm64_layers,
+                volumes: &[],
             },
         ],
     );

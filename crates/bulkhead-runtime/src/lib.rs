@@ -37,7 +37,8 @@ pub use nix::sys::signal::Signal;
 pub use nix::sys::wait::WaitStatus;
 pub use nix::unistd::Pid;
 pub use pty::resize_pty;
+pub use safe_path::open_in_root;
 pub use seccomp::compile as compile_seccomp;
 pub use seccomp::{
-    allowlist as seccomp_allowlist, load as load_seccomp, Program as SeccompProgram,
+    allowlist as seccomp_allowlist, load as load_seccomp, ArgBitsRefused, Program as SeccompProgram,
 };

@@ -21,7 +21,7 @@ fn cstring(path: &str) -> Result<CString, RuntimeError> {
 }
 
 /// `openat2(root, path, flags, mode, RESOLVE_IN_ROOT)`; `path` is taken relative to the root.
-pub(crate) fn open_in_root(
+pub fn open_in_root(
     root: BorrowedFd,
     path: &str,
     flags: libc::c_int,

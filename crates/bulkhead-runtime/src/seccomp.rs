@@ -144,12 +144,25 @@ pub fn compile(security: &SecuritySpec) -> Result<SeccompPolicy, RuntimeError> {
     )
 }
 
+/// A syscall allowed only while some bits of one argument are clear; with any of them set it fails
+/// with EPERM.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgBitsRefused {
+    pub name: &'static str,
+    /// The argument's index (0-based).
+    pub arg: u32,
+    /// Each bit refused on its own.
+    pub bits: &'static [u64],
+}
+
 /// An allow list for the native architecture only (other architectures' calls are killed): the syscalls
 /// in `allowed` are allowed, those in `unsupported` fail with ENOSYS (so callers fall back as on an older
-/// kernel), every other one gets `default`. Names this kernel does not know are skipped.
+/// kernel), those in `guarded` are allowed unless a refused bit is set (then EPERM), every other one gets
+/// `default`. Names this kernel does not know are skipped.
 pub fn allowlist(
     allowed: &[&str],
     unsupported: &[&str],
+    guarded: &[ArgBitsRefused],
     default: ScmpAction,
 ) -> Result<Program, RuntimeError> {
     let mut ctx = ScmpFilterContext::new_filter(default)
@@ -161,6 +174,25 @@ pub fn allowlist(
     for (names, action) in rules {
         for sc in names.iter().filter_map(|n| syscall(n)) {
             ctx.add_rule(action, sc)
+                .map_err(|e| seccomp_err(format!("adding {sc}"), e))?;
+        }
+    }
+    for g in guarded {
+        let Some(sc) = syscall(g.name) else { continue };
+        let all: u64 = g.bits.iter().fold(0, |a, b| a | b);
+        // Disjoint conditions: none of the bits set, or a given one set.
+        let mut conditions = vec![(
+            ScmpAction::Allow,
+            ScmpArgCompare::new(g.arg, ScmpCompareOp::MaskedEqual(all), 0),
+        )];
+        for bit in g.bits {
+            conditions.push((
+                ScmpAction::Errno(libc::EPERM),
+                ScmpArgCompare::new(g.arg, ScmpCompareOp::MaskedEqual(*bit), *bit),
+            ));
+        }
+        for (action, compare) in conditions {
+            ctx.add_rule_conditional(action, sc, &[compare])
                 .map_err(|e| seccomp_err(format!("adding {sc}"), e))?;
         }
     }

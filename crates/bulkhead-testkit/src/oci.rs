@@ -61,6 +61,8 @@ pub enum ManifestFormat {
 pub struct Platform<'a> {
     pub architecture: &'a str,
     pub layers: &'a [Layer],
+    /// The config's `Volumes` (docker's `VOLUME` paths).
+    pub volumes: &'a [&'a str],
 }
 
 impl<'a> Platform<'a> {
@@ -68,20 +70,30 @@ impl<'a> Platform<'a> {
         Platform {
             architecture: "amd64",
             layers,
+            volumes: &[],
         }
     }
 
-    /// The image config: PATH=/bin, `/bin/sh` as command, one history entry per layer.
+    /// The image config: PATH=/bin, `/bin/sh` as command, the volumes, one history entry per layer.
     pub fn config_json(&self) -> Vec<u8> {
         let diff_ids: Vec<&str> = self.layers.iter().map(|l| l.diff_id.as_str()).collect();
         let history: Vec<_> = (0..self.layers.len())
             .map(|i| json!({ "created_by": format!("layer {i}") }))
             .collect();
+        let mut config = json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" });
+        if !self.volumes.is_empty() {
+            let volumes: serde_json::Map<_, _> = self
+                .volumes
+                .iter()
+                .map(|v| (v.to_string(), json!({})))
+                .collect();
+            config["Volumes"] = volumes.into();
+        }
         serde_json::to_vec(&json!({
             "created": "2024-01-02T03:04:05Z",
             "architecture": self.architecture,
             "os": "linux",
-            "config": { "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" },
+            "config": config,
             "rootfs": { "type": "layers", "diff_ids": diff_ids },
             "history": history,
         }))

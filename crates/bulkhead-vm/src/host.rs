@@ -48,6 +48,18 @@ pub struct VmConfig {
     pub cpus: Option<f64>,
     /// The container's network namespace, whose interfaces the VM takes over; `None`: no NIC.
     pub netns: Option<PathBuf>,
+    /// Host directories shared with the guest over virtio-9p, in order (share `i` is the guest's
+    /// `bulkhead_proto::vm::share_path(i)`).
+    pub shares: Vec<Share>,
+}
+
+/// A host directory the guest sees (a volume's data or a bind source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub host: PathBuf,
+    /// Read-only for QEMU's 9p server and for QEMU's own view of it (a read-only bind in the jail), so
+    /// no guest, whatever its kernel does, writes it.
+    pub readonly: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +72,13 @@ pub enum VmError {
     Network(#[from] NetworkError),
     #[error("QEMU exited ({status}) before the VM started; qemu.log ends with: {log}")]
     EarlyExit { status: String, log: String },
+    #[error(
+        "{shares} shared directories and {nics} network interfaces are more than a VM takes: QEMU's \
+         microvm has {} virtio-mmio slots, and the disks and the agent's port use {}",
+        qemu::VIRTIO_MMIO_SLOTS,
+        qemu::FIXED_DEVICES
+    )]
+    TooManyDevices { shares: usize, nics: usize },
 }
 
 /// A running QEMU process and the stream to its guest agent. Dropping it kills QEMU.
@@ -138,6 +157,20 @@ impl Vm {
                 return Err(e.into());
             }
         };
+        if qemu::FIXED_DEVICES + cfg.shares.len() + wiring.nics.len() > qemu::VIRTIO_MMIO_SLOTS {
+            let nics = wiring.nics.len();
+            drop(wiring);
+            if let Some(netns) = &cfg.netns {
+                // Ours: the taps just closed.
+                let _ = network::unwire(netns);
+            }
+            drop(fds);
+            logs.finish();
+            return Err(VmError::TooManyDevices {
+                shares: cfg.shares.len(),
+                nics,
+            });
+        }
         let args = qemu::args(cfg, &wiring.nics);
         fds.extend(wiring.taps);
         let spawned = jail::spawn(JailSpec {
@@ -151,6 +184,7 @@ impl Vm {
             memory_mib: cfg.memory_mib.into(),
             cpus: cfg.cpus,
             max_file_bytes: disk_len,
+            shares: &cfg.shares,
         });
         match spawned {
             Ok(jailed) => Ok(Vm {

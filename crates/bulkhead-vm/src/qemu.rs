@@ -1,16 +1,17 @@
 //! Turns a [`VmConfig`] into the QEMU command line: a `microvm` machine with no firmware, no PCI, no
-//! ACPI and no shared directories; two virtio-blk disks (the image's read-only erofs artifact and the
-//! container's writable ext4), one virtio-serial port for the agent, the serial console written to a
-//! pipe, and one virtio-net device per interface of the container's network namespace, on a tap there
-//! ([`crate::network`]). QEMU runs in a jail ([`crate::jail`]): it opens nothing of the host by path but the
+//! ACPI; two virtio-blk disks (the image's read-only erofs artifact and the container's writable ext4),
+//! one virtio-9p device per shared host directory (volumes and binds), one virtio-serial port for the
+//! agent, the serial console written to a pipe, and one virtio-net device per interface of the
+//! container's network namespace, on a tap there ([`crate::network`]). QEMU runs in a jail
+//! ([`crate::jail`]): it opens nothing of the host by path but the
 //! kernel and initramfs bound into the jail; the disks, the agent's socket and the console are file
 //! descriptors the host opened, at the numbers below. The guest kernel command line is tuned for boot time (see `bench/vm-floor.sh`).
 
 use crate::accel::AccelKind;
 use crate::host::VmConfig;
-use crate::jail::files::{JAIL_INITRAMFS, JAIL_KERNEL};
+use crate::jail::files::{jail_share_path, JAIL_INITRAMFS, JAIL_KERNEL};
 use bulkhead_proto::nic::{format_mac, GuestNic};
-use bulkhead_proto::vm::{AGENT_PORT, INIT};
+use bulkhead_proto::vm::{share_tag, AGENT_PORT, INIT};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,10 @@ pub const CONSOLE_FD: usize = 6;
 /// The writable disk again, read-only: QEMU reopens a disk read-only until a device asks to write, and
 /// finds that descriptor in the same fd set.
 pub const WRITABLE_RO_FD: usize = 7;
+/// The virtio devices microvm can take (its virtio-mmio transports).
+pub const VIRTIO_MMIO_SLOTS: usize = 8;
+/// The devices every VM has: two disks and the agent's virtio-serial device.
+pub const FIXED_DEVICES: usize = 3;
 /// The first tap device; the next interface's is at 9, and so on.
 pub const FIRST_TAP_FD: usize = 8;
 
@@ -50,6 +55,9 @@ pub fn qemu_log(run_dir: &Path) -> PathBuf {
 ///   QEMU then exits, which is how the guest powers off.
 /// - `8250.nr_uarts=1`: register a single UART.
 /// - `rdinit=/init` ([`INIT`]): the initramfs' `/init` is the guest's PID 1.
+/// - `rootfstype=ramfs`: the initramfs is unpacked into a ramfs, not a tmpfs capped at half the guest's
+///   RAM; PID 1 (the binary itself, over 100 MiB in a debug build) moves onto a tmpfs and deletes its
+///   copy at once, and a debug build no longer fails to unpack in a 256 MiB guest.
 /// - `rcupdate.rcu_expedited=1`: starting a container waits for RCU grace periods (mounts, namespaces,
 ///   cgroups); at 100 Hz under TCG a normal one takes tens of milliseconds, an expedited one on a guest
 ///   this small a fraction of that. Measured: about 70 ms less per `run --rm --isolation=vm`.
@@ -65,6 +73,7 @@ pub fn kernel_cmdline(accel: AccelKind) -> String {
         "panic=-1".to_string(),
         "8250.nr_uarts=1".to_string(),
         format!("rdinit={INIT}"),
+        "rootfstype=ramfs".to_string(),
         "rcupdate.rcu_expedited=1".to_string(),
     ];
     if accel == AccelKind::Tcg {
@@ -156,6 +165,14 @@ pub fn args(cfg: &VmConfig, nics: &[GuestNic]) -> Vec<OsString> {
         "-serial".to_string(),
         "chardev:console".to_string(),
     ]);
+    for (i, share) in cfg.shares.iter().enumerate() {
+        args.extend([
+            "-fsdev".to_string(),
+            fsdev(i, share.readonly),
+            "-device".to_string(),
+            format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", share_tag(i)),
+        ]);
+    }
     // The device carries the interface's MAC, by which the guest finds it. No vhost-net: the jail has
     // no /dev/vhost-net, and under TCG QEMU's own virtio-net costs nothing that matters.
     for (i, nic) in nics.iter().enumerate() {
@@ -170,6 +187,21 @@ pub fn args(cfg: &VmConfig, nics: &[GuestNic]) -> Vec<OsString> {
         ]);
     }
     args.into_iter().map(OsString::from).collect()
+}
+
+/// QEMU's 9p server for share `i`, on the jail's bind of the directory. `passthrough`: files carry the
+/// guest's real owners and modes on the host, so a volume reads back the same in process mode after a
+/// switch (QEMU holds CAP_CHOWN, CAP_DAC_OVERRIDE and CAP_FOWNER for it, see
+/// `jail::SHARE_CAPABILITIES`); `mapped-xattr` would hide them in xattrs that process mode does not read,
+/// and `none` would leave every file owned by this VM's jail uid, which the next VM's uid cannot write.
+/// QEMU's local backend opens every path component `O_NOFOLLOW` below the share's root and leaves
+/// symlinks to the guest to resolve, so no symlink in the share leads QEMU out of it.
+fn fsdev(i: usize, readonly: bool) -> String {
+    format!(
+        "local,id=fs{i},path={},security_model=passthrough,readonly={}",
+        jail_share_path(i).display(),
+        if readonly { "on" } else { "off" }
+    )
 }
 
 fn drive(id: &str, fd: usize, readonly: bool) -> String {
@@ -198,6 +230,7 @@ mod tests {
             cgroup: "bulkhead/vm-c".into(),
             cpus: None,
             netns: None,
+            shares: Vec::new(),
         }
     }
 
@@ -224,6 +257,33 @@ mod tests {
         assert!(!joined.contains("netdev"));
         let m = args.iter().position(|a| a == "-m").unwrap();
         assert_eq!(args[m + 1], "256M");
+        assert!(!joined.contains("9p"));
+    }
+
+    #[test]
+    fn shares_are_9p_devices_on_jail_paths() {
+        let mut cfg = config();
+        cfg.shares = vec![
+            crate::host::Share {
+                host: "/var/lib/vol/_data".into(),
+                readonly: false,
+            },
+            crate::host::Share {
+                host: "/srv/ro".into(),
+                readonly: true,
+            },
+        ];
+        let joined: Vec<String> = args(&cfg)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = joined.join(" ");
+        assert!(joined.contains(
+            "-fsdev local,id=fs0,path=/shares/0,security_model=passthrough,readonly=off"
+        ));
+        assert!(joined.contains("path=/shares/1,security_model=passthrough,readonly=on"));
+        assert!(joined.contains("virtio-9p-device,fsdev=fs1,mount_tag=share1"));
+        assert!(!joined.contains("/var/lib/vol") && !joined.contains("/srv/ro"));
     }
 
     #[test]

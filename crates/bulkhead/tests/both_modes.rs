@@ -59,6 +59,7 @@ in_both_modes!(
     device_nodes_can_be_made_but_not_opened,
     pids_limit_stops_forks,
     concurrent_starts_one_wins,
+    hosts_and_resolv_conf,
 );
 
 /// `run --rm ISOLATION ARGS...`.
@@ -794,4 +795,77 @@ fn concurrent_starts_one_wins(iso: Isolation) {
     assert_eq!(r.inspect(&id)["State"]["Status"], "running");
     let monitors = monitor_pids(r.path());
     assert_eq!(monitors.len(), 1, "exactly one monitor: {monitors:?}");
+}
+
+// ---- /etc/hosts and /etc/resolv.conf ----
+
+fn hosts_and_resolv_conf(iso: Isolation) {
+    let r = Root::new();
+    let out = r.ok(&run_args(
+        iso,
+        &[
+            "--network",
+            "none",
+            "--add-host",
+            "a:10.1.2.3",
+            "--add-host",
+            "b.example:[2001:db8::5]",
+            "--dns",
+            "10.9.9.9",
+            "--dns-search",
+            "x.test",
+            "--dns-option",
+            "ndots:2",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /etc/hosts; echo ---; cat /etc/resolv.conf",
+        ],
+    ));
+    let (hosts, resolv) = out.split_once("---\n").expect(&out);
+    let lines: Vec<&str> = hosts.lines().collect();
+    assert_eq!(lines[0], "127.0.0.1\tlocalhost", "{hosts}");
+    assert_eq!(
+        lines[1], "::1\tlocalhost ip6-localhost ip6-loopback",
+        "{hosts}"
+    );
+    assert!(
+        lines.ends_with(&["10.1.2.3\ta", "2001:db8::5\tb.example"]),
+        "{hosts}"
+    );
+    assert_eq!(
+        resolv,
+        "nameserver 10.9.9.9\nsearch x.test\noptions ndots:2\n"
+    );
+    // The options are kept in the definition, as docker's inspect shows them.
+    let id = r.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--dns",
+        "10.9.9.9",
+        "--add-host",
+        "a:10.1.2.3",
+        IMAGE,
+    ]);
+    let v = r.inspect(id.trim());
+    assert_eq!(v["HostConfig"]["Dns"][0], "10.9.9.9");
+    assert_eq!(v["HostConfig"]["ExtraHosts"][0], "a:10.1.2.3");
+    // Bad input: a clear error and no container.
+    for (flag, value, says) in [
+        ("--add-host", "a:10.1.2", "not an IP address"),
+        ("--add-host", "bad name:10.1.2.3", "not a valid host name"),
+        ("--add-host", "nocolon", "expected HOST:IP"),
+        ("--dns", "dns.example", "not an IP address"),
+        ("--dns-search", "a b", "not a domain name"),
+    ] {
+        let out = r.bh(&["create", iso.flag(), "--name", "bad", flag, value, IMAGE]);
+        assert_eq!(out.status.code(), Some(125), "{flag} {value}");
+        assert!(
+            stderr(&out).contains(says),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!r.ok(&["ps", "-a"]).contains("bad"));
 }

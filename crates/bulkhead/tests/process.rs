@@ -150,6 +150,49 @@ fn host_network_shares_the_interfaces_but_not_user_namespaces() {
     assert!(out.contains("rc=1"), "unshare -U with host network: {out}");
 }
 
+/// A container's own resolver asking a network's name responder: the responder as a monitor runs it,
+/// on a loopback address of this test, and a container on the host's network that names that address
+/// with `--dns`, so busybox's resolver in the container sends it real queries (A and AAAA).
+#[test]
+fn a_containers_resolver_is_answered_by_the_network_responder() {
+    use bulkhead_engine::network_dns::{start, DnsConfig};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    let endpoints = tempfile::tempdir().unwrap();
+    let record = r#"{"container_id":"ee","name":"web","aliases":["db"],"ipv4":"10.88.7.2"}"#;
+    std::fs::write(endpoints.path().join("ee.json"), record).unwrap();
+    // The responder serves only its network's containers: this one asks from the host's 127.0.0.1.
+    let asker = r#"{"container_id":"ff","name":"asker","aliases":[],"ipv4":"127.0.0.1"}"#;
+    std::fs::write(endpoints.path().join("ff.json"), asker).unwrap();
+    let pid_byte = (std::process::id() % 251) as u8;
+    let listen = SocketAddrV4::new(Ipv4Addr::new(127, 54, pid_byte, 1), 53);
+    let _dns = start(DnsConfig {
+        endpoints: endpoints.path().to_path_buf(),
+        listen,
+        containers: endpoints.path().to_path_buf(),
+        // No upstream: an outside name gets SERVFAIL at once.
+        upstreams: Vec::new(),
+    })
+    .unwrap();
+    let r = Root::new();
+    let server = listen.ip().to_string();
+    let out = r.bh(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--dns",
+        &server,
+        IMAGE,
+        "sh",
+        "-c",
+        "nslookup web; nslookup DB; nslookup outside.test; cat /etc/resolv.conf",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(text.matches("Address: 10.88.7.2").count(), 2, "{text}");
+    assert!(text.contains("can't find outside.test: SERVFAIL"), "{text}");
+    assert!(text.contains(&format!("nameserver {server}")), "{text}");
+}
+
 // ---- durable state ----
 
 fn assert_nothing_left(r: &Root, id: &str) {

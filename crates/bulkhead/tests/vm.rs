@@ -156,22 +156,6 @@ fn vm_only_privileges_need_force_to_reach_the_host() {
     root.ok(&["update", "--isolation", "process", plain.trim()]);
 }
 
-#[test]
-fn vm_refuses_host_directories() {
-    let root = Root::new();
-    let out = root.bh(&[
-        "run",
-        "--rm",
-        "--isolation=vm",
-        "-v",
-        "/tmp:/host",
-        "demo",
-        "true",
-    ]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refused with vm isolation"));
-}
-
 /// Writes a stand-in for QEMU: a script for the static busybox, which the jail binds as its interpreter.
 fn fake_qemu(dir: &std::path::Path, script: &str) -> String {
     let qemu = dir.join("qemu-system-x86_64");

@@ -1,15 +1,17 @@
 //! VM isolation: the container runs in its own QEMU microVM with its own guest kernel. The VM gets the
-//! image's erofs artifact (read-only) and the container's writable disk as virtio-blk disks, and the
-//! agent (the guest's PID 1) is reached over virtio-serial. Given a network namespace, the VM takes its
-//! interfaces over (`bulkhead_vm::network`: a tap per interface, mirrored with tc) and the guest gives
-//! its NICs their names, addresses, MTU and route, which the container shares.
+//! image's erofs artifact (read-only) and the container's writable disk as virtio-blk disks, each bind
+//! and volume as a virtio-9p share, and the agent (the guest's PID 1) is reached over virtio-serial. Given a network namespace, the VM
+//! takes its interfaces over (`bulkhead_vm::network`: a tap per interface, mirrored with tc) and the
+//! guest gives its NICs their names, addresses, MTU and route, which the container shares.
 
 use super::{Endpoint, Mode};
 use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::EngineError;
+use bulkhead_proto::vm::share_path;
 use bulkhead_runtime::{ContainerSpec, MountSpec, NetworkMode, Resources, SeccompPolicy};
+use bulkhead_vm::host::Share;
 use bulkhead_vm::{AccelChoice, Vm, VmConfig};
 use serde::Serialize;
 use std::os::unix::net::UnixStream;
@@ -20,6 +22,10 @@ const MIN_MEMORY_MIB: u64 = 64;
 const MIB: u64 = 1 << 20;
 /// How long a failed start waits for QEMU's exit to explain it.
 const EXIT_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Shared directories (virtio-9p devices) one VM takes: microvm's 8 virtio-mmio transports less the two
+/// disks, the agent's serial device and a network device.
+const MAX_SHARES: usize = 4;
 
 pub(crate) struct VmMode;
 
@@ -48,17 +54,20 @@ impl VmSizing {
 
 impl Mode for VmMode {
     fn check(&self, config: &ContainerConfig) -> Result<(), EngineError> {
-        if config
-            .workload
-            .mounts
-            .iter()
-            .any(|m| matches!(m, MountSpec::Bind { .. }))
-        {
-            return Err(EngineError::InvalidOption(
-                "bind mounts are refused with vm isolation: the guest sees no host directory \
-                 (use a tmpfs mount, or the container's own filesystem, which survives restarts)"
-                    .into(),
-            ));
+        let shared = shares(config);
+        if let Some(file) = shared.iter().find(|s| s.host.exists() && !s.host.is_dir()) {
+            return Err(EngineError::InvalidOption(format!(
+                "{} is not a directory: a VM reaches host paths through 9p shares, which are \
+                 directories (bind the directory that holds it)",
+                file.host.display()
+            )));
+        }
+        let shared = shared.len();
+        if shared > MAX_SHARES {
+            return Err(EngineError::InvalidOption(format!(
+                "{shared} volumes and binds are more than a VM takes ({MAX_SHARES}): QEMU's microvm \
+                 has 8 virtio-mmio slots, and the disks, the agent's port and the network use the rest"
+            )));
         }
         if config.workload.network == NetworkMode::Host {
             return Err(EngineError::InvalidOption(
@@ -78,6 +87,15 @@ impl Mode for VmMode {
         // The guest's only tenant gets one cgroup level under the root: every level is a cgroup the guest
         // kernel creates at each start.
         spec.cgroup_name = "container".to_string();
+        // Each bind (a volume's data or a host directory) reaches the guest as a 9p share, which its
+        // PID 1 mounts at the share's path; the runtime binds that to the target as it would a host path.
+        let mut index = 0;
+        for mount in &mut spec.workload.mounts {
+            if let MountSpec::Bind { source, .. } = mount {
+                *source = share_path(index).into();
+                index += 1;
+            }
+        }
     }
 
     fn sizing(&self, config: &ContainerConfig) -> Option<VmSizing> {
@@ -105,7 +123,7 @@ impl Mode for VmMode {
         artifact: &Path,
         netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
-        let vm = boot(config, &paths.run, artifact, &paths.disk(), netns)?;
+        let vm = boot(config, &paths.run, artifact, &paths.disk(), shares(config), netns)?;
         let stream = vm
             .stream()
             .try_clone()
@@ -170,14 +188,33 @@ impl Mode for VmMode {
     }
 }
 
-/// Boots `config`'s VM with `artifact` and `disk` as its disks, its run files in `run_dir`, and the
-/// interfaces of `netns`: the container's own run, or the export VM that takes its disk back for
-/// process mode (no network).
+/// The host directories `config` binds, as 9p shares in the order `adapt_spec` numbers them.
+fn shares(config: &ContainerConfig) -> Vec<Share> {
+    config
+        .workload
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind {
+                source, readonly, ..
+            } => Some(Share {
+                host: source.clone(),
+                readonly: *readonly,
+            }),
+            MountSpec::Tmpfs { .. } => None,
+        })
+        .collect()
+}
+
+/// Boots `config`'s VM with `artifact` and `disk` as its disks, `shares` as 9p shares, the interfaces of
+/// `netns` and its run files in `run_dir`: the container's own run, or (with no shares and no network)
+/// the export VM that takes its disk back for process mode.
 pub(super) fn boot(
     config: &ContainerConfig,
     run_dir: &Path,
     artifact: &Path,
     disk: &Path,
+    shares: Vec<Share>,
     netns: Option<&Path>,
 ) -> Result<Vm, EngineError> {
     let cache = bulkhead_vm::default_cache_dir();
@@ -197,6 +234,7 @@ pub(super) fn boot(
         run_dir: run_dir.to_path_buf(),
         cgroup: cgroup_name(&config.id),
         cpus: config.workload.resources.cpus,
+        shares,
         netns: netns.map(Path::to_path_buf),
     })?)
 }

@@ -369,7 +369,8 @@ impl<'a> Monitor<'a> {
     /// than by the agent (in a VM guest under binary translation libseccomp takes far longer), and
     /// kept for the next start with the same settings.
     fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
-        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
+        // `none` and `host`, the network modes so far, have no attachments.
+        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"), &[])?;
         spec.workload.security.seccomp =
             crate::seccomp_cache::compile(self.layout, &spec.workload.security)?;
         Ok(spec)
@@ -463,6 +464,11 @@ impl<'a> Monitor<'a> {
         if self.container.config.auto_remove {
             if let Err(e) = crate::lifecycle::remove_files(self.layout, self.container) {
                 tracing::warn!("removing {}: {e}", self.container.config.id);
+            }
+            // As docker's --rm: the anonymous volumes go with the container.
+            let volumes = &self.container.config.volumes;
+            if let Err(e) = crate::volumes::remove_anonymous(self.layout, volumes) {
+                tracing::warn!("removing the volumes of {}: {e}", self.container.config.id);
             }
         }
         self.clients.finish(&ExitStatus {

@@ -28,8 +28,22 @@ pub const STEPS: &[&str] = &[
     "setting the parent-death signal",
     "setting no_new_privs",
     "loading the seccomp filter",
+    "mounting the jail's procfs",
+    "binding /proc/self/fd",
+    "keeping the capabilities of the 9p server",
     "executing QEMU",
 ];
+
+/// One bind mount into the jail.
+pub struct BindPlan {
+    pub source: CString,
+    /// Host-side path under the jail.
+    pub target: CString,
+    /// The flags of the read-only (or not) remount, besides `MS_BIND | MS_REMOUNT | MS_NOSUID`.
+    pub flags: libc::c_ulong,
+    /// A directory (its target is made by `dirs`), not a single file.
+    pub is_dir: bool,
+}
 
 /// Everything the child needs, prepared by the parent.
 pub struct Plan {
@@ -39,8 +53,12 @@ pub struct Plan {
     pub tmpfs_options: CString,
     /// Directories to create under the jail, parents first (host-side absolute paths).
     pub dirs: Vec<CString>,
-    /// (host source, host-side target under the jail, extra remount flags).
-    pub binds: Vec<(CString, CString, libc::c_ulong)>,
+    pub binds: Vec<BindPlan>,
+    /// With shares: (where to mount the jail's procfs for a moment, its `1/fd`, where that appears as
+    /// `/proc/self/fd`), all host-side paths under the jail.
+    pub proc_fd: Option<(CString, CString, CString)>,
+    /// Capability numbers QEMU keeps (ambient), all below 32.
+    pub keep_capabilities: Vec<u32>,
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     /// Become fds 0, 1, 2, ... in this order; every source is numbered above all targets.
     pub fds: Vec<OwnedFd>,
@@ -122,27 +140,59 @@ fn setup(plan: &Plan) -> Result<std::convert::Infallible, (usize, i32)> {
         for dir in &plan.dirs {
             check(libc::mkdir(dir.as_ptr(), 0o755).into(), 3)?;
         }
-        for (source, target, flags) in &plan.binds {
-            let fd = libc::open(
-                target.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o444,
-            );
-            check(fd.into(), 4)?;
-            libc::close(fd);
+        for bind in &plan.binds {
+            if !bind.is_dir {
+                let fd = libc::open(
+                    bind.target.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o444,
+                );
+                check(fd.into(), 4)?;
+                libc::close(fd);
+            }
+            // Not MS_REC: a mount below a shared directory stays out of the jail.
             let rc = libc::mount(
-                source.as_ptr(),
-                target.as_ptr(),
+                bind.source.as_ptr(),
+                bind.target.as_ptr(),
                 null,
                 libc::MS_BIND,
                 std::ptr::null(),
             );
             check(rc.into(), 5)?;
-            let remount =
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | flags;
+            let remount = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | bind.flags;
+            check(
+                libc::mount(null, bind.target.as_ptr(), null, remount, std::ptr::null()).into(),
+                6,
+            )?;
+        }
+        if let Some((proc_dir, fd_dir, target)) = &plan.proc_fd {
+            // Our pid namespace's procfs, where we are PID 1 (and QEMU after exec); only the one
+            // directory stays, read-only.
+            let hardened = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            let rc = libc::mount(
+                c"proc".as_ptr(),
+                proc_dir.as_ptr(),
+                c"proc".as_ptr(),
+                hardened | libc::MS_RDONLY,
+                std::ptr::null(),
+            );
+            check(rc.into(), 20)?;
+            let rc = libc::mount(
+                fd_dir.as_ptr(),
+                target.as_ptr(),
+                null,
+                libc::MS_BIND,
+                std::ptr::null(),
+            );
+            check(rc.into(), 21)?;
+            let remount = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | hardened;
             check(
                 libc::mount(null, target.as_ptr(), null, remount, std::ptr::null()).into(),
-                6,
+                21,
+            )?;
+            check(
+                libc::umount2(proc_dir.as_ptr(), libc::MNT_DETACH).into(),
+                21,
             )?;
         }
         check(libc::chdir(plan.jail_dir.as_ptr()).into(), 7)?;
@@ -190,7 +240,14 @@ fn setup(plan: &Plan) -> Result<std::convert::Infallible, (usize, i32)> {
             libc::syscall(libc::SYS_setresgid, plan.gid, plan.gid, plan.gid),
             13,
         )?;
+        let mut keep: u32 = 0;
+        for cap in &plan.keep_capabilities {
+            keep |= 1 << cap;
+        }
         for cap in 0..=plan.last_cap {
+            if cap < 32 && keep & (1 << cap) != 0 {
+                continue;
+            }
             check(libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0).into(), 14)?;
         }
         let rc = libc::prctl(
@@ -201,21 +258,42 @@ fn setup(plan: &Plan) -> Result<std::convert::Infallible, (usize, i32)> {
             0,
         );
         check(rc.into(), 14)?;
+        if keep != 0 {
+            check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).into(), 22)?;
+        }
         check(
             libc::syscall(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid),
             15,
         )?;
-        // Leaving uid 0 cleared the permitted and effective sets; this clears the inheritable one too.
+        // Leaving uid 0 cleared the permitted and effective sets (but for `keep`, with KEEPCAPS);
+        // this sets all three to exactly `keep`.
         let header = CapHeader {
             version: CAP_VERSION_3,
             pid: 0,
         };
-        let data = [CapData {
+        let mut data = [CapData {
             effective: 0,
             permitted: 0,
             inheritable: 0,
         }; 2];
+        data[0] = CapData {
+            effective: keep,
+            permitted: keep,
+            inheritable: keep,
+        };
         check(libc::syscall(libc::SYS_capset, &header, data.as_ptr()), 16)?;
+        // Ambient: the only way capabilities of a non-root uid survive execve (no file capabilities,
+        // and no_new_privs does not stop them).
+        for cap in &plan.keep_capabilities {
+            let raise = libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE,
+                *cap as libc::c_ulong,
+                0,
+                0,
+            );
+            check(raise.into(), 22)?;
+        }
         // Set after the uid change, which clears it. QEMU must not outlive its monitor.
         check(
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0).into(),

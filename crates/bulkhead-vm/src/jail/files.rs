@@ -1,11 +1,15 @@
 //! What of the host's filesystem the jail shows QEMU: its binary and the shared libraries the dynamic
 //! loader resolves for it, the TCG accelerator module, the microvm firmware (qboot), the guest kernel and
 //! initramfs, and a few character devices. Each is a single read-only bind mount of one file at the path
-//! QEMU looks for it; the disks, the agent socket and the logs are file descriptors instead.
+//! QEMU looks for it; the disks, the agent socket and the logs are file descriptors instead. The host
+//! directories shared with the guest (volumes, binds) are directory binds at `/shares/<i>`: not
+//! recursive (a mount below the directory is not shown), nosuid, nodev, noexec, and read-only when the
+//! share is.
 
 use super::JailError;
 use crate::accel::AccelKind;
 use crate::cache::{default_cache_dir, remembered};
+use crate::host::Share;
 use crate::qemu::QEMU;
 use bulkhead_fs::file_identity;
 use std::path::{Path, PathBuf};
@@ -17,7 +21,7 @@ const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 pub const JAIL_KERNEL: &str = "/vmlinux";
 pub const JAIL_INITRAMFS: &str = "/initramfs";
 
-/// How a bind mount is restricted (all are read-only and nosuid).
+/// How a bind mount is restricted (all are nosuid, and read-only but for a writable share).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindKind {
     /// Code QEMU maps executable: the binary, libraries, modules.
@@ -26,6 +30,13 @@ pub enum BindKind {
     Data,
     /// A character device: noexec, device access allowed.
     Device,
+    /// A directory shared with the guest over 9p: noexec, nodev, writable unless `readonly`.
+    Share { readonly: bool },
+}
+
+/// Where share `index` appears in the jail (QEMU's `-fsdev path=`).
+pub fn jail_share_path(index: usize) -> PathBuf {
+    PathBuf::from(format!("/shares/{index}"))
 }
 
 /// One host file shown in the jail.
@@ -46,12 +57,13 @@ pub fn qemu_binary() -> Result<PathBuf, JailError> {
         .ok_or(JailError::NoQemu)
 }
 
-/// Everything the jail binds for a VM with `accel`.
+/// Everything the jail binds for a VM with `accel` and `shares`.
 pub fn binds(
     qemu: &Path,
     kernel: &Path,
     initramfs: &Path,
     accel: AccelKind,
+    shares: &[Share],
 ) -> Result<Vec<Bind>, JailError> {
     let same = |host: PathBuf, kind| Bind {
         jail: host.clone(),
@@ -107,6 +119,13 @@ pub fn binds(
             .into_iter()
             .map(|d| same(d.into(), BindKind::Device)),
     );
+    out.extend(shares.iter().enumerate().map(|(i, share)| Bind {
+        host: share.host.clone(),
+        jail: jail_share_path(i),
+        kind: BindKind::Share {
+            readonly: share.readonly,
+        },
+    }));
     Ok(out)
 }
 

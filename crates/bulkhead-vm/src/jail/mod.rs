@@ -7,6 +7,14 @@
 //! ([`uid`]), drops every capability including the bounding set, sets no_new_privs and the
 //! parent-death signal, loads its seccomp allow list ([`seccomp`]) and execs QEMU with an empty
 //! environment. The parent then checks the result in `/proc` ([`verify`]) before the VM counts as up.
+//!
+//! A VM with shared directories (virtio-9p) differs in two ways, both needed by QEMU's 9p server in its
+//! `passthrough` model: QEMU keeps [`SHARE_CAPABILITIES`] (as ambient capabilities of its jail uid), so
+//! files keep the guest's owners and modes and any VM reads what another VM or process mode wrote; and
+//! the jail shows QEMU its own `/proc/self/fd` (a read-only bind of that one directory of a procfs of the
+//! jail's pid namespace, where QEMU is the only process), through which QEMU 7.2's 9p server changes
+//! modes and xattrs of files it holds `O_PATH` descriptors to without following symlinks. What these
+//! capabilities reach is what the jail's mount namespace shows: the shares, and read-only binds.
 
 mod child;
 pub mod files;
@@ -111,7 +119,22 @@ pub struct JailSpec<'a> {
     pub cpus: Option<f64>,
     /// The largest file QEMU may write: its writable disk.
     pub max_file_bytes: u64,
+    /// Host directories served to the guest over virtio-9p.
+    pub shares: &'a [crate::host::Share],
 }
+
+/// The capabilities QEMU keeps when it serves shared directories: set owners (CHOWN), read and write
+/// whatever the guest's files' modes say (DAC_OVERRIDE: the guest kernel enforces its users'
+/// permissions itself, `access=client`), and set modes and times of files it does not own (FOWNER). Not
+/// FSETID (a write or chown clears setuid/setgid bits) and not MKNOD (a guest's `mknod` of a device
+/// fails); setting a setuid or setgid mode is refused by QEMU's seccomp filter.
+pub const SHARE_CAPABILITIES: [(u32, &str); 3] =
+    [(0, "CAP_CHOWN"), (1, "CAP_DAC_OVERRIDE"), (3, "CAP_FOWNER")];
+
+/// Where the jail shows QEMU its own descriptors (QEMU's 9p server names files through it).
+const JAIL_PROC_FD: &str = "/proc/self/fd";
+/// Where the child mounts the jail's procfs for the moment it takes `/proc/1/fd` from it.
+const JAIL_PROC_TMP: &str = "/.proc";
 
 /// A jailed QEMU that passed its checks. The caller reaps it, then calls [`Jailed::remove`].
 #[derive(Debug)]
@@ -148,7 +171,7 @@ impl Jailed {
 pub fn spawn(spec: JailSpec) -> Result<Jailed, JailError> {
     let lease = UidLease::acquire()?;
     let qemu = files::qemu_binary()?;
-    let binds = files::binds(&qemu, spec.kernel, spec.initramfs, spec.accel)?;
+    let binds = files::binds(&qemu, spec.kernel, spec.initramfs, spec.accel, spec.shares)?;
     let seccomp = seccomp::program()?;
     let cgroup = vm_cgroup(&spec)?;
     let dir = make_mount_point(spec.run_dir)?;
@@ -163,6 +186,17 @@ pub fn spawn(spec: JailSpec) -> Result<Jailed, JailError> {
     };
     let mut mounts = vec!["/".to_string()];
     mounts.extend(binds.iter().map(|b| b.jail.to_string_lossy().into_owned()));
+    let writable: Vec<String> = binds
+        .iter()
+        .filter(|b| b.kind == files::BindKind::Share { readonly: false })
+        .map(|b| b.jail.to_string_lossy().into_owned())
+        .collect();
+    let capabilities: &[(u32, &str)] = if spec.shares.is_empty() {
+        &[]
+    } else {
+        mounts.push(JAIL_PROC_FD.to_string());
+        &SHARE_CAPABILITIES
+    };
     let controllers: Vec<&str> = cgroup.dirs().iter().map(|(c, _)| *c).collect();
     let checked = verify::verify(&verify::Expected {
         pid: pid.as_raw() as u32,
@@ -170,6 +204,8 @@ pub fn spawn(spec: JailSpec) -> Result<Jailed, JailError> {
         cgroup: spec.cgroup,
         controllers: &controllers,
         mounts: &mounts,
+        writable: &writable,
+        capabilities,
     });
     match checked {
         Ok(confinement) => Ok(Jailed {
@@ -264,14 +300,26 @@ fn start(
         v.extend_from_slice(p.as_os_str().as_bytes());
         v
     };
+    let with_shares = !spec.shares.is_empty();
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for bind in binds {
-        let ancestors: Vec<&Path> = bind.jail.ancestors().skip(1).collect();
+    let mut add_dir = |dir: &Path, itself: bool| {
+        let skip = usize::from(!itself);
+        let ancestors: Vec<&Path> = dir.ancestors().skip(skip).collect();
         for a in ancestors.into_iter().rev().filter(|a| *a != Path::new("/")) {
             if !dirs.iter().any(|d| d == a) {
                 dirs.push(a.to_path_buf());
             }
         }
+    };
+    for bind in binds {
+        add_dir(
+            &bind.jail,
+            matches!(bind.kind, files::BindKind::Share { .. }),
+        );
+    }
+    if with_shares {
+        add_dir(Path::new(JAIL_PROC_FD), true);
+        add_dir(Path::new(JAIL_PROC_TMP), true);
     }
     let mut cgroup_procs = Vec::new();
     for (_, d) in cgroup.dirs() {
@@ -319,18 +367,36 @@ fn start(
         binds: binds
             .iter()
             .map(|b| {
-                let flags = match b.kind {
-                    files::BindKind::Code => 0,
-                    files::BindKind::Data => libc::MS_NOEXEC | libc::MS_NODEV,
-                    files::BindKind::Device => libc::MS_NOEXEC,
+                let data = libc::MS_NOEXEC | libc::MS_NODEV;
+                let (flags, is_dir) = match b.kind {
+                    files::BindKind::Code => (libc::MS_RDONLY, false),
+                    files::BindKind::Data => (libc::MS_RDONLY | data, false),
+                    files::BindKind::Device => (libc::MS_RDONLY | libc::MS_NOEXEC, false),
+                    files::BindKind::Share { readonly: true } => (libc::MS_RDONLY | data, true),
+                    files::BindKind::Share { readonly: false } => (data, true),
                 };
-                Ok((
-                    cstring(b.host.as_os_str().as_bytes())?,
-                    cstring(&under_jail(&b.jail))?,
+                Ok(child::BindPlan {
+                    source: cstring(b.host.as_os_str().as_bytes())?,
+                    target: cstring(&under_jail(&b.jail))?,
                     flags,
-                ))
+                    is_dir,
+                })
             })
             .collect::<Result<_, JailError>>()?,
+        proc_fd: if with_shares {
+            Some((
+                cstring(&under_jail(Path::new(JAIL_PROC_TMP)))?,
+                cstring(&under_jail(&Path::new(JAIL_PROC_TMP).join("1/fd")))?,
+                cstring(&under_jail(Path::new(JAIL_PROC_FD)))?,
+            ))
+        } else {
+            None
+        },
+        keep_capabilities: if with_shares {
+            SHARE_CAPABILITIES.iter().map(|(c, _)| *c).collect()
+        } else {
+            Vec::new()
+        },
         rlimits: vec![
             (libc::RLIMIT_NOFILE, NOFILE),
             (libc::RLIMIT_FSIZE, spec.max_file_bytes),

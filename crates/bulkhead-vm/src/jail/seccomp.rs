@@ -9,7 +9,7 @@
 //! SIGSYS") and is visible in the kernel's audit log.
 
 use super::JailError;
-use bulkhead_runtime::SeccompProgram;
+use bulkhead_runtime::{ArgBitsRefused, SeccompProgram};
 use libseccomp::ScmpAction;
 
 const ALLOWED: &[&str] = &[
@@ -19,8 +19,6 @@ const ALLOWED: &[&str] = &[
     "arch_prctl",
     "access",
     "faccessat2",
-    "openat",
-    "open",
     "newfstatat",
     "fstat",
     "stat",
@@ -114,6 +112,28 @@ const ALLOWED: &[&str] = &[
     "fstatfs",
     "getdents64",
     "fchdir",
+    // shared directories (QEMU's 9p local backend, passthrough model): entries made and changed
+    // relative to directory descriptors, modes and xattrs through /proc/self/fd paths
+    "symlinkat",
+    "linkat",
+    "unlinkat",
+    "renameat",
+    "renameat2",
+    "fchownat",
+    "fchown",
+    "utimensat",
+    "lgetxattr",
+    "llistxattr",
+    "lsetxattr",
+    "lremovexattr",
+    "fgetxattr",
+    "flistxattr",
+    "fsetxattr",
+    "fremovexattr",
+    "getxattr",
+    "listxattr",
+    "setxattr",
+    "removexattr",
     // the agent's socket (virtio-serial chardev)
     "sendmsg",
     "recvmsg",
@@ -140,8 +160,36 @@ const ALLOWED: &[&str] = &[
 /// a large kernel interface that a taken-over QEMU has no need to reach.
 const UNSUPPORTED: &[&str] = &["io_uring_setup", "io_uring_enter", "io_uring_register"];
 
+/// Modes the 9p server sets (setattr) or creates with: allowed, but never a setuid or setgid mode, which
+/// fails with EPERM. QEMU keeps CAP_CHOWN, CAP_DAC_OVERRIDE and CAP_FOWNER to give files the guest's
+/// owners and modes, so a guest could otherwise leave a setuid-root program in a host directory bound
+/// into its VM, for any host user to run. (Without CAP_FSETID, a write or a chown clears these bits, so
+/// an existing setuid program cannot be rewritten with them kept either.)
+const SETUID_MODES_REFUSED: &[ArgBitsRefused] = &[
+    mode_arg("chmod", 1),
+    mode_arg("fchmod", 1),
+    mode_arg("fchmodat", 2),
+    mode_arg("open", 2),
+    mode_arg("openat", 3),
+    mode_arg("mkdirat", 2),
+    mode_arg("mknodat", 2),
+];
+
+const fn mode_arg(name: &'static str, arg: u32) -> ArgBitsRefused {
+    ArgBitsRefused {
+        name,
+        arg,
+        bits: &[libc::S_ISUID as u64, libc::S_ISGID as u64],
+    }
+}
+
 /// The compiled filter.
 pub fn program() -> Result<SeccompProgram, JailError> {
-    bulkhead_runtime::seccomp_allowlist(ALLOWED, UNSUPPORTED, ScmpAction::KillProcess)
-        .map_err(|e| JailError::Seccomp(e.to_string()))
+    bulkhead_runtime::seccomp_allowlist(
+        ALLOWED,
+        UNSUPPORTED,
+        SETUID_MODES_REFUSED,
+        ScmpAction::KillProcess,
+    )
+    .map_err(|e| JailError::Seccomp(e.to_string()))
 }

@@ -33,6 +33,9 @@ pub struct Confinement {
     pub mounts: Vec<String>,
     /// Every check that passed ([`CHECKS`]).
     pub checks: Vec<String>,
+    /// The capabilities QEMU holds: none, or with shared directories its 9p server's.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// What QEMU's process must look like.
@@ -44,6 +47,10 @@ pub struct Expected<'a> {
     pub controllers: &'a [&'a str],
     /// The jail's mount points.
     pub mounts: &'a [String],
+    /// Those that are writable (the writable shares); every other one must be read-only.
+    pub writable: &'a [String],
+    /// The capabilities QEMU holds (every set, bounding included): none, or those of a 9p server.
+    pub capabilities: &'a [(u32, &'a str)],
 }
 
 fn fail(check: &'static str, detail: String) -> JailError {
@@ -75,10 +82,14 @@ pub fn verify(e: &Expected) -> Result<Confinement, JailError> {
             ));
         }
     }
+    let expected: u64 = e.capabilities.iter().map(|(c, _)| 1u64 << c).sum();
     for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         let caps = field(key);
-        if u64::from_str_radix(&caps, 16) != Ok(0) {
-            return Err(fail("capabilities", format!("{key}: {caps}")));
+        if u64::from_str_radix(&caps, 16) != Ok(expected) {
+            return Err(fail(
+                "capabilities",
+                format!("{key}: {caps}, expected {expected:016x}"),
+            ));
         }
     }
     if field("NoNewPrivs") != "1" {
@@ -139,6 +150,12 @@ pub fn verify(e: &Expected) -> Result<Confinement, JailError> {
             format!("root is the jail: {root_is_jail}; unexpected mounts: {unexpected:?}"),
         ));
     }
+    if let Some(line) = mountinfo.lines().find(|l| !flags_hold(l, e.writable)) {
+        return Err(fail(
+            "mount namespace",
+            format!("a mount without its flags: {line}"),
+        ));
+    }
     Ok(Confinement {
         pid: e.pid,
         uid: e.uid,
@@ -147,7 +164,23 @@ pub fn verify(e: &Expected) -> Result<Confinement, JailError> {
         namespaces: NAMESPACES.iter().map(|n| n.to_string()).collect(),
         mounts,
         checks: CHECKS.iter().map(|c| c.to_string()).collect(),
+        capabilities: e.capabilities.iter().map(|(_, n)| n.to_string()).collect(),
     })
+}
+
+/// Whether one `mountinfo` line has the jail's flags: nosuid everywhere, read-only unless it is one of
+/// the `writable` shares, and those nodev and noexec.
+fn flags_hold(line: &str, writable: &[String]) -> bool {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (Some(point), Some(options)) = (fields.get(4), fields.get(5)) else {
+        return false;
+    };
+    let has = |flag: &str| options.split(',').any(|o| o == flag);
+    if writable.iter().any(|w| w == point) {
+        has("rw") && has("nosuid") && has("nodev") && has("noexec")
+    } else {
+        has("ro") && has("nosuid")
+    }
 }
 
 /// The mount points listed in a `mountinfo` file.
@@ -157,4 +190,28 @@ pub fn mount_points(mountinfo: &str) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().nth(4))
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_flags_are_checked_per_mount() {
+        let line = |point: &str, options: &str| {
+            format!("40 39 0:5 / {point} {options} - tmpfs bulkhead-jail rw")
+        };
+        let writable = vec!["/shares/1".to_string()];
+        assert!(flags_hold(&line("/usr/bin/qemu", "ro,nosuid"), &writable));
+        assert!(!flags_hold(&line("/usr/bin/qemu", "rw,nosuid"), &writable));
+        assert!(!flags_hold(&line("/shares/0", "ro,nodev"), &writable));
+        assert!(flags_hold(
+            &line("/shares/1", "rw,nosuid,nodev,noexec"),
+            &writable
+        ));
+        assert!(!flags_hold(
+            &line("/shares/1", "rw,nosuid,nodev"),
+            &writable
+        ));
+    }
 }
