@@ -315,8 +315,16 @@ mod tests {
         };
         let image = oci_spec::image::ImageConfiguration::default();
         let id = "0123456789abcdef".repeat(4);
-        crate::spec::container_config(&id, "c".into(), &opts, Default::default(), "i", &image)
-            .unwrap()
+        crate::spec::container_config(
+            &id,
+            "c".into(),
+            &opts,
+            Default::default(),
+            "i",
+            &image,
+            &Default::default(),
+        )
+        .unwrap()
     }
 
     fn host() -> HostFiles {

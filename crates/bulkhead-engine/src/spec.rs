@@ -2,8 +2,8 @@
 //! runtime spec that either isolation level runs. Docker's precedence rules apply throughout.
 
 use crate::config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
-use crate::volumes::MountPlan;
 use crate::etc_files::{self, Attachment, HostFiles};
+use crate::volumes::MountPlan;
 use crate::{env, isolation, EngineError};
 use bulkhead_runtime::{
     ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,

@@ -273,11 +273,7 @@ mod tests {
                 readonly: true,
             },
         ];
-        let joined: Vec<String> = args(&cfg)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let joined = joined.join(" ");
+        let joined = strings(args(&cfg, &[])).join(" ");
         assert!(joined.contains(
             "-fsdev local,id=fs0,path=/shares/0,security_model=passthrough,readonly=off"
         ));

@@ -123,7 +123,14 @@ impl Mode for VmMode {
         artifact: &Path,
         netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
-        let vm = boot(config, &paths.run, artifact, &paths.disk(), shares(config), netns)?;
+        let vm = boot(
+            config,
+            &paths.run,
+            artifact,
+            &paths.disk(),
+            shares(config),
+            netns,
+        )?;
         let stream = vm
             .stream()
             .try_clone()

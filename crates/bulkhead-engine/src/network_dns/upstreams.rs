@@ -73,9 +73,16 @@ mod tests {
         };
         let image = oci_spec::image::ImageConfiguration::default();
         let id = "ab".repeat(32);
-        let config =
-            crate::spec::container_config(&id, "c".into(), &opts, Default::default(), "i", &image)
-                .unwrap();
+        let config = crate::spec::container_config(
+            &id,
+            "c".into(),
+            &opts,
+            Default::default(),
+            "i",
+            &image,
+            &Default::default(),
+        )
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();

@@ -93,6 +93,8 @@ const ALLOWED: &[&str] = &[
     "pipe2",
     "write",
     "writev",
+    // readv/writev also carry the network: virtio-net frames through the passed tap descriptor (whose
+    // setup ioctls, TUNGETIFF and TUNSETOFFLOAD/TUNSETVNETHDRSZ, fall under `ioctl` below).
     "readv",
     "fcntl",
     "dup",

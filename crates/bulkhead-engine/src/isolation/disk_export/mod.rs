@@ -74,8 +74,15 @@ pub(super) fn take_back(
     let t0 = Instant::now();
     let disk = container.paths.disk();
     let run_dir = container.paths.run.join("export");
-    let mut vm = super::vm::boot(&container.config, &run_dir, artifact, &disk, Vec::new(), None)
-        .map_err(|e| failed(e.into()))?;
+    let mut vm = super::vm::boot(
+        &container.config,
+        &run_dir,
+        artifact,
+        &disk,
+        Vec::new(),
+        None,
+    )
+    .map_err(|e| failed(e.into()))?;
     let exported = (|| {
         let frames = vm
             .stream()
