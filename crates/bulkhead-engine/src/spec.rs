@@ -112,7 +112,11 @@ pub fn container_config(
             hostname,
             readonly_rootfs: opts.read_only,
             mounts,
-            network: parse_network(opts.network.as_deref())?,
+            network: match parse_network(opts.network.as_deref())? {
+                NetworkRequest::Host => NetworkMode::Host,
+                // The monitor makes the namespace and puts its path in the runtime spec at start.
+                _ => NetworkMode::None,
+            },
             userns: parse_userns(opts.userns.as_deref())?,
             security: parse_security(opts)?,
             resources,
@@ -129,6 +133,9 @@ pub fn container_config(
             accel: opts.accel.clone().unwrap_or_else(|| "auto".to_string()),
         },
         disk_size: opts.disk_size.unwrap_or(DEFAULT_DISK),
+        network_mode: String::new(),
+        networks: Vec::new(),
+        ports: parse_ports(opts, &cfg)?,
     };
     isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;
@@ -136,7 +143,12 @@ pub fn container_config(
 }
 
 /// The runtime spec for a run of `config` on the assembled `rootfs`, as its isolation level runs it.
-pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
+/// `netns` is the namespace the monitor prepared (a bridge network's, or another container's).
+pub fn runtime_spec(
+    config: &ContainerConfig,
+    rootfs: &Path,
+    netns: Option<&Path>,
+) -> ContainerSpec {
     let mut spec = ContainerSpec {
         id: config.id.clone(),
         rootfs: rootfs.to_path_buf(),
@@ -148,6 +160,9 @@ pub fn runtime_spec(config: &ContainerConfig, rootfs: &Path) -> ContainerSpec {
         ),
         resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
+    if let Some(netns) = netns {
+        spec.workload.network = NetworkMode::Join(netns.to_path_buf());
+    }
     isolation::mode(config.isolation).adapt_spec(&mut spec);
     spec
 }
@@ -221,14 +236,67 @@ fn parse_tmpfs(t: &str) -> Result<MountSpec, EngineError> {
     })
 }
 
-fn parse_network(n: Option<&str>) -> Result<NetworkMode, EngineError> {
-    match n.unwrap_or("none") {
-        "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
-        other => Err(invalid(format!(
-            "network mode {other} is not supported (use none or host; bridge networking is not built yet)"
-        ))),
+/// What `--network` asks for, before names are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkRequest {
+    None,
+    Host,
+    /// The default `bridge` network or a user-defined one, by name or id.
+    Network(String),
+    /// Another container's namespace, by name or id.
+    Container(String),
+}
+
+/// Parses `--network` (default `bridge`, as in docker).
+pub fn parse_network(n: Option<&str>) -> Result<NetworkRequest, EngineError> {
+    Ok(match n.unwrap_or(crate::networks::DEFAULT_NETWORK) {
+        "" => return Err(invalid("--network needs a value")),
+        "none" => NetworkRequest::None,
+        "host" => NetworkRequest::Host,
+        "default" => NetworkRequest::Network(crate::networks::DEFAULT_NETWORK.into()),
+        other => match other.strip_prefix("container:") {
+            Some("") => return Err(invalid("--network container: needs a container name")),
+            Some(c) => NetworkRequest::Container(c.to_string()),
+            None => NetworkRequest::Network(other.to_string()),
+        },
+    })
+}
+
+/// `-p` values, and with `-P` every exposed port of the image not published explicitly.
+fn parse_ports(
+    opts: &CreateOptions,
+    image: &oci_spec::image::Config,
+) -> Result<Vec<bulkhead_net::ports::PortSpec>, EngineError> {
+    use bulkhead_net::ports::PortSpec;
+    let mut ports = opts
+        .publish
+        .iter()
+        .map(|p| PortSpec::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if opts.publish_all {
+        for exposed in image.exposed_ports().iter().flatten() {
+            let spec = PortSpec::parse(exposed).map_err(|_| {
+                invalid(format!("the image exposes {exposed}, which is not a port"))
+            })?;
+            if !ports
+                .iter()
+                .any(|p| (p.container_port, p.protocol) == (spec.container_port, spec.protocol))
+            {
+                ports.push(spec);
+            }
+        }
     }
+    if !ports.is_empty()
+        && !matches!(
+            parse_network(opts.network.as_deref())?,
+            NetworkRequest::Network(_)
+        )
+    {
+        return Err(invalid(
+            "conflicting options: port publishing needs a bridge network (not none, host or container:)",
+        ));
+    }
+    Ok(ports)
 }
 
 fn parse_userns(u: Option<&str>) -> Result<Option<IdMap>, EngineError> {
@@ -348,7 +416,15 @@ mod tests {
             nix::sys::signal::Signal::SIGKILL
         );
         assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_network(Some("bridge")).is_err());
+        assert_eq!(
+            parse_network(None).unwrap(),
+            NetworkRequest::Network("bridge".into())
+        );
+        assert_eq!(
+            parse_network(Some("container:web")).unwrap(),
+            NetworkRequest::Container("web".into())
+        );
+        assert!(parse_network(Some("container:")).is_err());
         assert_eq!(parse_ulimit("nofile=10:20").unwrap().hard, 20);
         assert!(parse_volume("relative:/x").is_err());
         assert!(parse_tmpfs("/tmp:size=1m").is_ok());

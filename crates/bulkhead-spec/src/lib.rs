@@ -75,12 +75,15 @@ pub enum MountSpec {
     Tmpfs { target: String, options: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// A new, empty network namespace with only `lo`, brought up.
     None,
     /// Share the caller's network namespace.
     Host,
+    /// Join the network namespace kept at this path (a bind-mounted nsfs file the engine prepared, or
+    /// another container's).
+    Join(PathBuf),
 }
 
 /// Maps container ids `0..size` to host ids `host_uid..host_uid+size` (and likewise for gids).

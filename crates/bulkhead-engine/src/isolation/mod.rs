@@ -41,12 +41,15 @@ pub(crate) trait Mode: Sync {
     ) -> Result<(), EngineError>;
 
     /// Brings up the container's agent and returns the stream to it. Must be called while the monitor is
-    /// single-threaded (process mode forks).
+    /// single-threaded (process mode forks). `netns` is the container's network namespace as the engine
+    /// prepared it (`lo`, `eth0`... on host bridges; `None` for `--network none` and `host`); process
+    /// mode's runtime joins it through the spec, VM mode connects the guest's NIC inside it.
     fn launch(
         &self,
         config: &ContainerConfig,
         paths: &ContainerPaths,
         artifact: &Path,
+        netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError>;
 
     /// Settings this mode's boundary makes acceptable but that would be privileges on the host under a

@@ -54,6 +54,7 @@ impl Mode for ProcessMode {
         config: &ContainerConfig,
         paths: &ContainerPaths,
         artifact: &Path,
+        _netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
         let mnt = paths.mnt();
         let root = assemble(artifact, &paths.disk(), &mnt).inspect_err(|_| {

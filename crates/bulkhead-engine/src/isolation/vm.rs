@@ -58,6 +58,13 @@ impl Mode for VmMode {
                     .into(),
             ));
         }
+        if config.network_mode.starts_with("container:") {
+            return Err(EngineError::InvalidOption(
+                "--network container: is refused with vm isolation: a guest cannot share another \
+                 container's network namespace"
+                    .into(),
+            ));
+        }
         if config.workload.network == NetworkMode::Host {
             return Err(EngineError::InvalidOption(
                 "host networking is refused with vm isolation: the guest has no host network"
@@ -101,6 +108,7 @@ impl Mode for VmMode {
         config: &ContainerConfig,
         paths: &ContainerPaths,
         artifact: &Path,
+        _netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
         let vm = boot(config, &paths.run, artifact, &paths.disk())?;
         let stream = vm

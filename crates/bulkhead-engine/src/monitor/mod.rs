@@ -15,6 +15,7 @@ use crate::containers::Container;
 use crate::isolation::{self, Endpoint, Mode};
 use crate::layout::Layout;
 use crate::logs::{self, Stream};
+use crate::networks::attach::{self, Attached};
 use crate::state::{start_time, Status};
 use crate::{spec, EngineError};
 use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
@@ -71,6 +72,8 @@ struct Monitor<'a> {
     attach_first: bool,
     /// Client messages that arrived before the agent was up.
     pending: Vec<Message>,
+    /// The container's networks while it runs (held: published ports stay reserved).
+    network: Option<Attached>,
 }
 
 impl<'a> Monitor<'a> {
@@ -93,6 +96,7 @@ impl<'a> Monitor<'a> {
             log,
             attach_first,
             pending: Vec::new(),
+            network: None,
         })
     }
 
@@ -109,6 +113,9 @@ impl<'a> Monitor<'a> {
                     EngineError::StartFailed { message, .. } => message.clone(),
                     e => e.to_string(),
                 };
+                if let Err(e) = self.release_network() {
+                    tracing::warn!("releasing the network of a failed start: {e}");
+                }
                 record_exit(self.container, e.exit_code(), false, Some(msg.clone()));
                 report(&format!("error: {msg}"));
                 self.clients.broadcast(&Message::Error {
@@ -129,7 +136,7 @@ impl<'a> Monitor<'a> {
             backend.discard();
         }
         drop(agent);
-        let teardown = backend.teardown();
+        let teardown = backend.teardown().and_then(|()| self.release_network());
         let reason = reason.or_else(|| teardown.err().map(|e| format!("cleanup failed: {e}")));
         let code = status
             .as_ref()
@@ -203,9 +210,17 @@ impl<'a> Monitor<'a> {
             }
             return Err(e);
         }
-        let (mut backend, mut agent) =
-            self.mode
-                .launch(&self.container.config, &self.container.paths, &artifact)?;
+        let network = attach::setup(self.layout, &self.container.config)?;
+        let interfaces = network.state.clone();
+        self.container.update_state(|s| s.network = interfaces)?;
+        let netns = network.netns.clone();
+        self.network = Some(network);
+        let (mut backend, mut agent) = self.mode.launch(
+            &self.container.config,
+            &self.container.paths,
+            &artifact,
+            netns.as_deref(),
+        )?;
         tracing::debug!("backend up in {:?}", t0.elapsed());
         match self.open_agent(&mut agent, backend.host_pid(), backend.jail(), t0) {
             Ok(()) => Ok((backend, agent)),
@@ -349,10 +364,19 @@ impl<'a> Monitor<'a> {
     /// than by the agent (in a VM guest under binary translation libseccomp takes far longer), and
     /// kept for the next start with the same settings.
     fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
-        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"));
+        let netns = self.network.as_ref().and_then(|n| n.netns.as_deref());
+        let mut spec = spec::runtime_spec(&self.container.config, Path::new("/"), netns);
         spec.workload.security.seccomp =
             crate::seccomp_cache::compile(self.layout, &spec.workload.security)?;
         Ok(spec)
+    }
+
+    /// Ends the container's networks: namespace, veths, lease, rules, endpoint records; then the
+    /// reserved ports are let go.
+    fn release_network(&mut self) -> Result<(), EngineError> {
+        attach::teardown(self.layout, &self.container.config)?;
+        self.network = None;
+        Ok(())
     }
 
     fn agent_gone(&self, what: &str) -> String {
@@ -469,6 +493,7 @@ fn record_exit(container: &mut Container, code: i32, oom: bool, reason: Option<S
         s.oom_killed = oom;
         s.finished_at = Some(Utc::now());
         s.jail = None;
+        s.network = None;
         if reason.is_some() {
             s.error = reason;
         }
