@@ -157,8 +157,9 @@ pub fn remove(owner: &str) -> Result<(), NetError> {
     let commands = handles
         .into_iter()
         .map(|(chain, handle)| {
+            // The schema wants `expr` on every rule; nft ignores it on delete.
             json!({"delete": {"rule": {"family": "ip", "table": TABLE, "chain": chain,
-                "handle": handle}}})
+                "handle": handle, "expr": []}}})
         })
         .collect();
     apply(commands)

@@ -61,6 +61,8 @@ pub enum ManifestFormat {
 pub struct Platform<'a> {
     pub architecture: &'a str,
     pub layers: &'a [Layer],
+    /// `EXPOSE`d ports such as `80/tcp`.
+    pub exposed_ports: &'a [&'a str],
 }
 
 impl<'a> Platform<'a> {
@@ -68,6 +70,7 @@ impl<'a> Platform<'a> {
         Platform {
             architecture: "amd64",
             layers,
+            exposed_ports: &[],
         }
     }
 
@@ -77,11 +80,20 @@ impl<'a> Platform<'a> {
         let history: Vec<_> = (0..self.layers.len())
             .map(|i| json!({ "created_by": format!("layer {i}") }))
             .collect();
+        let mut config = json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" });
+        if !self.exposed_ports.is_empty() {
+            let exposed: serde_json::Map<String, serde_json::Value> = self
+                .exposed_ports
+                .iter()
+                .map(|p| (p.to_string(), json!({})))
+                .collect();
+            config["ExposedPorts"] = exposed.into();
+        }
         serde_json::to_vec(&json!({
             "created": "2024-01-02T03:04:05Z",
             "architecture": self.architecture,
             "os": "linux",
-            "config": { "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" },
+            "config": config,
             "rootfs": { "type": "layers", "diff_ids": diff_ids },
             "history": history,
         }))

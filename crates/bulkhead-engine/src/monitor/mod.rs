@@ -210,7 +210,16 @@ impl<'a> Monitor<'a> {
             }
             return Err(e);
         }
-        let network = attach::setup(self.layout, &self.container.config)?;
+        let network = match attach::setup(self.layout, &self.container.config) {
+            Ok(n) => n,
+            Err(e) => {
+                // As above: the client that started us is to hear why (a port in use, say).
+                if self.attach_first {
+                    let _ = self.wait_for_attach();
+                }
+                return Err(e);
+            }
+        };
         let interfaces = network.state.clone();
         self.container.update_state(|s| s.network = interfaces)?;
         let netns = network.netns.clone();

@@ -88,3 +88,48 @@ pub fn monitor_pids(root: &Path) -> Vec<u32> {
         .map(|(pid, _)| *pid)
         .collect()
 }
+
+/// What a container's networking may leave on the host: its veth, its kept network namespace, address
+/// leases, nft rules naming it. Empty when it left nothing.
+pub fn network_leftovers(id: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    let veth = format!("veth{}", &id[..10]);
+    if String::from_utf8_lossy(&links.stdout).contains(&veth) {
+        left.push(format!("link {veth}*"));
+    }
+    if Path::new("/run/bulkhead/netns").join(id).exists() {
+        left.push("netns file".into());
+    }
+    for pool in std::fs::read_dir("/run/bulkhead/ipam")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for lease in std::fs::read_dir(pool.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if std::fs::read_to_string(lease.path()).is_ok_and(|o| o == id) {
+                left.push(format!("lease {}", lease.path().display()));
+            }
+        }
+    }
+    if nft_ruleset().contains(&format!("bulkhead:{id}")) {
+        left.push("nft rules".into());
+    }
+    left
+}
+
+/// `nft list ruleset`.
+pub fn nft_ruleset() -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
