@@ -7,7 +7,7 @@
 mod common;
 
 use common::host::{network_leftovers, nft_ruleset};
-use common::{interfaces, stderr, Root, IMAGE};
+use common::{interfaces, stable_interfaces, stderr, Root, IMAGE};
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Command;
 

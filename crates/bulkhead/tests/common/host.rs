@@ -133,3 +133,26 @@ pub fn nft_ruleset() -> String {
         .expect("nft");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The host's links, IPv4 routes and nft ruleset, one entry per line (rule handles dropped).
+pub fn host_network() -> std::collections::BTreeSet<String> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect(args[0]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let links = run(&["ip", "-o", "link", "show"]);
+    // A link's index, flags and counters change with what is attached to it; its name is what stays.
+    let links = links
+        .lines()
+        .map(|l| format!("link {}", l.split_whitespace().nth(1).unwrap_or_default()));
+    // `linkdown` marks a route on a bridge with no port attached at the moment.
+    let routes = run(&["ip", "-4", "route", "show"]).replace(" linkdown", "");
+    let rules = nft_ruleset();
+    links
+        .chain(routes.lines().map(|l| format!("route {l}")))
+        .chain(rules.lines().map(|l| format!("nft {}", l.trim())))
+        .collect()
+}
