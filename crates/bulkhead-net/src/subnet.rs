@@ -16,7 +16,7 @@ pub struct Subnet {
 
 impl Subnet {
     pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Subnet, NetError> {
-        if prefix > 30 || prefix < 8 {
+        if !(8..=30).contains(&prefix) {
             return Err(NetError::Invalid(format!(
                 "subnet {addr}/{prefix}: the prefix length must be between 8 and 30"
             )));

@@ -264,8 +264,8 @@ fn none_host_and_container_modes() {
         "/proc/net/dev",
     ]);
     assert_eq!(
-        interfaces(&host),
-        interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap())
+        stable_interfaces(&host),
+        stable_interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap())
     );
     let first = r.detached(&["--name", "first", IMAGE, "sleep", "1000"]);
     let ip = r.inspect("first")["NetworkSettings"]["IPAddress"]
