@@ -161,7 +161,7 @@ pub fn runtime_spec(
         resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
     if let Some(netns) = netns {
-        spec.workload.network = NetworkMode::Join(netns.to_path_buf());
+        spec.workload.network = NetworkMode::Namespace(netns.to_path_buf());
     }
     isolation::mode(config.isolation).adapt_spec(&mut spec);
     spec

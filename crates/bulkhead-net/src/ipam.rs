@@ -87,12 +87,18 @@ pub fn release_all(owner: &str) -> Result<(), NetError> {
     Ok(())
 }
 
-/// Drops the whole pool of a bridge that is being deleted.
+/// Drops the whole pool of a bridge that is being deleted, lock file included (a user network's
+/// bridge name is never used again).
 pub fn drop_pool(bridge: &str) -> Result<(), NetError> {
     let _lock = lock(bridge)?;
     let dir = pool_dir(bridge);
     match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NetError::path(dir)(e)),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(NetError::path(dir)(e)),
+        _ => {}
     }
+    let lock_file = Path::new(RUN_DIR)
+        .join("ipam")
+        .join(format!("{bridge}.lock"));
+    let _ = std::fs::remove_file(lock_file);
+    Ok(())
 }

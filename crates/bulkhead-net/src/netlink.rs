@@ -55,6 +55,13 @@ impl Netlink {
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(NetError::io("connecting the netlink socket"))?;
+        // The kernel answers at once; a request that is never answered must fail the start, not hang it.
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(10, 0),
+        )
+        .map_err(NetError::sys("setting the netlink socket's timeout"))?;
         Ok(Netlink { socket, seq: 0 })
     }
 

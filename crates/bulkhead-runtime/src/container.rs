@@ -269,21 +269,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
     if spec.workload.userns.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
-    let clone_flags = flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
-    let cloned = match &spec.workload.network {
-        // Born in the namespace, the child needs no right over the namespace's owner to join it (which
-        // it would lack inside a user namespace).
-        NetworkMode::Join(netns) => network::enter(netns).and_then(|home| {
-            let cloned = raw_clone(clone_flags);
-            // Only the caller goes back; the child stays where it was born.
-            if !matches!(cloned, Ok(None)) {
-                network::leave(&home)?;
-            }
-            cloned
-        }),
-        _ => raw_clone(clone_flags),
-    };
-    let pid = match cloned {
+    let pid = match raw_clone(flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong) {
         Ok(Some(pid)) => pid,
         Ok(None) => {
             drop(parent_chan);

@@ -1,12 +1,8 @@
-//! Network namespaces: a `--network none` container still has a working loopback, and a container on a
-//! network the engine prepared is born in that namespace.
+//! Network namespace bring-up: a `--network none` container still has a working loopback.
 
-use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 
 use nix::errno::Errno;
-use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 
 use crate::error::RuntimeError;
@@ -36,21 +32,4 @@ pub fn bring_loopback_up() -> Result<(), RuntimeError> {
         }
     }
     Ok(())
-}
-
-/// Moves the calling thread into the network namespace at `netns`; returns its own namespace, for
-/// [`leave`]. The caller must be single-threaded around it (the namespace is per thread).
-pub(crate) fn enter(netns: &Path) -> Result<File, RuntimeError> {
-    let target = File::open(netns).map_err(|e| RuntimeError::io("open", netns, e))?;
-    let home = File::open("/proc/thread-self/ns/net")
-        .map_err(|e| RuntimeError::io("open", Path::new("/proc/thread-self/ns/net"), e))?;
-    setns(&target, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| RuntimeError::sys("joining the container's network namespace", e))?;
-    Ok(home)
-}
-
-/// Returns to the namespace [`enter`] left.
-pub(crate) fn leave(home: &File) -> Result<(), RuntimeError> {
-    setns(home, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| RuntimeError::sys("returning to the caller's network namespace", e))
 }

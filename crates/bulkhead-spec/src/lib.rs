@@ -81,9 +81,10 @@ pub enum NetworkMode {
     None,
     /// Share the caller's network namespace.
     Host,
-    /// Join the network namespace kept at this path (a bind-mounted nsfs file the engine prepared, or
-    /// another container's).
-    Join(PathBuf),
+    /// Join a network namespace someone else prepared (a bind-mounted nsfs file, as `ip netns add` or
+    /// a CRI runtime makes them): `lo`, and `eth0`... with their addresses, MTU and default route. A VM
+    /// takes its interfaces over; a process container joins it.
+    Namespace(PathBuf),
 }
 
 /// Maps container ids `0..size` to host ids `host_uid..host_uid+size` (and likewise for gids).

@@ -7,7 +7,8 @@ use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::EngineError;
-use bulkhead_runtime::{rootfs, ContainerSpec};
+use bulkhead_runtime::{rootfs, ContainerSpec, NetworkMode};
+use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
@@ -29,6 +30,10 @@ impl Mode for ProcessMode {
 
     fn adapt_spec(&self, spec: &mut ContainerSpec) {
         spec.cgroup_name = host_cgroup_name(&spec.id);
+        // The agent joins a prepared namespace itself (see `launch`); the container shares it.
+        if let NetworkMode::Namespace(_) = spec.workload.network {
+            spec.workload.network = NetworkMode::Host;
+        }
     }
 
     fn sizing(&self, _config: &ContainerConfig) -> Option<VmSizing> {
@@ -54,8 +59,11 @@ impl Mode for ProcessMode {
         config: &ContainerConfig,
         paths: &ContainerPaths,
         artifact: &Path,
-        _netns: Option<&Path>,
+        netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
+        let netns = netns
+            .map(|path| std::fs::File::open(path).map_err(EngineError::io(path)))
+            .transpose()?;
         let mnt = paths.mnt();
         let root = assemble(artifact, &paths.disk(), &mnt).inspect_err(|_| {
             let _ = rootfs::disassemble(&mnt);
@@ -66,6 +74,13 @@ impl Mode for ProcessMode {
         match unsafe { fork() }.map_err(EngineError::sys("forking the agent"))? {
             ForkResult::Child => {
                 drop(ours);
+                if let Some(ns) = netns {
+                    if let Err(e) = setns(ns, CloneFlags::CLONE_NEWNET) {
+                        eprintln!("agent: joining the container's network namespace: {e}");
+                        // SAFETY: leaving the forked child without running the parent's destructors.
+                        unsafe { libc::_exit(1) }
+                    }
+                }
                 close_all_but(theirs.as_raw_fd());
                 let code = match bulkhead_agent::serve(OwnedFd::from(theirs), &root) {
                     Ok(_) => 0,
