@@ -9,6 +9,9 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+/// The pool's last leased address (not a lease: it does not parse as an address).
+const LAST: &str = ".last";
+
 fn pool_dir(bridge: &str) -> PathBuf {
     Path::new(RUN_DIR).join("ipam").join(bridge)
 }
@@ -46,16 +49,29 @@ pub fn lease(
             return Err(NetError::Invalid(format!("address {a} is already in use")))
         }
         Some(a) => a,
-        None => subnet
-            .hosts()
-            .find(|a| *a != gateway && !taken.contains(a))
-            .ok_or_else(|| NetError::PoolExhausted {
-                subnet: subnet.to_string(),
-                bridge: bridge.to_string(),
-            })?,
+        None => {
+            // Round robin from the last lease, as docker's allocator does: an address just released
+            // may still sit on the veth of a namespace the kernel is tearing down, under the same MAC.
+            let last: Option<Ipv4Addr> = std::fs::read_to_string(dir.join(LAST))
+                .ok()
+                .and_then(|l| l.trim().parse().ok());
+            let hosts: Vec<Ipv4Addr> = subnet.hosts().collect();
+            let start = last
+                .and_then(|l| hosts.iter().position(|h| *h == l))
+                .map_or(0, |i| i + 1);
+            (0..hosts.len())
+                .map(|k| hosts[(start + k) % hosts.len()])
+                .find(|a| *a != gateway && !taken.contains(a))
+                .ok_or_else(|| NetError::PoolExhausted {
+                    subnet: subnet.to_string(),
+                    bridge: bridge.to_string(),
+                })?
+        }
     };
     let path = dir.join(addr.to_string());
     std::fs::write(&path, owner).map_err(NetError::path(&path))?;
+    let last = dir.join(LAST);
+    std::fs::write(&last, addr.to_string()).map_err(NetError::path(last))?;
     Ok(addr)
 }
 

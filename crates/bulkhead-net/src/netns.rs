@@ -75,16 +75,17 @@ pub fn run_in<T: Send>(
     })
 }
 
-/// Unmounts and deletes a kept namespace; one already gone is not an error. The namespace itself ends
-/// once nothing else holds it (its veth ends go with it).
-pub fn remove(path: &Path) -> Result<(), NetError> {
+/// Unmounts and deletes a kept namespace; one already gone is not an error. Returns whether it was
+/// there. The namespace itself ends once nothing else holds it, and the kernel then deletes its
+/// interfaces (the container ends of veth pairs, and with them the host ends) in the background.
+pub fn remove(path: &Path) -> Result<bool, NetError> {
     match umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(NetError::sys(format!("unmounting {}", path.display()))(e)),
     }
     match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(NetError::path(path)(e)),
     }
 }

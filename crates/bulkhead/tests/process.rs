@@ -259,6 +259,10 @@ fn rm_leaves_nothing_after_many_cycles() {
     }
     assert_eq!(host_mounts_mentioning(r.path()), mounts_before);
     assert_eq!(loop_devices_backed_by(r.path()), 0);
+    // First (it waits for the kernel's background deletion of dead namespaces' veths).
+    for id in &ids {
+        assert_eq!(network_leftovers(id), Vec::<String>::new(), "{id}");
+    }
     // Containers are on the default bridge: the host's links, routes and ruleset have nothing new that
     // is the bridge's or one of ours (other tests may be changing the host meanwhile).
     let ours = |line: &String| {
@@ -273,9 +277,7 @@ fn rm_leaves_nothing_after_many_cycles() {
         .cloned()
         .collect();
     assert_eq!(added, Vec::<String>::new());
-    for id in &ids {
-        assert_eq!(network_leftovers(id), Vec::<String>::new(), "{id}");
-    }
+
     for id in &ids {
         assert_eq!(cgroup_dirs(id), Vec::<PathBuf>::new(), "cgroup of {id}");
         assert!(!run_dir(id).exists(), "run dir of {id}");

@@ -194,11 +194,14 @@ pub(crate) fn teardown(layout: &Layout, config: &ContainerConfig) -> Result<(), 
         return Ok(());
     }
     let id = &config.id;
-    let mut nl = Netlink::open()?;
-    for n in 0..config.networks.len() {
-        nl.delete_link(&host_veth_name(id, n))?;
+    // Deleting a veth waits for RCU grace periods (~20 ms); the namespace's end takes the pairs with it
+    // off the start/stop path. Only a namespace that was already gone (a crash) leaves them to us.
+    if !netns::remove(&netns::path_for(id))? {
+        let mut nl = Netlink::open()?;
+        for n in 0..config.networks.len() {
+            nl.delete_link(&host_veth_name(id, n))?;
+        }
     }
-    netns::remove(&netns::path_for(id))?;
     ipam::release_all(id)?;
     if !config.ports.is_empty() {
         firewall::remove(&firewall::container_owner(id))?;

@@ -93,12 +93,20 @@ pub fn monitor_pids(root: &Path) -> Vec<u32> {
 /// leases, nft rules naming it. Empty when it left nothing.
 pub fn network_leftovers(id: &str) -> Vec<String> {
     let mut left = Vec::new();
-    let links = std::process::Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .expect("ip link");
     let veth = format!("veth{}", &id[..10]);
-    if String::from_utf8_lossy(&links.stdout).contains(&veth) {
+    let has_veth = || {
+        let links = std::process::Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&links.stdout).contains(&veth)
+    };
+    // The kernel deletes a dead namespace's veths in the background: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while has_veth() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if has_veth() {
         left.push(format!("link {veth}*"));
     }
     if Path::new("/run/bulkhead/netns").join(id).exists() {
