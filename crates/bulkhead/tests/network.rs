@@ -348,3 +348,39 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
     r.ok(&["rm", "clash"]);
     r.ok(&["network", "rm", &net]);
 }
+
+#[test]
+fn connect_and_disconnect_a_stopped_container() {
+    let r = Root::new();
+    let net = format!("c{}", std::process::id());
+    r.ok(&["network", "create", "--subnet", &subnet(233), &net]);
+    let id = r
+        .ok(&["create", "--name", "two", IMAGE, "sleep", "1000"])
+        .trim()
+        .to_string();
+    r.ok(&["network", "connect", &net, "two"]);
+    r.ok(&["start", "two"]);
+    let devs = r.ok(&["exec", "two", "cat", "/proc/net/dev"]);
+    assert_eq!(interfaces(&devs), ["eth0", "eth1", "lo"]);
+    let v = r.inspect("two");
+    let ip = v["NetworkSettings"]["Networks"][&net]["IPAddress"]
+        .as_str()
+        .unwrap();
+    assert!(ip.starts_with(subnet(233).trim_end_matches("0/24")), "{ip}");
+    let refused = r.bh(&["network", "disconnect", &net, "two"]);
+    assert!(
+        stderr(&refused).contains("while it is stopped"),
+        "{}",
+        stderr(&refused)
+    );
+    r.ok(&["stop", "-t", "0", "two"]);
+    assert_eq!(network_leftovers(&id), Vec::<String>::new());
+    r.ok(&["network", "disconnect", &net, "two"]);
+    r.ok(&["network", "disconnect", "bridge", "two"]);
+    r.ok(&["start", "two"]);
+    let devs = r.ok(&["exec", "two", "cat", "/proc/net/dev"]);
+    assert_eq!(interfaces(&devs), ["lo"]);
+    assert_eq!(r.inspect("two")["HostConfig"]["NetworkMode"], "none");
+    r.ok(&["rm", "-f", "two"]);
+    r.ok(&["network", "rm", &net]);
+}
