@@ -66,6 +66,30 @@ fn host_address() -> Ipv4Addr {
         .expect("a global address on the host")
 }
 
+/// A user-defined network, removed with its bridge when dropped (also when the test fails: bridges
+/// and their rules are host-global). Containers using it go first (the root's drop comes later).
+struct Network<'a> {
+    root: &'a Root,
+    name: String,
+}
+
+impl<'a> Network<'a> {
+    fn create(root: &'a Root, prefix: &str, subnet: &str) -> Network<'a> {
+        let name = format!("{prefix}{}", std::process::id());
+        root.ok(&["network", "create", "--subnet", subnet, &name]);
+        Network { root, name }
+    }
+}
+
+impl Drop for Network<'_> {
+    fn drop(&mut self) {
+        for id in self.root.all_ids() {
+            let _ = self.root.bh(&["rm", "-f", &id]);
+        }
+        let _ = self.root.bh(&["network", "rm", &self.name]);
+    }
+}
+
 fn httpd(r: &Root, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["--name", name];
     args.extend_from_slice(extra);
@@ -183,9 +207,9 @@ fn publish_all_maps_the_image_s_exposed_ports() {
 #[test]
 fn containers_on_a_user_network_reach_each_other_by_address() {
     let r = Root::new();
-    let net = format!("n{}", std::process::id());
     let subnet = subnet(231);
-    r.ok(&["network", "create", "--subnet", &subnet, &net]);
+    let network = Network::create(&r, "n", &subnet);
+    let net = network.name.clone();
     let listed = r.ok(&["network", "ls"]);
     assert!(
         listed.contains(&net) && listed.contains("bridge"),
@@ -313,9 +337,9 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
     );
     assert!(r.all_ids().is_empty(), "a refused create left a container");
 
-    let net = format!("o{}", std::process::id());
     let subnet = subnet(232);
-    r.ok(&["network", "create", "--subnet", &subnet, &net]);
+    let network = Network::create(&r, "o", &subnet);
+    let net = network.name.clone();
     let inner = subnet.replace(".0/24", ".128/25");
     check(
         &["network", "create", "--subnet", &inner, "other"],
@@ -352,8 +376,8 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
 #[test]
 fn connect_and_disconnect_a_stopped_container() {
     let r = Root::new();
-    let net = format!("c{}", std::process::id());
-    r.ok(&["network", "create", "--subnet", &subnet(233), &net]);
+    let network = Network::create(&r, "c", &subnet(233));
+    let net = network.name.clone();
     let id = r
         .ok(&["create", "--name", "two", IMAGE, "sleep", "1000"])
         .trim()
