@@ -5,7 +5,8 @@
 //!
 //! Chains: `prerouting` and `output` (nat) DNAT published ports, for traffic arriving from elsewhere and
 //! for the host's own connections (127.0.0.1 included); `postrouting` (nat) masquerades a bridge's
-//! subnet leaving by another interface, and loopback sources DNATed onto a bridge; `forward` (filter)
+//! subnet leaving by another interface, loopback sources DNATed onto a bridge, and a bridge's own
+//! containers DNATed back onto it (hairpin); `forward` (filter)
 //! accepts what enters or leaves a bridge.
 
 use crate::ports::PublishedPort;
@@ -102,6 +103,18 @@ pub fn ensure_bridge(bridge: &str, subnet: &Subnet) -> Result<(), NetError> {
         vec![
             matches(field("ip", "saddr"), "==", prefix(&loopback)),
             matches(meta("oifname"), "==", json!(bridge)),
+            json!({"masquerade": null}),
+        ],
+    ));
+    // Hairpin: a container reaching a published port through a host address is DNATed back onto the
+    // bridge; without this the server would answer it directly, from an address it never asked.
+    commands.push(rule(
+        "postrouting",
+        &owner,
+        vec![
+            matches(field("ip", "saddr"), "==", prefix(subnet)),
+            matches(meta("oifname"), "==", json!(bridge)),
+            matches(json!({"ct": {"key": "status"}}), "in", json!("dnat")),
             json!({"masquerade": null}),
         ],
     ));

@@ -17,6 +17,11 @@ pub fn enable_route_localnet(bridge: &str) -> Result<(), NetError> {
     )
 }
 
+/// Lets a bridge port send a frame back out of the port it came in by, for hairpin NAT.
+pub fn enable_hairpin(port: &str) -> Result<(), NetError> {
+    write(&format!("/sys/class/net/{port}/brport/hairpin_mode"), "1")
+}
+
 fn write(path: &str, value: &str) -> Result<(), NetError> {
     if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
         return Ok(());

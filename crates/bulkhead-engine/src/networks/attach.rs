@@ -108,6 +108,8 @@ fn build(layout: &Layout, config: &ContainerConfig) -> Result<Attached, EngineEr
             mtu: MTU,
         })?;
         nl.set_up(host, Some(bridge))?;
+        // A container reaching its own published port comes back through its own bridge port.
+        bulkhead_net::sysctl::enable_hairpin(&host_veth_name(id, n))?;
         configure_inside(&path, &interface, ipv4, &record, n == 0)?;
         let endpoint = EndpointRecord {
             container_id: id.clone(),
