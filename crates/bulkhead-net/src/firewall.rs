@@ -6,7 +6,8 @@
 //! Chains: `prerouting` and `output` (nat) DNAT published ports, for traffic arriving from elsewhere and
 //! for the host's own connections (127.0.0.1 included); `postrouting` (nat) masquerades a bridge's
 //! subnet leaving by another interface, loopback sources DNATed onto a bridge, and a bridge's own
-//! containers DNATed back onto it (hairpin); `forward` (filter)
+//! containers DNATed back onto it (hairpin); `input` (filter) refuses new connections from a bridge to
+//! the host's loopback addresses; `forward` (filter)
 //! accepts what enters or leaves a bridge.
 
 use crate::ports::PublishedPort;
@@ -55,6 +56,7 @@ fn base() -> Vec<Value> {
         chain("output", "nat", "output", -100),
         chain("postrouting", "nat", "postrouting", 100),
         chain("forward", "filter", "forward", 0),
+        chain("input", "filter", "input", 0),
     ]
 }
 
@@ -118,6 +120,26 @@ pub fn ensure_bridge(bridge: &str, subnet: &Subnet) -> Result<(), NetError> {
             json!({"masquerade": null}),
         ],
     ));
+    // `route_localnet` on the bridge (for 127.0.0.1 DNAT) would also let a container that crafts
+    // frames (CAP_NET_RAW is a default capability) reach the host's loopback-only services, as in
+    // Kubernetes' CVE-2020-8558: only answers to our own DNATed connections may come in that way.
+    let to_loopback = || {
+        vec![
+            matches(meta("iifname"), "==", json!(bridge)),
+            matches(field("ip", "daddr"), "==", prefix(&loopback)),
+        ]
+    };
+    let mut answers = to_loopback();
+    answers.push(matches(
+        json!({"ct": {"key": "state"}}),
+        "in",
+        json!(["established", "related"]),
+    ));
+    answers.push(json!({"accept": null}));
+    commands.push(rule("input", &owner, answers));
+    let mut others = to_loopback();
+    others.push(json!({"drop": null}));
+    commands.push(rule("input", &owner, others));
     for key in ["iifname", "oifname"] {
         commands.push(rule(
             "forward",

@@ -408,3 +408,25 @@ fn connect_and_disconnect_a_stopped_container() {
     r.ok(&["rm", "-f", "two"]);
     r.ok(&["network", "rm", &net]);
 }
+
+#[test]
+fn containers_cannot_reach_the_host_s_loopback_services() {
+    let r = Root::new();
+    // A service only the host itself may use (UDP: a single datagram is delivered, no handshake).
+    let private = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = private.local_addr().unwrap().port();
+    private.set_nonblocking(true).unwrap();
+    // A container that routes 127.0.0.0/8 to its gateway (the host), as crafted frames could.
+    let script = format!(
+        "ip addr del 127.0.0.1/8 dev lo && \\
+         ip route add 127.0.0.0/8 via $(ip route | awk '/default/ {{print $3}}') && \\
+         (syslogd -n -R 127.0.0.1:{port} &) && sleep 0.3 && logger secret && sleep 0.5; echo done"
+    );
+    let out = r.ok(&["run", "--rm", "--privileged", IMAGE, "sh", "-c", &script]);
+    assert!(out.contains("done"), "{out}");
+    let mut buf = [0u8; 64];
+    assert!(
+        private.recv(&mut buf).is_err(),
+        "a container reached the host's 127.0.0.1:{port}"
+    );
+}
