@@ -8,6 +8,8 @@ packages=(
   erofs-utils e2fsprogs util-linux
   # VM isolation: QEMU and the guest kernel sources and tools
   qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev xz-utils
+  # bridge networks: the firewall rules are applied through `nft -j`
+  nftables
   # demo image
   busybox-static
   # tests: real registry, image tools, auth, tty, an independent LZ4 decoder

@@ -24,6 +24,10 @@ pub struct Cli {
     /// Most bytes one image may unpack to (guard against tar and gzip bombs), e.g. 16g.
     #[arg(long, global = true, value_parser = parse_size)]
     pub max_unpacked_size: Option<u64>,
+    /// Subnet of the default `bridge` network when this root first makes it (default 172.17.0.0/16,
+    /// or the next free /16 of 172.17-31).
+    #[arg(long, global = true, env = "BULKHEAD_BRIDGE_SUBNET")]
+    pub bridge_subnet: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +85,11 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List a container's published ports.
+    Port(PortArgs),
 }
 
 #[derive(Subcommand)]
@@ -119,6 +128,66 @@ pub enum VolumeCommand {
         #[arg(short, long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a bridge network.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls,
+    /// Show networks' details as JSON.
+    Inspect(NetworkNamesArgs),
+    /// Remove networks.
+    #[command(alias = "remove")]
+    Rm(NetworkNamesArgs),
+    /// Connect a stopped container to a network.
+    Connect(NetworkConnectArgs),
+    /// Disconnect a stopped container from a network.
+    Disconnect(NetworkDisconnectArgs),
+}
+
+#[derive(Args)]
+pub struct NetworkCreateArgs {
+    /// Subnet in CIDR notation (default: a free /16 of 172.18-31).
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Gateway address (default: the subnet's first address).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Driver: only bridge.
+    #[arg(short, long, default_value = "bridge")]
+    pub driver: String,
+    pub name: String,
+}
+
+#[derive(Args)]
+pub struct NetworkNamesArgs {
+    #[arg(required = true)]
+    pub networks: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct NetworkConnectArgs {
+    /// More names of the container on this network.
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct NetworkDisconnectArgs {
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct PortArgs {
+    pub container: String,
+    /// Only this container port: PORT[/PROTO].
+    pub port: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -175,10 +244,20 @@ pub struct CreateArgs {
     /// Maximum number of processes (-1 for unlimited).
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    /// Network: none (default), host, or ns:PATH to join a network namespace prepared elsewhere (a
-    /// bind-mounted netns file with eth0 configured, as `ip netns add` or a CRI runtime makes it).
+    /// Network: bridge (default), none, host, container:NAME, a network's name, or ns:PATH to join a
+    /// network namespace prepared elsewhere (a bind-mounted netns file with eth0 configured, as
+    /// `ip netns add` or a CRI runtime makes it).
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Another name for the container on a user-defined network.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Add a line to /etc/hosts: HOST:IP (IP may be host-gateway, the network's gateway).
     #[arg(long)]
     pub add_host: Vec<String>,

@@ -80,6 +80,9 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
         cpus: a.cpus,
         pids_limit: a.pids_limit,
         network: a.network,
+        network_aliases: a.network_alias,
+        publish: a.publish,
+        publish_all: a.publish_all,
         userns: a.userns,
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
@@ -209,6 +212,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32> {
         "COMMAND".into(),
         "CREATED".into(),
         "STATUS".into(),
+        "PORTS".into(),
         "ISOLATION".into(),
         "NAMES".into(),
     ]];
@@ -228,6 +232,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32> {
             },
             format::ago(c.config.created),
             format::status(&c.state),
+            format::ports(&c.state),
             c.config.isolation.to_string(),
             c.config.name.clone(),
         ]);
@@ -319,4 +324,36 @@ pub fn update(engine: &Engine, a: UpdateArgs) -> Result<i32> {
         println!("{key}");
         Ok(())
     })
+}
+
+pub fn port(engine: &Engine, a: PortArgs) -> Result<i32> {
+    let c = engine.find(&a.container)?;
+    let ports = c.state.network.map(|n| n.ports).unwrap_or_default();
+    let wanted = a
+        .port
+        .as_deref()
+        .map(|p| {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            port.parse::<u16>()
+                .map(|port| (port, proto.to_string()))
+                .with_context(|| format!("invalid port {p}"))
+        })
+        .transpose()?;
+    let mut shown = 0;
+    for p in &ports {
+        let key = (p.container_port, p.protocol.to_string());
+        match &wanted {
+            Some(w) if *w != key => continue,
+            Some(_) => println!("{}:{}", p.host_ip, p.host_port),
+            None => println!(
+                "{}/{} -> {}:{}",
+                p.container_port, p.protocol, p.host_ip, p.host_port
+            ),
+        }
+        shown += 1;
+    }
+    if let (Some(p), 0) = (&a.port, shown) {
+        bail!("no public port {p} published for {}", c.config.name);
+    }
+    Ok(0)
 }

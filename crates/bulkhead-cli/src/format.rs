@@ -94,6 +94,21 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// The PORTS column of `ps`: `0.0.0.0:8080->80/tcp, 127.0.0.1:9000->90/udp`.
+pub fn ports(s: &ContainerState) -> String {
+    s.network
+        .iter()
+        .flat_map(|n| &n.ports)
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip, p.host_port, p.container_port, p.protocol
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

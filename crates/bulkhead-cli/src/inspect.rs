@@ -48,11 +48,20 @@ pub fn container(d: &ContainerDetails) -> Value {
             "ReadonlyRootfs": cfg.workload.readonly_rootfs,
             "CapAdd": cfg.workload.security.cap_add,
             "CapDrop": cfg.workload.security.cap_drop,
-            "NetworkMode": match &cfg.workload.network {
-                bulkhead_engine::NetworkMode::None => "none".to_string(),
-                bulkhead_engine::NetworkMode::Host => "host".to_string(),
-                bulkhead_engine::NetworkMode::Namespace(p) => format!("ns:{}", p.display()),
+            "NetworkMode": if !cfg.network_mode.is_empty() {
+                cfg.network_mode.clone()
+            } else {
+                match &cfg.workload.network {
+                    bulkhead_engine::NetworkMode::None => "none".to_string(),
+                    bulkhead_engine::NetworkMode::Host => "host".to_string(),
+                    bulkhead_engine::NetworkMode::Namespace(p) => format!("ns:{}", p.display()),
+                }
             },
+            "PortBindings": port_bindings(cfg.ports.iter().map(|p| {
+                (p.container_port, p.protocol.to_string(),
+                 p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                 p.host_port.map(|p| p.to_string()).unwrap_or_default())
+            })),
             "ExtraHosts": cfg.extra_hosts,
             "Dns": cfg.dns,
             "DnsSearch": cfg.dns_search,
@@ -67,6 +76,7 @@ pub fn container(d: &ContainerDetails) -> Value {
             "VmAccel": cfg.vm.accel,
         },
         "Mounts": mounts(cfg),
+        "NetworkSettings": network_settings(d),
         "Config": {
             "Hostname": cfg.workload.hostname,
             "User": cfg.workload.process.user,
@@ -115,4 +125,72 @@ fn mounts(cfg: &bulkhead_engine::ContainerConfig) -> Vec<Value> {
             }),
         })
         .collect()
+}
+
+/// `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}` from (container port, protocol, host ip,
+/// host port).
+fn port_bindings(ports: impl Iterator<Item = (u16, String, String, String)>) -> Value {
+    let mut map = serde_json::Map::new();
+    for (port, proto, ip, host_port) in ports {
+        let entry = map
+            .entry(format!("{port}/{proto}"))
+            .or_insert_with(|| json!([]));
+        if let Value::Array(list) = entry {
+            list.push(json!({ "HostIp": ip, "HostPort": host_port }));
+        }
+    }
+    Value::Object(map)
+}
+
+/// Docker's NetworkSettings of a running container (empty values when it is not running); the
+/// top-level address fields are the default `bridge` network's, as in docker.
+fn network_settings(d: &ContainerDetails) -> Value {
+    let (cfg, st) = (&d.container.config, &d.container.state);
+    let running = st.status == Status::Running;
+    let net = st.network.as_ref().filter(|_| running);
+    let interfaces = net.map(|n| n.interfaces.as_slice()).unwrap_or_default();
+    let default = interfaces.iter().find(|i| i.network_name == "bridge");
+    let networks: serde_json::Map<String, Value> = interfaces
+        .iter()
+        .map(|i| {
+            let aliases = cfg
+                .networks
+                .iter()
+                .find(|a| a.network_id == i.network_id)
+                .map(|a| a.aliases.clone())
+                .unwrap_or_default();
+            (
+                i.network_name.clone(),
+                json!({
+                    "NetworkID": i.network_id,
+                    "IPAddress": i.ipv4.to_string(),
+                    "IPPrefixLen": i.prefix,
+                    "Gateway": i.gateway.to_string(),
+                    "MacAddress": i.mac,
+                    "Aliases": aliases,
+                }),
+            )
+        })
+        .collect();
+    let ports = port_bindings(net.into_iter().flat_map(|n| &n.ports).map(|p| {
+        (
+            p.container_port,
+            p.protocol.to_string(),
+            p.host_ip.to_string(),
+            p.host_port.to_string(),
+        )
+    }));
+    json!({
+        "SandboxKey": if running && !cfg.networks.is_empty() {
+            bulkhead_engine::netns_path(&cfg.id).display().to_string()
+        } else {
+            String::new()
+        },
+        "IPAddress": default.map(|i| i.ipv4.to_string()).unwrap_or_default(),
+        "IPPrefixLen": default.map(|i| i.prefix).unwrap_or(0),
+        "Gateway": default.map(|i| i.gateway.to_string()).unwrap_or_default(),
+        "MacAddress": default.map(|i| i.mac.clone()).unwrap_or_default(),
+        "Ports": ports,
+        "Networks": networks,
+    })
 }

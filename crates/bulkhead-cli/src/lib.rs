@@ -6,6 +6,7 @@ mod container_cmds;
 mod format;
 mod image_cmds;
 mod inspect;
+mod network_cmds;
 mod pull_progress;
 mod relay;
 mod system_cmds;
@@ -66,6 +67,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
     let mut config = EngineConfig::load(&cli.root)?;
     config.max_unpacked_bytes = cli.max_unpacked_size;
+    config.bridge_subnet = cli
+        .bridge_subnet
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: bulkhead_engine::NetError| anyhow::anyhow!("--bridge-subnet: {e}"))?;
     let engine = &Engine::open(config)?;
     match cli.command {
         Command::Run(a) => container_cmds::run(engine, a),
@@ -90,6 +97,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout(a) => image_cmds::logout(engine, a),
         Command::Info => system_cmds::info(engine),
         Command::Volume(a) => volume_cmds::volume(engine, a),
+        Command::Network(a) => network_cmds::network(engine, a),
+        Command::Port(a) => container_cmds::port(engine, a),
         Command::Version | Command::Kernel(_) => unreachable!("dispatched above"),
     }
 }

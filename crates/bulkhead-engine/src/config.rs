@@ -80,6 +80,16 @@ pub struct ContainerConfig {
     pub dns_search: Vec<String>,
     #[serde(default)]
     pub dns_options: Vec<String>,
+    /// `--network` as docker shows it: `bridge`, `none`, `host`, `container:<id>` or a network's name
+    /// (empty for containers made before bridge networks, which have `workload.network`).
+    #[serde(default)]
+    pub network_mode: String,
+    /// The bridge networks the container is attached to (`eth0` first); empty unless bridged.
+    #[serde(default)]
+    pub networks: Vec<crate::networks::NetworkAttachment>,
+    /// `-p`, and `-P` expanded over the image's exposed ports.
+    #[serde(default)]
+    pub ports: Vec<bulkhead_net::ports::PortSpec>,
 }
 
 /// Everything `create`/`run` accept, as a front end hands it over. Caller-side input is resolved by the
@@ -107,6 +117,12 @@ pub struct CreateOptions {
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub network: Option<String>,
+    /// `--network-alias`: more names on a user-defined network.
+    pub network_aliases: Vec<String>,
+    /// `-p [IP:][HOSTPORT:]CONTAINERPORT[/PROTO]`.
+    pub publish: Vec<String>,
+    /// `-P`: publish every port the image exposes on a free host port.
+    pub publish_all: bool,
     /// `None`: the isolation policy decides.
     pub isolation: Option<Isolation>,
     /// Pull the image when the store does not have it; `None`: never pull.

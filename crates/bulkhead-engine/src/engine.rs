@@ -17,6 +17,9 @@ pub struct EngineConfig {
     /// Most bytes one image may unpack to (guard against tar and gzip bombs); `None`: the store's default.
     pub max_unpacked_bytes: Option<u64>,
     pub policy: IsolationPolicy,
+    /// The default `bridge` network's subnet when this root first makes it; `None`: 172.17.0.0/16
+    /// unless a host route takes it, then the next free /16 of 172.17-31.
+    pub bridge_subnet: Option<bulkhead_net::Subnet>,
 }
 
 impl EngineConfig {
@@ -27,6 +30,7 @@ impl EngineConfig {
             root: root.to_path_buf(),
             max_unpacked_bytes: None,
             policy: IsolationPolicy::load(&policy_path(root))?,
+            bridge_subnet: None,
         })
     }
 }

@@ -81,6 +81,17 @@ pub enum EngineError {
     },
     #[error("{what}: {source}")]
     Sys { what: String, source: nix::Error },
+    #[error(transparent)]
+    Net(#[from] bulkhead_net::NetError),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    #[error("network {name} is in use by container(s) {}: remove them or disconnect them first", containers.join(", "))]
+    NetworkInUse {
+        name: String,
+        containers: Vec<String>,
+    },
 }
 
 impl EngineError {

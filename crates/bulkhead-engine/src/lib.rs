@@ -28,6 +28,8 @@
 //! containers/<id>/container.log  stdout/stderr, one JSON record per chunk, with timestamps
 //! containers/<id>/mnt/        process mode: lower (image erofs), rw (rw.img), rootfs (overlay)
 //! volumes/<name>/_data        a volume's content; volumes/<name>/volume.json its record
+//! networks/<id>/network.json  a bridge network (the default `bridge` is made on first use)
+//! networks/<id>/endpoints/<container-id>.json  a container running on it (name, aliases, address)
 //! ```
 //! Sockets live in `/run/bulkhead/<id prefix>/` because unix socket paths are limited to 108 bytes.
 //!
@@ -50,6 +52,8 @@ mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod network_dns;
+mod network_ops;
+mod networks;
 mod policy;
 mod seccomp_cache;
 mod session;
@@ -65,14 +69,21 @@ pub use error::EngineError;
 pub use images::{PullEvent, PullEvents, PullSettings, PulledImage};
 pub use isolation::VmSizing;
 pub use lifecycle::{ContainerDetails, ExecOptions, LogOptions, StartMode};
+pub use network_ops::NetworkDetails;
+pub use networks::attach::{host_veth_name, InterfaceState, NetworkState};
+pub use networks::{EndpointRecord, NetworkAttachment, NetworkCreateOptions, NetworkRecord};
 pub use policy::{IsolationPolicy, PolicyFile, VmRequirement};
 pub use session::Session;
 pub use spec::parse_signal;
 pub use state::{ContainerState, Status};
 pub use volumes::{Volume, VolumePruneReport};
 
-/// Types of the layers below that appear in the facade's signatures, so front ends need no other crate.
 pub use bulkhead_image::{Image, ImageDeletion, ImageId, ImageInspect, ImageSummary, PruneReport};
+pub use bulkhead_net::netlink::{format_mac, mac_for};
+pub use bulkhead_net::netns::path_for as netns_path;
+/// Types of the layers below that appear in the facade's signatures, so front ends need no other crate.
+pub use bulkhead_net::ports::{PortSpec, Protocol, PublishedPort};
+pub use bulkhead_net::{NetError, Subnet};
 pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;

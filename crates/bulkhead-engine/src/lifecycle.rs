@@ -113,7 +113,7 @@ impl Engine {
                 .and_then(|c| c.volumes().as_deref())
                 .unwrap_or_default(),
         )?;
-        let config = spec::container_config(
+        let mut config = spec::container_config(
             &id,
             name,
             opts,
@@ -122,6 +122,7 @@ impl Engine {
             &image.config,
             &plan,
         )?;
+        self.resolve_network(&mut config, opts)?;
         // Built now so `start` does not pay for it; cached per image. Copy-up reads it too.
         let artifact = self.store.rootfs_artifact(&image)?;
         // Held until the record names the volumes, so `volume rm` cannot slip in between.
@@ -407,6 +408,45 @@ impl Engine {
         }
     }
 
+    /// Fills in the container's networks from `--network`, `--network-alias` and `-p`, by the records of
+    /// this root (the default `bridge` network is made on first use).
+    fn resolve_network(
+        &self,
+        config: &mut crate::ContainerConfig,
+        opts: &CreateOptions,
+    ) -> Result<(), EngineError> {
+        use crate::networks::{self, NetworkAttachment, DEFAULT_NETWORK};
+        use crate::spec::NetworkRequest;
+        let request = spec::parse_network(opts.network.as_deref())?;
+        if !opts.network_aliases.is_empty()
+            && !matches!(&request, NetworkRequest::Network(n) if n != DEFAULT_NETWORK)
+        {
+            return Err(EngineError::InvalidOption(
+                "network-scoped aliases are supported only on user-defined networks".into(),
+            ));
+        }
+        config.network_mode = match request {
+            NetworkRequest::None => "none".into(),
+            NetworkRequest::Host => "host".into(),
+            NetworkRequest::Namespace(path) => format!("ns:{}", path.display()),
+            NetworkRequest::Container(other) => {
+                format!(
+                    "container:{}",
+                    containers::find(&self.layout, &other)?.config.id
+                )
+            }
+            NetworkRequest::Network(name) => {
+                let record = networks::find(&self.layout, &name, self.config.bridge_subnet)?;
+                config.networks = vec![NetworkAttachment {
+                    network_id: record.id.clone(),
+                    aliases: opts.network_aliases.clone(),
+                }];
+                record.name
+            }
+        };
+        isolation::mode(config.isolation).check(config)
+    }
+
     /// Removes everything a container has on the host: mounts, cgroup, sockets, files. Idempotent.
     pub(crate) fn remove_files(&self, c: &Container) -> Result<(), EngineError> {
         remove_files(&self.layout, c)
@@ -418,6 +458,7 @@ pub(crate) fn remove_files(
     layout: &crate::layout::Layout,
     c: &Container,
 ) -> Result<(), EngineError> {
+    crate::networks::attach::teardown(layout, &c.config)?;
     for mode in isolation::all_modes() {
         mode.remove_leftovers(&c.config, &c.paths)?;
     }

@@ -10,7 +10,7 @@ use bulkhead_runtime::{
     SecuritySpec, Workload,
 };
 use oci_spec::image::ImageConfiguration;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_DISK: u64 = 10 << 30;
@@ -109,7 +109,12 @@ pub fn container_config(
             hostname,
             readonly_rootfs: opts.read_only,
             mounts: mounts.mounts.clone(),
-            network: parse_network(opts.network.as_deref())?,
+            network: match parse_network(opts.network.as_deref())? {
+                NetworkRequest::Host => NetworkMode::Host,
+                NetworkRequest::Namespace(path) => NetworkMode::Namespace(path),
+                // The monitor makes the namespace and puts its path in the runtime spec at start.
+                _ => NetworkMode::None,
+            },
             userns: parse_userns(opts.userns.as_deref())?,
             security: parse_security(opts)?,
             resources,
@@ -131,17 +136,22 @@ pub fn container_config(
         dns: names.dns,
         dns_search: names.dns_search,
         dns_options: names.dns_options,
+        network_mode: String::new(),
+        networks: Vec::new(),
+        ports: parse_ports(opts, &cfg)?,
     };
     isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;
     Ok(config)
 }
 
-/// The runtime spec for a run of `config` on the assembled `rootfs`, as its isolation level runs it,
-/// attached to `attachments` (the networks its setup joined, primary first).
+/// The runtime spec for a run of `config` on the assembled `rootfs`, as its isolation level runs it.
+/// `netns` is the namespace the monitor prepared (a bridge network's, or another container's), and
+/// `attachments` the networks its setup joined, primary first.
 pub fn runtime_spec(
     config: &ContainerConfig,
     rootfs: &Path,
+    netns: Option<&Path>,
     attachments: &[Attachment],
 ) -> Result<ContainerSpec, EngineError> {
     let files = etc_files::generate(config, attachments, &HostFiles::read())?;
@@ -153,6 +163,9 @@ pub fn runtime_spec(
         etc_hosts: files.hosts,
         resolv_conf: files.resolv_conf,
     };
+    if let Some(netns) = netns {
+        spec.workload.network = NetworkMode::Namespace(netns.to_path_buf());
+    }
     isolation::mode(config.isolation).adapt_spec(&mut spec);
     Ok(spec)
 }
@@ -197,10 +210,27 @@ fn parse_tmpfs(t: &str) -> Result<MountSpec, EngineError> {
     })
 }
 
-fn parse_network(n: Option<&str>) -> Result<NetworkMode, EngineError> {
-    match n.unwrap_or("none") {
-        "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
+/// What `--network` asks for, before names are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkRequest {
+    None,
+    Host,
+    /// The default `bridge` network or a user-defined one, by name or id.
+    Network(String),
+    /// Another container's namespace, by name or id.
+    Container(String),
+    /// A network namespace prepared elsewhere (`ns:PATH`: a bind-mounted netns file, as `ip netns add`
+    /// or a CRI runtime makes it), joined as it is.
+    Namespace(PathBuf),
+}
+
+/// Parses `--network` (default `bridge`, as in docker).
+pub fn parse_network(n: Option<&str>) -> Result<NetworkRequest, EngineError> {
+    Ok(match n.unwrap_or(crate::networks::DEFAULT_NETWORK) {
+        "" => return Err(invalid("--network needs a value")),
+        "none" => NetworkRequest::None,
+        "host" => NetworkRequest::Host,
+        "default" => NetworkRequest::Network(crate::networks::DEFAULT_NETWORK.into()),
         ns if ns.starts_with("ns:") => {
             let path = Path::new(&ns[3..]);
             if !path.is_absolute() {
@@ -208,12 +238,51 @@ fn parse_network(n: Option<&str>) -> Result<NetworkMode, EngineError> {
                     "network {ns}: the namespace must be an absolute path, as in ns:/run/netns/NAME"
                 )));
             }
-            Ok(NetworkMode::Namespace(path.to_path_buf()))
+            NetworkRequest::Namespace(path.to_path_buf())
         }
-        other => Err(invalid(format!(
-            "network mode {other} is not supported (use none, host or ns:/path/to/netns; bridge networking is not built yet)"
-        ))),
+        other => match other.strip_prefix("container:") {
+            Some("") => return Err(invalid("--network container: needs a container name")),
+            Some(c) => NetworkRequest::Container(c.to_string()),
+            None => NetworkRequest::Network(other.to_string()),
+        },
+    })
+}
+
+/// `-p` values, and with `-P` every exposed port of the image not published explicitly.
+fn parse_ports(
+    opts: &CreateOptions,
+    image: &oci_spec::image::Config,
+) -> Result<Vec<bulkhead_net::ports::PortSpec>, EngineError> {
+    use bulkhead_net::ports::PortSpec;
+    let mut ports = opts
+        .publish
+        .iter()
+        .map(|p| PortSpec::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if opts.publish_all {
+        for exposed in image.exposed_ports().iter().flatten() {
+            let spec = PortSpec::parse(exposed).map_err(|_| {
+                invalid(format!("the image exposes {exposed}, which is not a port"))
+            })?;
+            if !ports
+                .iter()
+                .any(|p| (p.container_port, p.protocol) == (spec.container_port, spec.protocol))
+            {
+                ports.push(spec);
+            }
+        }
     }
+    if !ports.is_empty()
+        && !matches!(
+            parse_network(opts.network.as_deref())?,
+            NetworkRequest::Network(_)
+        )
+    {
+        return Err(invalid(
+            "conflicting options: port publishing needs a bridge network (not none, host or container:)",
+        ));
+    }
+    Ok(ports)
 }
 
 fn parse_userns(u: Option<&str>) -> Result<Option<IdMap>, EngineError> {
@@ -333,12 +402,20 @@ mod tests {
             nix::sys::signal::Signal::SIGKILL
         );
         assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_network(Some("bridge")).is_err());
         assert_eq!(
             parse_network(Some("ns:/run/netns/a")).unwrap(),
-            NetworkMode::Namespace("/run/netns/a".into())
+            NetworkRequest::Namespace("/run/netns/a".into())
         );
         assert!(parse_network(Some("ns:run/netns/a")).is_err());
+        assert_eq!(
+            parse_network(None).unwrap(),
+            NetworkRequest::Network("bridge".into())
+        );
+        assert_eq!(
+            parse_network(Some("container:web")).unwrap(),
+            NetworkRequest::Container("web".into())
+        );
+        assert!(parse_network(Some("container:")).is_err());
         assert_eq!(parse_ulimit("nofile=10:20").unwrap().hard, 20);
         assert!(parse_tmpfs("/tmp:size=1m").is_ok());
         assert_eq!(parse_userns(Some("1:2:3")).unwrap().unwrap().size, 3);

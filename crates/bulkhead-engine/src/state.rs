@@ -48,6 +48,9 @@ pub struct ContainerState {
     /// VM mode: how QEMU is confined, as the monitor checked it before reporting the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jail: Option<bulkhead_vm::Confinement>,
+    /// Bridge networks: the interfaces and published ports of the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::networks::attach::NetworkState>,
 }
 
 /// The exit code recorded when the monitor vanished without recording one (docker uses 255 likewise).

@@ -141,8 +141,7 @@ fn pull_by_digest_and_platform_selection_from_index() {
             Platform::amd64(&busybox_image(1024)),
             Platform {
                 architecture: "arm64",
-                layers: &arm64_layers,
-                volumes: &[],
+                ..Platform::amd64(&arm64_layers)
             },
         ],
     );

@@ -63,6 +63,8 @@ pub struct Platform<'a> {
     pub layers: &'a [Layer],
     /// The config's `Volumes` (docker's `VOLUME` paths).
     pub volumes: &'a [&'a str],
+    /// `EXPOSE`d ports such as `80/tcp`.
+    pub exposed_ports: &'a [&'a str],
 }
 
 impl<'a> Platform<'a> {
@@ -71,6 +73,7 @@ impl<'a> Platform<'a> {
             architecture: "amd64",
             layers,
             volumes: &[],
+            exposed_ports: &[],
         }
     }
 
@@ -88,6 +91,14 @@ impl<'a> Platform<'a> {
                 .map(|v| (v.to_string(), json!({})))
                 .collect();
             config["Volumes"] = volumes.into();
+        }
+        if !self.exposed_ports.is_empty() {
+            let exposed: serde_json::Map<String, serde_json::Value> = self
+                .exposed_ports
+                .iter()
+                .map(|p| (p.to_string(), json!({})))
+                .collect();
+            config["ExposedPorts"] = exposed.into();
         }
         serde_json::to_vec(&json!({
             "created": "2024-01-02T03:04:05Z",

@@ -522,7 +522,8 @@ fn ps_inspect_wait_and_restart(iso: Isolation) {
     );
     assert!(!r.ok(&["ps"]).contains("finisher"));
 
-    // Defaults: the short id as host name, and no network but an up loopback (IFF_UP | IFF_LOOPBACK).
+    // Defaults: the short id as host name, the default bridge network, and an up loopback
+    // (IFF_UP | IFF_LOOPBACK).
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     let inner = r.ok(&["exec", &running, "hostname"]);
     assert_ne!(inner.trim(), host);
@@ -532,7 +533,12 @@ fn ps_inspect_wait_and_restart(iso: Isolation) {
         "default hostname is the short id"
     );
     let net = r.ok(&["exec", &running, "cat", "/proc/net/dev"]);
-    assert_eq!(interfaces(&net), ["lo"], "the default network is none");
+    // The VM's NIC on the bridge comes with VM networking; until then a guest has only lo.
+    let expected: &[&str] = match iso {
+        Isolation::Process => &["eth0", "lo"],
+        Isolation::Vm => &["lo"],
+    };
+    assert_eq!(interfaces(&net), expected, "the default network is bridge");
     let flags = r.ok(&["exec", &running, "cat", "/sys/class/net/lo/flags"]);
     assert_eq!(flags.trim(), "0x9");
 

@@ -5,9 +5,10 @@
 mod common;
 
 use common::host::{
-    alive, cgroup_dirs, host_mounts_mentioning, loop_devices_backed_by, monitor_processes, run_dir,
+    alive, cgroup_dirs, host_mounts_mentioning, host_network, loop_devices_backed_by,
+    monitor_processes, network_leftovers, run_dir,
 };
-use common::{interfaces, stderr, stdout, Root, IMAGE};
+use common::{stable_interfaces, stderr, stdout, Root, IMAGE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -134,9 +135,9 @@ fn host_network_shares_the_interfaces_but_not_user_namespaces() {
         "cat",
         "/proc/net/dev",
     ]);
-    let ours = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+    let ours = stable_interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
     assert!(ours.len() > 1, "the host has more than lo: {ours:?}");
-    assert_eq!(interfaces(&host), ours);
+    assert_eq!(stable_interfaces(&host), ours);
     let out = r.ok(&[
         "run",
         "--rm",
@@ -200,12 +201,14 @@ fn assert_nothing_left(r: &Root, id: &str) {
     assert!(!run_dir(id).exists());
     assert_eq!(cgroup_dirs(id), Vec::<PathBuf>::new());
     assert_eq!(host_mounts_mentioning(r.path()), Vec::<String>::new());
+    assert_eq!(network_leftovers(id), Vec::<String>::new());
 }
 
 #[test]
 fn survives_a_killed_monitor() {
     let r = Root::new();
-    let id = r.detached(&[IMAGE, "sleep", "1000"]);
+    // With a published port, so the removal's clean-up also has firewall rules to find.
+    let id = r.detached(&["-p", "127.0.0.1::80", IMAGE, "sleep", "1000"]);
     let state = r.state(&id);
     let monitor = state["monitor_pid"].as_i64().unwrap();
     let pid = state["pid"].as_i64().unwrap();
@@ -285,6 +288,7 @@ fn rm_leaves_nothing_after_many_cycles() {
     // One cycle first: the first create makes the root's lock file, which is no leak.
     let warm = r.ok(&["create", IMAGE, "true"]).trim().to_string();
     r.ok(&["rm", &warm]);
+    let net_before = host_network();
     let mounts_before = host_mounts_mentioning(r.path());
     let fds_before = our_fds();
     let files_before = files_under(&containers);
@@ -298,6 +302,25 @@ fn rm_leaves_nothing_after_many_cycles() {
     }
     assert_eq!(host_mounts_mentioning(r.path()), mounts_before);
     assert_eq!(loop_devices_backed_by(r.path()), 0);
+    // First (it waits for the kernel's background deletion of dead namespaces' veths).
+    for id in &ids {
+        assert_eq!(network_leftovers(id), Vec::<String>::new(), "{id}");
+    }
+    // Containers are on the default bridge: the host's links, routes and ruleset have nothing new that
+    // is the bridge's or one of ours (other tests may be changing the host meanwhile).
+    let ours = |line: &String| {
+        line.contains("bulkhead0")
+            || ids
+                .iter()
+                .any(|id| line.contains(&id[..10]) || line.contains(id.as_str()))
+    };
+    let added: Vec<String> = host_network()
+        .difference(&net_before)
+        .filter(|l| ours(l))
+        .cloned()
+        .collect();
+    assert_eq!(added, Vec::<String>::new());
+
     for id in &ids {
         assert_eq!(cgroup_dirs(id), Vec::<PathBuf>::new(), "cgroup of {id}");
         assert!(!run_dir(id).exists(), "run dir of {id}");

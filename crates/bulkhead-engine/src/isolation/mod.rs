@@ -42,8 +42,9 @@ pub(crate) trait Mode: Sync {
     ) -> Result<(), EngineError>;
 
     /// Brings up the container's agent and returns the stream to it. Must be called while the monitor is
-    /// single-threaded (process mode forks). `netns`: the network namespace prepared for the container
-    /// (`lo`, `eth0`... configured), or `None` for a new empty one (or the host's, `--network host`).
+    /// single-threaded (process mode forks). `netns` is the container's network namespace as the engine
+    /// prepared it (`lo`, `eth0`... on host bridges; `None` for `--network none` and `host`); process
+    /// mode's runtime joins it through the spec, VM mode connects the guest's NIC inside it.
     fn launch(
         &self,
         config: &ContainerConfig,

@@ -69,6 +69,13 @@ impl Mode for VmMode {
                  has 8 virtio-mmio slots, and the disks, the agent's port and the network use the rest"
             )));
         }
+        if config.network_mode.starts_with("container:") {
+            return Err(EngineError::InvalidOption(
+                "--network container: is refused with vm isolation: a guest cannot share another \
+                 container's network namespace"
+                    .into(),
+            ));
+        }
         if config.workload.network == NetworkMode::Host {
             return Err(EngineError::InvalidOption(
                 "host networking is refused with vm isolation: the guest has no host network"

@@ -9,12 +9,14 @@
 
 mod clients;
 pub mod launch;
+mod network;
 mod socket;
 
 use crate::containers::Container;
 use crate::isolation::{self, Endpoint, Mode};
 use crate::layout::Layout;
 use crate::logs::{self, Stream};
+use crate::networks::attach::{self, Attached};
 use crate::state::{start_time, Status};
 use crate::{spec, EngineError};
 use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
@@ -71,6 +73,8 @@ struct Monitor<'a> {
     attach_first: bool,
     /// Client messages that arrived before the agent was up.
     pending: Vec<Message>,
+    /// The container's networks while it runs (held: published ports stay reserved).
+    network: Option<Attached>,
 }
 
 impl<'a> Monitor<'a> {
@@ -93,6 +97,7 @@ impl<'a> Monitor<'a> {
             log,
             attach_first,
             pending: Vec::new(),
+            network: None,
         })
     }
 
@@ -109,6 +114,9 @@ impl<'a> Monitor<'a> {
                     EngineError::StartFailed { message, .. } => message.clone(),
                     e => e.to_string(),
                 };
+                if let Err(e) = self.release_network() {
+                    tracing::warn!("releasing the network of a failed start: {e}");
+                }
                 record_exit(self.container, e.exit_code(), false, Some(msg.clone()));
                 report(&format!("error: {msg}"));
                 self.clients.broadcast(&Message::Error {
@@ -119,6 +127,8 @@ impl<'a> Monitor<'a> {
                 return 1;
             }
         };
+        // Held until the container ends: dropping a handle closes its sockets.
+        let _name_responders = network::start_name_responders(self.layout, self.container);
         // The monitor lives as long as the container: hand back what starting it took from the heap.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
@@ -129,7 +139,7 @@ impl<'a> Monitor<'a> {
             backend.discard();
         }
         drop(agent);
-        let teardown = backend.teardown();
+        let teardown = backend.teardown().and_then(|()| self.release_network());
         let reason = reason.or_else(|| teardown.err().map(|e| format!("cleanup failed: {e}")));
         let code = status
             .as_ref()
@@ -203,10 +213,20 @@ impl<'a> Monitor<'a> {
             }
             return Err(e);
         }
-        let netns = match &self.container.config.workload.network {
-            bulkhead_runtime::NetworkMode::Namespace(path) => Some(path.clone()),
-            _ => None,
+        let network = match attach::setup(self.layout, &self.container.config) {
+            Ok(n) => n,
+            Err(e) => {
+                // As above: the client that started us is to hear why (a port in use, say).
+                if self.attach_first {
+                    let _ = self.wait_for_attach();
+                }
+                return Err(e);
+            }
         };
+        let interfaces = network.state.clone();
+        self.container.update_state(|s| s.network = interfaces)?;
+        self.network = Some(network);
+        let netns = network::netns(&self.container.config, self.network.as_ref());
         let launched = self.mode.launch(
             &self.container.config,
             &self.container.paths,
@@ -369,11 +389,28 @@ impl<'a> Monitor<'a> {
     /// than by the agent (in a VM guest under binary translation libseccomp takes far longer), and
     /// kept for the next start with the same settings.
     fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
-        // `none` and `host`, the network modes so far, have no attachments.
-        let mut spec = spec::runtime_spec(&self.container.config, std::path::Path::new("/"), &[])?;
+        let netns = network::netns(&self.container.config, self.network.as_ref());
+        let attachments: Vec<_> = network::attachments(self.layout, self.container)
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        let mut spec = spec::runtime_spec(
+            &self.container.config,
+            Path::new("/"),
+            netns.as_deref(),
+            &attachments,
+        )?;
         spec.workload.security.seccomp =
             crate::seccomp_cache::compile(self.layout, &spec.workload.security)?;
         Ok(spec)
+    }
+
+    /// Ends the container's networks: namespace, veths, lease, rules, endpoint records; then the
+    /// reserved ports are let go.
+    fn release_network(&mut self) -> Result<(), EngineError> {
+        attach::teardown(self.layout, &self.container.config)?;
+        self.network = None;
+        Ok(())
     }
 
     fn agent_gone(&self, what: &str) -> String {
@@ -495,6 +532,7 @@ fn record_exit(container: &mut Container, code: i32, oom: bool, reason: Option<S
         s.oom_killed = oom;
         s.finished_at = Some(Utc::now());
         s.jail = None;
+        s.network = None;
         if reason.is_some() {
             s.error = reason;
         }

@@ -88,3 +88,79 @@ pub fn monitor_pids(root: &Path) -> Vec<u32> {
         .map(|(pid, _)| *pid)
         .collect()
 }
+
+/// What a container's networking may leave on the host: its veth, its kept network namespace, address
+/// leases, nft rules naming it. Empty when it left nothing.
+pub fn network_leftovers(id: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let veth = format!("veth{}", &id[..10]);
+    let has_veth = || {
+        let links = std::process::Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&links.stdout).contains(&veth)
+    };
+    // The kernel deletes a dead namespace's veths in the background: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while has_veth() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if has_veth() {
+        left.push(format!("link {veth}*"));
+    }
+    if Path::new("/run/bulkhead/netns").join(id).exists() {
+        left.push("netns file".into());
+    }
+    for pool in std::fs::read_dir("/run/bulkhead/ipam")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for lease in std::fs::read_dir(pool.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if std::fs::read_to_string(lease.path()).is_ok_and(|o| o == id) {
+                left.push(format!("lease {}", lease.path().display()));
+            }
+        }
+    }
+    if nft_ruleset().contains(&format!("bulkhead:{id}")) {
+        left.push("nft rules".into());
+    }
+    left
+}
+
+/// `nft list ruleset`.
+pub fn nft_ruleset() -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The host's links, IPv4 routes and nft ruleset, one entry per line (rule handles dropped).
+pub fn host_network() -> std::collections::BTreeSet<String> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect(args[0]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let links = run(&["ip", "-o", "link", "show"]);
+    // A link's index, flags and counters change with what is attached to it; its name is what stays.
+    let links = links
+        .lines()
+        .map(|l| format!("link {}", l.split_whitespace().nth(1).unwrap_or_default()));
+    // `linkdown` marks a route on a bridge with no port attached at the moment.
+    let routes = run(&["ip", "-4", "route", "show"]).replace(" linkdown", "");
+    let rules = nft_ruleset();
+    links
+        .chain(routes.lines().map(|l| format!("route {l}")))
+        .chain(rules.lines().map(|l| format!("nft {}", l.trim())))
+        .collect()
+}

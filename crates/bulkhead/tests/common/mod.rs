@@ -58,3 +58,11 @@ pub fn interfaces(proc_net_dev: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// [`interfaces`] without containers' veths, which other tests add and remove meanwhile.
+pub fn stable_interfaces(proc_net_dev: &str) -> Vec<String> {
+    interfaces(proc_net_dev)
+        .into_iter()
+        .filter(|n| !n.starts_with("veth"))
+        .collect()
+}
