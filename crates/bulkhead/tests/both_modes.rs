@@ -533,12 +533,12 @@ fn ps_inspect_wait_and_restart(iso: Isolation) {
         "default hostname is the short id"
     );
     let net = r.ok(&["exec", &running, "cat", "/proc/net/dev"]);
-    // The VM's NIC on the bridge comes with VM networking; until then a guest has only lo.
-    let expected: &[&str] = match iso {
-        Isolation::Process => &["eth0", "lo"],
-        Isolation::Vm => &["lo"],
-    };
-    assert_eq!(interfaces(&net), expected, "the default network is bridge");
+    // A VM's NIC is a tap mirrored to the namespace's veth: the container sees eth0 in both modes.
+    assert_eq!(
+        interfaces(&net),
+        ["eth0", "lo"],
+        "the default network is bridge"
+    );
     let flags = r.ok(&["exec", &running, "cat", "/sys/class/net/lo/flags"]);
     assert_eq!(flags.trim(), "0x9");
 

@@ -430,3 +430,57 @@ fn containers_cannot_reach_the_host_s_loopback_services() {
         "a container reached the host's 127.0.0.1:{port}"
     );
 }
+
+/// The promise that both isolation levels share networks: a VM container and a process
+/// container on one user-defined network reach each other by name both ways, and the VM's published
+/// port answers on the host's loopback. One VM boot.
+#[test]
+fn a_vm_and_a_process_container_reach_each_other_by_name() {
+    let _vm = bulkhead_testkit::vm_lock();
+    let r = Root::new();
+    let network = Network::create(&r, "x", &subnet(237));
+    let net = network.name.clone();
+    let port = free_port();
+    let published = format!("127.0.0.1:{port}:80");
+    let vm = httpd(
+        &r,
+        "vmweb",
+        &["--isolation=vm", "--network", &net, "-p", &published],
+    );
+    let process = httpd(
+        &r,
+        "procweb",
+        &["--network", &net, "--network-alias", "pweb"],
+    );
+    // Process -> VM by name.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        IMAGE,
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://vmweb/hostname",
+    ]);
+    assert_eq!(out.trim(), &vm[..12]);
+    // VM -> process by name and by alias.
+    for name in ["procweb", "pweb"] {
+        let url = format!("http://{name}/hostname");
+        let out = r.ok(&["exec", "vmweb", "wget", "-q", "-O", "-", &url]);
+        assert_eq!(out.trim(), &process[..12], "{name}");
+    }
+    // The VM's published port, from the host.
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{port}/hostname")).trim(),
+        &vm[..12]
+    );
+    let ports = r.ok(&["port", "vmweb"]);
+    assert_eq!(ports.trim(), format!("80/tcp -> 127.0.0.1:{port}"));
+    r.ok(&["rm", "-f", "vmweb", "procweb"]);
+    for id in [&vm, &process] {
+        assert_eq!(network_leftovers(id), Vec::<String>::new());
+    }
+}
