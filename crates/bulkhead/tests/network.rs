@@ -438,6 +438,18 @@ fn containers_cannot_reach_the_host_s_loopback_services() {
 fn a_vm_and_a_process_container_reach_each_other_by_name() {
     let _vm = bulkhead_testkit::vm_lock();
     let r = Root::new();
+    // What a guest cannot share is refused at create, naming why.
+    let other = r.ok(&["create", "--name", "other", IMAGE, "true"]);
+    for (mode, why) in [
+        ("host", "host networking is refused with vm isolation"),
+        ("container:other", "refused with vm isolation"),
+    ] {
+        let out = r.bh(&["create", "--isolation=vm", "--network", mode, IMAGE, "true"]);
+        assert_eq!(out.status.code(), Some(125), "{mode}");
+        assert!(stderr(&out).contains(why), "{mode}: {}", stderr(&out));
+    }
+    assert_eq!(r.all_ids(), [other.trim()]);
+    r.ok(&["rm", "other"]);
     let network = Network::create(&r, "x", &subnet(237));
     let net = network.name.clone();
     let port = free_port();
