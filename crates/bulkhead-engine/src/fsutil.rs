@@ -13,12 +13,21 @@ use std::path::Path;
 /// reconciliation already handles, and container start stays fast. Creating a container syncs its parent
 /// directory once (`bulkhead_fs::sync_dir`).
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), EngineError> {
+    write_json_with(path, value, Durability::Data)
+}
+
+/// Writes JSON atomically for readers, as `replace` with `durability` leaves it.
+pub fn write_json_with<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+    durability: Durability,
+) -> Result<(), EngineError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| EngineError::Corrupt {
         path: path.to_path_buf(),
         source,
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    bulkhead_fs::replace(path, &bytes, dir, Durability::Data).map_err(EngineError::io(path))
+    bulkhead_fs::replace(path, &bytes, dir, durability).map_err(EngineError::io(path))
 }
 
 /// Reads JSON written by [`write_json`].

@@ -85,6 +85,10 @@ pub fn private_dir(path: &Path) -> io::Result<()> {
 /// What [`replace`] makes durable before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
+    /// Nothing is synced: readers still see the old or the new content, but a crash may leave either,
+    /// or an empty file. For records a crash makes stale anyway (a running container's network
+    /// endpoint), where a sync would only add milliseconds to every start.
+    Atomic,
     /// The new file's data is synced before the rename: after a crash the file holds the old or
     /// the new content, never a truncated one, but the rename itself may be lost.
     Data,
@@ -94,8 +98,8 @@ pub enum Durability {
 }
 
 /// Replaces `dest` with `bytes` so readers see the old or the new content, never a mix: the bytes
-/// go to a temp file in `tmp_dir` (which must be on the same filesystem as `dest`), are synced, and
-/// the temp file is renamed over `dest`. The temp file is removed if any step fails. The file is
+/// go to a temp file in `tmp_dir` (which must be on the same filesystem as `dest`), are synced (as
+/// `durability` asks), and the temp file is renamed over `dest`. The temp file is removed if any step fails. The file is
 /// mode 0600: what bulkhead replaces this way are state records, readable by their owner only.
 pub fn replace(
     dest: &Path,
@@ -114,7 +118,9 @@ pub fn replace(
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durability != Durability::Atomic {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, dest)
     };
     if let Err(e) = write() {
@@ -122,7 +128,7 @@ pub fn replace(
         return Err(e);
     }
     match durability {
-        Durability::Data => Ok(()),
+        Durability::Atomic | Durability::Data => Ok(()),
         Durability::DataAndEntry => sync_dir(parent(dest)),
     }
 }

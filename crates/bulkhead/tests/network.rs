@@ -431,6 +431,12 @@ fn containers_cannot_reach_the_host_s_loopback_services() {
     );
 }
 
+/// A shell command fetching `url` with busybox wget, retried for up to 10 s: a server that `run -d`
+/// has just started may not listen yet (an httpd in a TCG guest takes a moment).
+fn fetch_with_retries(url: &str) -> String {
+    format!("for i in $(seq 50); do wget -q -O - {url} && exit 0; sleep 0.2; done; exit 1")
+}
+
 /// The promise that both isolation levels share networks: a VM container and a process
 /// container on one user-defined network reach each other by name both ways, and the VM's published
 /// port answers on the host's loopback. One VM boot.
@@ -471,17 +477,15 @@ fn a_vm_and_a_process_container_reach_each_other_by_name() {
         "--network",
         &net,
         IMAGE,
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        "http://vmweb/hostname",
+        "sh",
+        "-c",
+        &fetch_with_retries("http://vmweb/hostname"),
     ]);
     assert_eq!(out.trim(), &vm[..12]);
     // VM -> process by name and by alias.
     for name in ["procweb", "pweb"] {
         let url = format!("http://{name}/hostname");
-        let out = r.ok(&["exec", "vmweb", "wget", "-q", "-O", "-", &url]);
+        let out = r.ok(&["exec", "vmweb", "sh", "-c", &fetch_with_retries(&url)]);
         assert_eq!(out.trim(), &process[..12], "{name}");
     }
     // The VM's published port, from the host.

@@ -128,7 +128,9 @@ impl<'a> Monitor<'a> {
             }
         };
         // Held until the container ends: dropping a handle closes its sockets.
-        let _name_responders = network::start_name_responders(self.layout, self.container);
+        let own = self.network.as_ref().and_then(|n| n.state.as_ref());
+        let _name_responders =
+            network::start_name_responders(self.layout, &self.container.config, own);
         // The monitor lives as long as the container: hand back what starting it took from the heap.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
@@ -223,8 +225,6 @@ impl<'a> Monitor<'a> {
                 return Err(e);
             }
         };
-        let interfaces = network.state.clone();
-        self.container.update_state(|s| s.network = interfaces)?;
         self.network = Some(network);
         let netns = network::netns(&self.container.config, self.network.as_ref());
         let launched = self.mode.launch(
@@ -313,10 +313,13 @@ impl<'a> Monitor<'a> {
                 source,
             })?;
         }
+        // The networks are recorded with the pid: one state write (and sync) per start, not two.
+        let network = self.network.as_ref().and_then(|n| n.state.clone());
         self.container.update_state(|s| {
             s.pid = Some(host_pid);
             s.pid_start = start_time(host_pid);
             s.jail = jail;
+            s.network = network;
         })
     }
 
@@ -390,7 +393,8 @@ impl<'a> Monitor<'a> {
     /// kept for the next start with the same settings.
     fn start_spec(&self) -> Result<bulkhead_runtime::ContainerSpec, EngineError> {
         let netns = network::netns(&self.container.config, self.network.as_ref());
-        let attachments: Vec<_> = network::attachments(self.layout, self.container)
+        let own = self.network.as_ref().and_then(|n| n.state.as_ref());
+        let attachments: Vec<_> = network::attachments(self.layout, &self.container.config, own)
             .into_iter()
             .map(|(_, a)| a)
             .collect();

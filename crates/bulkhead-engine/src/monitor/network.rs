@@ -7,7 +7,8 @@ use crate::containers::Container;
 use crate::etc_files::Attachment;
 use crate::layout::Layout;
 use crate::network_dns::{self, DnsConfig, DnsHandle};
-use crate::networks::{self, attach::Attached};
+use crate::networks;
+use crate::networks::attach::{Attached, NetworkState};
 use bulkhead_runtime::NetworkMode;
 use std::path::PathBuf;
 
@@ -23,18 +24,22 @@ pub(super) fn netns(config: &ContainerConfig, attached: Option<&Attached>) -> Op
     }
 }
 
-/// The container's networks as its `/etc` files and name responders need them, primary first, with
-/// each network's id. `container:` takes the other container's, whose namespace it shares (as docker
-/// shares its files).
-pub(super) fn attachments(layout: &Layout, container: &Container) -> Vec<(String, Attachment)> {
-    let state = match container.config.network_mode.strip_prefix("container:") {
+/// The container's networks (`own`, as set up for this run) as its `/etc` files and name responders
+/// need them, primary first, with each network's id. `container:` takes the other container's, whose
+/// namespace it shares (as docker shares its files).
+pub(super) fn attachments(
+    layout: &Layout,
+    config: &ContainerConfig,
+    own: Option<&NetworkState>,
+) -> Vec<(String, Attachment)> {
+    let network = match config.network_mode.strip_prefix("container:") {
         Some(other) => match Container::load(layout, other) {
-            Ok(other) => other.state,
+            Ok(other) => other.state.network,
             Err(_) => return Vec::new(),
         },
-        None => container.state.clone(),
+        None => own.cloned(),
     };
-    let Some(network) = state.network else {
+    let Some(network) = network else {
         return Vec::new();
     };
     network
@@ -56,11 +61,15 @@ pub(super) fn attachments(layout: &Layout, container: &Container) -> Vec<(String
 /// Starts the name responder of every user-defined network the container is attached to (not of one it
 /// shares through `container:`, whose own monitor serves it). A responder that cannot bind is logged and
 /// the container runs on: names then fail to resolve, as the container's resolver will say.
-pub(super) fn start_name_responders(layout: &Layout, container: &Container) -> Vec<DnsHandle> {
-    if container.config.network_mode.starts_with("container:") {
+pub(super) fn start_name_responders(
+    layout: &Layout,
+    config: &ContainerConfig,
+    own: Option<&NetworkState>,
+) -> Vec<DnsHandle> {
+    if config.network_mode.starts_with("container:") {
         return Vec::new();
     }
-    attachments(layout, container)
+    attachments(layout, config, own)
         .into_iter()
         .filter(|(_, a)| a.dns)
         .filter_map(|(network_id, a)| {

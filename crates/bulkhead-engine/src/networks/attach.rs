@@ -117,7 +117,12 @@ fn build(layout: &Layout, config: &ContainerConfig) -> Result<Attached, EngineEr
             aliases: attachment.aliases.clone(),
             ipv4,
         };
-        fsutil::write_json(&endpoint_path(layout, &record.id, id), &endpoint)?;
+        // Runtime data: a crash makes it stale anyway, and teardown removes it; no sync on the start path.
+        fsutil::write_json_with(
+            &endpoint_path(layout, &record.id, id),
+            &endpoint,
+            bulkhead_fs::Durability::Atomic,
+        )?;
         interfaces.push(InterfaceState {
             network_id: record.id.clone(),
             network_name: record.name.clone(),
