@@ -40,6 +40,7 @@
 mod config;
 mod containers;
 mod disk;
+mod docker_names;
 mod engine;
 mod env;
 mod error;

@@ -498,15 +498,9 @@ fn wrong_state(c: &Container, what: &str) -> EngineError {
 }
 
 fn validate_name(name: &str) -> Result<(), EngineError> {
-    let ok = name.len() <= 128
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok && !(name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit())) {
+    if crate::docker_names::is_valid(name, 128)
+        && !(name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()))
+    {
         Ok(())
     } else {
         Err(EngineError::InvalidOption(format!(

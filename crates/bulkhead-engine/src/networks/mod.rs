@@ -284,16 +284,8 @@ pub(crate) fn endpoints(
 }
 
 fn validate_name(name: &str) -> Result<(), EngineError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok && !["none", "host", DEFAULT_NETWORK].contains(&name) {
+    if crate::docker_names::is_valid(name, 64) && !["none", "host", DEFAULT_NETWORK].contains(&name)
+    {
         Ok(())
     } else {
         Err(EngineError::InvalidOption(format!(

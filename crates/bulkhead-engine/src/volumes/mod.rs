@@ -46,15 +46,7 @@ pub struct VolumePruneReport {
 
 /// Docker's rule for volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, so never a path.
 pub(crate) fn validate_name(name: &str) -> Result<(), String> {
-    let ok = name.len() <= 255
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
+    if crate::docker_names::is_valid(name, 255) {
         Ok(())
     } else {
         Err(format!(
