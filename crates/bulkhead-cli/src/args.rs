@@ -90,6 +90,19 @@ pub enum Command {
     Network(NetworkCommand),
     /// List a container's published ports.
     Port(PortArgs),
+    /// Serve the Docker Engine API (foreground), for the docker CLI, the Docker SDKs and docker-compose.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Where to listen: unix://PATH or tcp://127.0.0.1:PORT (repeatable; default
+    /// unix:///run/bulkhead/docker.sock).
+    #[arg(short = 'H', long = "host")]
+    pub host: Vec<String>,
+    /// Group owning the unix sockets (mode 0660): its members can use the API, which is root on this host.
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -17,8 +17,14 @@ use bulkhead_engine::{Engine, EngineConfig, EngineError};
 use clap::Parser;
 use std::process::ExitCode;
 
+pub use args::ServeArgs;
+
+/// How the binary serves the Engine API for `bulkhead serve`: the API server is a front end of its own,
+/// which this crate parses the arguments for but does not depend on.
+pub type ServeFn = fn(Engine, &ServeArgs) -> anyhow::Result<()>;
+
 /// Runs the command line of this process.
-pub fn main() -> ExitCode {
+pub fn main(serve: ServeFn) -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -28,7 +34,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
-    let code = match dispatch(cli) {
+    let code = match dispatch(cli, serve) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bulkhead: {e:#}");
@@ -58,7 +64,7 @@ pub fn init_logging(level: &str) {
         .init();
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+fn dispatch(cli: Cli, serve: ServeFn) -> anyhow::Result<i32> {
     // Commands that need no engine root.
     match cli.command {
         Command::Version => return system_cmds::version(),
@@ -73,7 +79,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         .map(str::parse)
         .transpose()
         .map_err(|e: bulkhead_engine::NetError| anyhow::anyhow!("--bridge-subnet: {e}"))?;
-    let engine = &Engine::open(config)?;
+    let engine = Engine::open(config)?;
+    if let Command::Serve(a) = &cli.command {
+        serve(engine, a)?;
+        return Ok(0);
+    }
+    let engine = &engine;
     match cli.command {
         Command::Run(a) => container_cmds::run(engine, a),
         Command::Create(a) => container_cmds::create(engine, a),
@@ -99,6 +110,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Volume(a) => volume_cmds::volume(engine, a),
         Command::Network(a) => network_cmds::network(engine, a),
         Command::Port(a) => container_cmds::port(engine, a),
-        Command::Version | Command::Kernel(_) => unreachable!("dispatched above"),
+        Command::Version | Command::Kernel(_) | Command::Serve(_) => {
+            unreachable!("dispatched above")
+        }
     }
 }

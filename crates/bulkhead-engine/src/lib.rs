@@ -79,7 +79,9 @@ pub use spec::parse_signal;
 pub use state::{ContainerState, Status};
 pub use volumes::{Volume, VolumePruneReport};
 
-pub use bulkhead_image::{Image, ImageDeletion, ImageId, ImageInspect, ImageSummary, PruneReport};
+pub use bulkhead_image::{
+    Image, ImageDeletion, ImageError, ImageId, ImageInspect, ImageSummary, PruneReport,
+};
 pub use bulkhead_net::netlink::{format_mac, mac_for};
 pub use bulkhead_net::netns::path_for as netns_path;
 /// Types of the layers below that appear in the facade's signatures, so front ends need no other crate.

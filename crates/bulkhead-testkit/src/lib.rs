@@ -3,6 +3,7 @@
 //! bulkhead roots driven through the real binary. Everything it makes lives in temporary directories and
 //! is cleaned up on drop, so a failing test leaks no mounts, processes or servers.
 
+pub mod api;
 pub mod busybox;
 pub mod http;
 pub mod isolation;
@@ -15,6 +16,7 @@ pub mod root;
 pub mod store;
 mod token;
 
+pub use api::ApiServer;
 pub use busybox::{busybox_layer, demo_rootfs_tar};
 pub use isolation::{vm_lock, Isolation};
 pub use layer::{gzip, zstd, LayerBuilder};

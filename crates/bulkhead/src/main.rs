@@ -20,5 +20,17 @@ fn main() -> ExitCode {
         let code = bulkhead_engine::monitor::launch::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    bulkhead_cli::main()
+    bulkhead_cli::main(serve_api)
+}
+
+/// `bulkhead serve`: the Docker Engine API front end.
+fn serve_api(
+    engine: bulkhead_engine::Engine,
+    args: &bulkhead_cli::ServeArgs,
+) -> anyhow::Result<()> {
+    let config = bulkhead_api::ServeConfig {
+        hosts: args.host.clone(),
+        group: args.group.clone(),
+    };
+    Ok(bulkhead_api::serve(engine, config)?)
 }

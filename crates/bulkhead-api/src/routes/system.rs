@@ -1,0 +1,82 @@
+//! `_ping`, `version`.
+
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::http::{self, ApiResult};
+use crate::router::{API_VERSION, MIN_API_VERSION};
+use bollard_stubs::models::{SystemVersion, SystemVersionComponents};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
+use hyper::{Method, Request, StatusCode};
+use std::sync::Arc;
+
+pub async fn route(ctx: &Arc<Ctx>, req: Request<Incoming>, segments: &[&str]) -> ApiResult {
+    let _ = ctx;
+    match (req.method(), segments) {
+        (&Method::GET | &Method::HEAD, ["_ping"]) => ping(req.method() == Method::HEAD),
+        (&Method::GET, ["version"]) => http::json(StatusCode::OK, &version_json()),
+        _ => Err(ApiError::unsupported(req.method(), req.uri().path())),
+    }
+}
+
+/// `HEAD|GET /_ping`: the client reads the API version and OS type from its headers.
+fn ping(head: bool) -> ApiResult {
+    let mut response = http::with_type(
+        StatusCode::OK,
+        http::full(if head { "" } else { "OK" }),
+        "text/plain; charset=utf-8",
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// The version record; the engine component's `Details` are added by hand because the generated model
+/// types them as an empty map.
+fn version_json() -> serde_json::Value {
+    let v = version();
+    let mut value = serde_json::to_value(&v).unwrap_or_default();
+    value["Components"][0]["Details"] = serde_json::json!({
+        "ApiVersion": v.api_version,
+        "MinAPIVersion": v.min_api_version,
+        "GitCommit": v.git_commit,
+        "GoVersion": v.go_version,
+        "Os": v.os,
+        "Arch": v.arch,
+        "KernelVersion": v.kernel_version,
+        "Experimental": "false",
+        "BuildTime": v.build_time,
+    });
+    value
+}
+
+pub fn version() -> SystemVersion {
+    let uname = nix::sys::utsname::uname().ok();
+    let kernel = uname
+        .as_ref()
+        .map(|u| u.release().to_string_lossy().into_owned());
+    SystemVersion {
+        platform: Some(bollard_stubs::models::SystemVersionPlatform {
+            name: "bulkhead".into(),
+        }),
+        components: Some(vec![SystemVersionComponents {
+            name: "Engine".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            details: None,
+        }]),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        api_version: Some(API_VERSION.into()),
+        min_api_version: Some(MIN_API_VERSION.into()),
+        git_commit: Some(String::new()),
+        go_version: Some(String::new()),
+        os: Some("linux".into()),
+        arch: Some("amd64".into()),
+        kernel_version: kernel,
+        experimental: Some(false),
+        build_time: Some(String::new()),
+    }
+}
