@@ -7,7 +7,7 @@ use crate::{ContainerConfig, EngineError};
 use bulkhead_fs::Lock;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::time::{Duration, SystemTime};
 
 /// One container as recorded on disk.
@@ -148,11 +148,12 @@ impl Drop for Staged {
 fn sweep_stale(layout: &Layout) -> Result<(), EngineError> {
     let stale = |e: &fs::DirEntry| {
         let name = e.file_name().to_string_lossy().to_string();
-        // The rename that makes either kind sets its ctime, as does every entry added or removed.
-        let age = e.metadata().ok().and_then(|m| {
-            let changed = std::time::UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64);
-            SystemTime::now().duration_since(changed).ok()
-        });
+        // A create adds entries as it goes, a removal deletes them: either moves the mtime.
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
         (name.starts_with(".new-") || name.starts_with(".rm-"))
             && age.is_some_and(|a| a > STALE_AFTER)
     };

@@ -571,7 +571,11 @@ pub(crate) fn remove_files(
         Err(e) => return Err(EngineError::io(&c.paths.dir)(e)),
     }
     events::container(layout, &c.config, "destroy", &[]);
-    std::fs::remove_dir_all(&doomed).map_err(EngineError::io(&doomed))
+    match std::fs::remove_dir_all(&doomed) {
+        // `list` sweeps a `.rm-` directory a crashed removal left; it may have just taken this one.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EngineError::io(&doomed)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Signals the main process through the monitor; if the monitor is gone, signals the host pid directly.
