@@ -285,35 +285,34 @@ impl Engine {
         // A run ends by recording its finish time; a start clears it. A finish time other than the one
         // seen now is an exit after now.
         let seen_finish = first.state.finished_at;
-        let outcome = |s: &ContainerState| WaitOutcome {
-            exit_code: s.exit_code.unwrap_or(0),
-            error: s.error.clone(),
+        // Gone (`--rm`, or removed by someone): its last run's exit is in the event log.
+        let gone = || -> Result<WaitOutcome, EngineError> {
+            Ok(WaitOutcome {
+                exit_code: events::last_exit_code(&self.layout, &id)?.unwrap_or(0),
+                error: None,
+            })
         };
         loop {
-            let current = match Container::load(&self.layout, &id) {
-                Ok(c) => Some(c),
-                Err(EngineError::NoSuchContainer(_)) => None,
-                Err(e) => return Err(e),
-            };
-            match (condition, current) {
-                (WaitCondition::NotRunning, Some(c)) if c.state.status != Status::Running => {
-                    return Ok(outcome(&c.state));
+            if condition == WaitCondition::Removed {
+                // Only its existence matters: a stat per poll, for many `run --rm` clients at once.
+                if !self.layout.container(&id).config().exists() {
+                    return gone();
                 }
-                (WaitCondition::NextExit, Some(c))
-                    if c.state.status != Status::Running
-                        && c.state.finished_at.is_some()
-                        && c.state.finished_at != seen_finish =>
-                {
-                    return Ok(outcome(&c.state));
-                }
-                // Gone (`--rm`, or removed by someone): its last run's exit is in the event log.
-                (_, None) => {
+            } else {
+                let c = match Container::load(&self.layout, &id) {
+                    Ok(c) => c,
+                    Err(EngineError::NoSuchContainer(_)) => return gone(),
+                    Err(e) => return Err(e),
+                };
+                let ended = c.state.status != Status::Running
+                    && (condition == WaitCondition::NotRunning
+                        || (c.state.finished_at.is_some() && c.state.finished_at != seen_finish));
+                if ended {
                     return Ok(WaitOutcome {
-                        exit_code: events::last_exit_code(&self.layout, &id)?.unwrap_or(0),
-                        error: None,
+                        exit_code: c.state.exit_code.unwrap_or(0),
+                        error: c.state.error,
                     });
                 }
-                _ => {}
             }
             if !keep_waiting() {
                 return Err(EngineError::Cancelled);

@@ -206,6 +206,34 @@ fn removed_reports_the_exit_code_of_a_container_that_removed_itself() {
 #[test]
 fn labels_round_trip_on_containers_and_networks() {
     let r = Root::new();
+    // The image's labels, overlaid by the caller's.
+    let dir = tempfile::tempdir().unwrap();
+    let media = "application/vnd.oci.image.layer.v1.tar";
+    let layers = [bulkhead_testkit::Layer::new(
+        &bulkhead_testkit::busybox_layer(),
+        media,
+    )];
+    let platform = bulkhead_testkit::Platform {
+        labels: &[("maintainer", "them"), ("tier", "image")],
+        ..bulkhead_testkit::Platform::amd64(&layers)
+    };
+    bulkhead_testkit::write_layout(dir.path(), Some("local.test/labelled:1"), &[platform]);
+    r.ok(&["image", "import", dir.path().to_str().unwrap()]);
+    r.ok(&[
+        "create",
+        "--name",
+        "over",
+        "-l",
+        "tier=mine",
+        "local.test/labelled:1",
+        "true",
+    ]);
+    let labels = &r.inspect("over")["Config"]["Labels"];
+    assert_eq!(
+        labels,
+        &serde_json::json!({"maintainer": "them", "tier": "mine"})
+    );
+
     r.ok(&[
         "create", "--name", "lab", "-l", "a=1", "--label", "flag", IMAGE, "true",
     ]);
