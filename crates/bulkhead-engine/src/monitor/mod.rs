@@ -12,13 +12,14 @@ pub mod launch;
 mod network;
 mod socket;
 
+use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::isolation::{self, Endpoint, Mode};
 use crate::layout::Layout;
 use crate::logs::{self, Stream};
 use crate::networks::attach::{self, Attached};
 use crate::state::{start_time, Status};
-use crate::{spec, EngineError};
+use crate::{events, fsutil, spec, EngineError};
 use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
 use chrono::Utc;
 use clients::Clients;
@@ -56,6 +57,12 @@ fn run(
         Ok(mut m) => m.run(&mut report),
         Err(e) => {
             record_exit(&mut container, 125, false, Some(e.to_string()));
+            events::container(
+                layout,
+                &container.config,
+                "die",
+                &[("exitCode", "125".into())],
+            );
             report(&format!("error: {e}"));
             1
         }
@@ -118,6 +125,7 @@ impl<'a> Monitor<'a> {
                     tracing::warn!("releasing the network of a failed start: {e}");
                 }
                 record_exit(self.container, e.exit_code(), false, Some(msg.clone()));
+                self.record_die(e.exit_code());
                 report(&format!("error: {msg}"));
                 self.clients.broadcast(&Message::Error {
                     stream: 0,
@@ -149,6 +157,7 @@ impl<'a> Monitor<'a> {
             .unwrap_or(crate::state::LOST_EXIT_CODE);
         let oom = status.as_ref().is_some_and(|s| s.oom_killed);
         record_exit(self.container, code, oom, reason.clone());
+        self.record_die(code);
         report(&match &reason {
             Some(r) if status.is_none() => format!("error: {r}"),
             _ => "ok".to_string(),
@@ -437,6 +446,7 @@ impl<'a> Monitor<'a> {
                         s.pid_start = start_time(pid);
                     });
                 }
+                events::container(self.layout, &self.current_config(), "start", &[]);
                 report("ok");
             }
             Message::Stdout { stream: 0, data } | Message::Stderr { stream: 0, data }
@@ -498,6 +508,24 @@ impl<'a> Monitor<'a> {
                 }
             }
         }
+    }
+
+    /// The container's definition as it is now: `rename` may have changed it since we loaded it.
+    fn current_config(&self) -> ContainerConfig {
+        fsutil::read_json(&self.container.paths.config())
+            .unwrap_or_else(|_| self.container.config.clone())
+    }
+
+    /// The `die` event, once the exit is recorded and before a `--rm` container is removed (a waiter
+    /// for its removal reads its exit code here).
+    fn record_die(&self, code: i32) {
+        let config = self.current_config();
+        events::container(
+            self.layout,
+            &config,
+            "die",
+            &[("exitCode", code.to_string())],
+        );
     }
 
     /// After the exit is recorded: remove if `--rm`, tell clients, and go.
