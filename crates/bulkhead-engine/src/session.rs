@@ -51,6 +51,24 @@ impl Session {
         Message::recv(&mut self.stream)
     }
 
+    /// The next message, or [`ProtoError::TimedOut`] if none has begun within `wait`.
+    pub(crate) fn recv_within(&mut self, wait: std::time::Duration) -> Result<Message, ProtoError> {
+        self.stream
+            .set_read_timeout(Some(wait))
+            .map_err(ProtoError::Io)?;
+        Message::recv(&mut self.stream).map_err(|e| match e {
+            ProtoError::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                ProtoError::TimedOut
+            }
+            other => other,
+        })
+    }
+
     /// The container this session is connected to.
     pub fn id(&self) -> &str {
         &self.id
