@@ -1,3 +1,8 @@
 //! One module per area of the Engine API, each with a `route` function that matches its endpoints.
 
+mod container_create;
+mod container_filters;
+mod container_json;
+mod container_stats;
+pub mod containers;
 pub mod system;
