@@ -88,7 +88,8 @@ pub fn options(body: &[u8], name: Option<&str>) -> Result<CreateOptions, ApiErro
         return Err(bad("the create request body must be a JSON object"));
     };
     let mut raw_host = take_object(&mut raw_config, "HostConfig")?;
-    let raw_networking = take_object(&mut raw_config, "NetworkingConfig")?;
+    let mut raw_networking = take_object(&mut raw_config, "NetworkingConfig")?;
+    drop_newer_fields(&mut raw_networking)?;
     let isolation = isolation(&mut raw_host)?;
     let config: ContainerConfig = strict(&raw_config, "")?;
     let host: HostConfig = strict(&raw_host, "HostConfig.")?;
@@ -123,6 +124,30 @@ fn take_object(object: &mut Map<String, Value>, key: &str) -> Result<Map<String,
         Some(Value::Object(o)) => Ok(o),
         Some(other) => Err(bad(format!("{key} must be a JSON object, not {other}"))),
     }
+}
+
+/// Endpoint fields of API versions after the models' 1.47 that the docker CLI sends (empty) whatever
+/// version it speaks; set, they are refused as unsupported.
+const NEWER_ENDPOINT_FIELDS: &[&str] = &["GwPriority"];
+
+fn drop_newer_fields(networking: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let Some(Value::Object(endpoints)) = networking.get_mut("EndpointsConfig") else {
+        return Ok(());
+    };
+    for (name, entry) in endpoints.iter_mut() {
+        let Value::Object(entry) = entry else {
+            continue;
+        };
+        for field in NEWER_ENDPOINT_FIELDS {
+            match entry.remove(*field) {
+                Some(v) if !is_zero(&v) => return Err(bad(format!(
+                    "NetworkingConfig.EndpointsConfig.{name}.{field} is not supported by bulkhead"
+                ))),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Deserializes `raw` as `T`, refusing fields `T` does not define by their path.
@@ -441,11 +466,12 @@ fn map_ports(c: &ContainerConfig, h: &HostConfig, opts: &mut CreateOptions) {
         for b in bindings.iter() {
             let ip = b.host_ip.as_deref().unwrap_or_default();
             let host_port = b.host_port.as_deref().unwrap_or_default();
-            opts.publish.push(match (ip.is_empty(), host_port.is_empty()) {
-                (true, true) => port.to_string(),
-                (true, false) => format!("{host_port}:{port}"),
-                (false, _) => format!("{ip}:{host_port}:{port}"),
-            });
+            opts.publish
+                .push(match (ip.is_empty(), host_port.is_empty()) {
+                    (true, true) => port.to_string(),
+                    (true, false) => format!("{host_port}:{port}"),
+                    (false, _) => format!("{ip}:{host_port}:{port}"),
+                });
         }
     }
     if opts.publish_all {
@@ -484,12 +510,10 @@ fn map_network(
     let (name, settings) = match endpoints.as_slice() {
         [] => return Ok(()),
         [one] => *one,
-        _ => {
-            return Err(bad(
-                "NetworkingConfig.EndpointsConfig: bulkhead attaches a container to one network at \
+        _ => return Err(bad(
+            "NetworkingConfig.EndpointsConfig: bulkhead attaches a container to one network at \
                  create; connect it to more with POST /networks/{id}/connect",
-            ))
-        }
+        )),
     };
     let is_default = |n: &str| matches!(n, "default" | "bridge");
     match h.network_mode.as_deref().filter(|m| !m.is_empty()) {
@@ -532,7 +556,8 @@ mod tests {
               "Isolation":"HyperV","PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]},
               "Tmpfs":{"/run":"size=1m"},"Ulimits":[{"Name":"nofile","Soft":10,"Hard":20}],
               "Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1024,"Mode":448}}]},
-            "NetworkingConfig":{"EndpointsConfig":{"front":{"Aliases":["w"],"Links":null}}}}"#,
+            "NetworkingConfig":{"EndpointsConfig":{"front":{"Aliases":["w"],"Links":null,
+              "GwPriority":0}}}}"#,
         )
         .unwrap();
         assert_eq!(o.name.as_deref(), Some("web"));
@@ -543,7 +568,10 @@ mod tests {
         assert_eq!(o.publish, ["8080:80/tcp"]);
         assert_eq!(o.tmpfs, ["/run:size=1m"]);
         assert_eq!(o.ulimits, ["nofile=10:20"]);
-        assert_eq!(o.mounts, ["type=tmpfs,target=/t,tmpfs-size=1024,tmpfs-mode=700"]);
+        assert_eq!(
+            o.mounts,
+            ["type=tmpfs,target=/t,tmpfs-size=1024,tmpfs-mode=700"]
+        );
         assert_eq!(o.network.as_deref(), Some("front"));
         assert_eq!(o.network_aliases, ["w"]);
         assert_eq!(o.labels.get("a").map(String::as_str), Some("b"));
@@ -554,11 +582,19 @@ mod tests {
         let e = parse(r#"{"Image":"b","HostConfig":{"Devices":[{"PathOnHost":"/dev/x"}]}}"#)
             .unwrap_err();
         assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
-        assert!(e.message.contains("HostConfig.Devices is not supported"), "{}", e.message);
+        assert!(
+            e.message.contains("HostConfig.Devices is not supported"),
+            "{}",
+            e.message
+        );
         let e = parse(r#"{"Image":"b","HostConfig":{"Isolation":"bogus"}}"#).unwrap_err();
-        assert!(e.message.contains("invalid isolation \"bogus\""), "{}", e.message);
-        let e = parse(r#"{"Image":"b","HostConfig":{"RestartPolicy":{"Name":"always"}}}"#)
-            .unwrap_err();
+        assert!(
+            e.message.contains("invalid isolation \"bogus\""),
+            "{}",
+            e.message
+        );
+        let e =
+            parse(r#"{"Image":"b","HostConfig":{"RestartPolicy":{"Name":"always"}}}"#).unwrap_err();
         assert!(e.message.contains("RestartPolicy"), "{}", e.message);
         let e = parse(r#"{"Image":"b","Bogus":1}"#).unwrap_err();
         assert!(e.message.contains("Bogus"), "{}", e.message);

@@ -38,9 +38,8 @@ pub struct ListFilter {
 impl ListFilter {
     pub fn parse(filters: Filters) -> Result<ListFilter, ApiError> {
         filters.only(LIST_FILTERS)?;
-        let invalid = |name: &str, v: &str| {
-            ApiError::bad_request(format!("invalid filter '{name}={v}'"))
-        };
+        let invalid =
+            |name: &str, v: &str| ApiError::bad_request(format!("invalid filter '{name}={v}'"));
         if let Some(v) = filters
             .values("status")
             .iter()

@@ -66,7 +66,11 @@ pub fn inspect(d: &ContainerDetails, names: &NetworkNames, size: bool) -> Contai
             restarting: Some(false),
             oom_killed: Some(st.oom_killed),
             dead: Some(false),
-            pid: Some(if running { st.pid.unwrap_or(0) as i64 } else { 0 }),
+            pid: Some(if running {
+                st.pid.unwrap_or(0) as i64
+            } else {
+                0
+            }),
             exit_code: Some(st.exit_code.unwrap_or(0) as i64),
             error: Some(st.error.clone().unwrap_or_default()),
             started_at: Some(time(st.started_at)),
@@ -381,9 +385,8 @@ fn network_settings(c: &Container, names: &NetworkNames) -> NetworkSettings {
         .filter(|_| running)
         .map(|n| n.ports.as_slice())
         .unwrap_or_default();
-    let field = |f: fn(&EndpointSettings) -> Option<String>| {
-        Some(default.and_then(f).unwrap_or_default())
-    };
+    let field =
+        |f: fn(&EndpointSettings) -> Option<String>| Some(default.and_then(f).unwrap_or_default());
     NetworkSettings {
         bridge: Some(String::new()),
         sandbox_id: Some(String::new()),

@@ -10,8 +10,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::http::{self, ApiResult, Query};
 use bollard_stubs::models::{
-    ContainerCreateResponse, ContainerPruneResponse, ContainerTopResponse,
-    ContainerUpdateResponse, ContainerWaitExitError, ContainerWaitResponse, Resources,
+    ContainerCreateResponse, ContainerPruneResponse, ContainerTopResponse, ContainerUpdateResponse,
+    ContainerWaitExitError, ContainerWaitResponse, Resources,
 };
 use bulkhead_engine::{
     Engine, EngineError, ImageError, Isolation, Status, WaitCondition, WaitOutcome,
@@ -234,7 +234,9 @@ fn wait_body(result: Result<WaitOutcome, ApiError>) -> Bytes {
     let response = match result {
         Ok(outcome) => ContainerWaitResponse {
             status_code: outcome.exit_code as i64,
-            error: outcome.error.map(|m| ContainerWaitExitError { message: Some(m) }),
+            error: outcome
+                .error
+                .map(|m| ContainerWaitExitError { message: Some(m) }),
         },
         Err(e) => ContainerWaitResponse {
             status_code: -1,
