@@ -140,9 +140,11 @@ fn drop_newer_fields(networking: &mut Map<String, Value>) -> Result<(), ApiError
         };
         for field in NEWER_ENDPOINT_FIELDS {
             match entry.remove(*field) {
-                Some(v) if !is_zero(&v) => return Err(bad(format!(
+                Some(v) if !is_zero(&v) => {
+                    return Err(bad(format!(
                     "NetworkingConfig.EndpointsConfig.{name}.{field} is not supported by bulkhead"
-                ))),
+                )))
+                }
                 _ => {}
             }
         }
