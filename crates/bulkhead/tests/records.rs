@@ -128,7 +128,7 @@ fn events_record_a_containers_life_in_order_with_its_attributes() {
 fn following_events_shows_new_ones_until_the_until_time() {
     let r = Root::new();
     let since = now();
-    let until = (chrono::Utc::now() + chrono::Duration::seconds(3))
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(5))
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let follower = r
         .cmd(&[
