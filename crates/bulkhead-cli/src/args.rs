@@ -436,7 +436,8 @@ pub struct RenameArgs {
 
 #[derive(Args)]
 pub struct EventsArgs {
-    /// Events from this time on: RFC 3339 or unix seconds.
+    /// Events from this time on: RFC 3339 or unix seconds (default: with --until, the oldest kept;
+    /// without, only new events, as docker).
     #[arg(long, value_parser = parse_time)]
     pub since: Option<DateTime<Utc>>,
     /// Events up to this time (without it, new events are shown as they happen).

@@ -86,8 +86,9 @@ pub fn events(engine: &Engine, a: EventsArgs) -> Result<i32> {
         Some(other) => bail!("unsupported --format {other} (only json)"),
     };
     let follow = a.until.is_none_or(|u| u > Utc::now());
+    let since = a.since.or_else(|| a.until.is_none().then(Utc::now));
     let mut out = std::io::stdout().lock();
-    engine.events(a.since, a.until, follow, |e| {
+    engine.events(since, a.until, follow, |e| {
         if as_json {
             writeln!(out, "{}", event_json(e))?;
         } else {

@@ -284,6 +284,41 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_misses_nothing_across_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let total = 1000;
+        let follower = {
+            let layout = layout.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let until = Utc::now() + chrono::Duration::seconds(60);
+                read(&layout, None, Some(until), true, |e| {
+                    seen.push(e.attributes["n"].parse::<usize>().unwrap());
+                    if seen.len() == total {
+                        return Err(std::io::Error::other("all seen"));
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                seen
+            })
+        };
+        let padding = "x".repeat(5000);
+        for n in 0..total {
+            let mut attributes = event(n);
+            attributes.insert("pad".into(), padding.clone());
+            record(&layout, EventKind::Volume, "create", "v", attributes);
+            if n % 100 == 0 {
+                // Let the follower catch up now and then, so it follows the file across the rotation.
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        }
+        assert!(layout.events_rotated().exists());
+        assert_eq!(follower.join().unwrap(), (0..total).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn since_and_until_bound_the_events() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());

@@ -41,7 +41,8 @@
 //!
 //! Crash safety: every state file is replaced atomically, and any command that reads a container whose
 //! monitor is gone reconciles it (see [`state::reconcile`]), so `kill -9` of any bulkhead process or a host
-//! reboot never loses a container.
+//! reboot never loses a container; `create` renames a complete container into place as its last step,
+//! so one killed midway leaves none.
 
 mod config;
 mod containers;

@@ -245,13 +245,18 @@ impl Engine {
             events::container(&self.layout, &done.config, "stop", &[]);
             done
         };
+        let exited = |timeout| match self.wait_exit(c.id(), timeout) {
+            // `--rm`: its monitor removed it once it had exited; it is stopped.
+            Err(EngineError::NoSuchContainer(_)) => Ok(Some(c.clone())),
+            other => other,
+        };
         if signal_container(&self.layout, &c, signal).is_ok() {
-            if let Some(done) = self.wait_exit(c.id(), grace)? {
+            if let Some(done) = exited(grace)? {
                 return Ok(stopped(done));
             }
         }
         signal_container(&self.layout, &c, Signal::SIGKILL)?;
-        self.wait_exit(c.id(), KILL_WAIT)?
+        exited(KILL_WAIT)?
             .map(stopped)
             .ok_or_else(|| wrong_state(&c, "did not exit after SIGKILL"))
     }

@@ -87,16 +87,34 @@ fn events_record_a_containers_life_in_order_with_its_attributes() {
     }
     assert_eq!(events[2].1["exitCode"], "3");
 
-    // stop: the stop signal is a kill event, then the die, then the stop.
-    let id = r.detached(&[IMAGE, "sleep", "100"]);
+    // stop: the stop signal is a kill event, then the die, then the stop. Renamed while it runs (and
+    // `--rm`), its die and destroy name it by its new name.
+    let id = r.detached(&["--rm", "--name", "before", IMAGE, "sleep", "100"]);
+    r.ok(&["rename", "before", "after"]);
     r.ok(&["stop", "-t", "1", &id]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.all_ids().contains(&id) {
+        assert!(Instant::now() < deadline, "--rm never removed it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let events = container_events(&r, &id);
     let seen = actions(&events);
-    assert_eq!(seen[..3], ["create", "start", "kill"], "{seen:?}");
-    assert_eq!(events[2].1["signal"], "15");
-    assert_eq!(seen[seen.len() - 2..], ["die", "stop"], "{seen:?}");
-    let killed = &events[seen.len() - 2].1["exitCode"];
-    assert!(killed == "143" || killed == "137", "{killed}");
+    assert_eq!(seen[..4], ["create", "start", "rename", "kill"], "{seen:?}");
+    assert_eq!(events[3].1["signal"], "15");
+    let at = |action: &str| seen.iter().position(|a| *a == action).unwrap();
+    // The monitor's destroy (--rm) and the stop command's stop both follow the die, in either order.
+    assert!(
+        at("die") < at("stop") && at("die") < at("destroy"),
+        "{seen:?}"
+    );
+    let die = &events[at("die")].1;
+    assert!(
+        die["exitCode"] == "143" || die["exitCode"] == "137",
+        "{die}"
+    );
+    for action in ["die", "destroy"] {
+        assert_eq!(events[at(action)].1["name"], "after", "{action}");
+    }
 
     // Images are recorded too: the demo image's import made the first event.
     let first = &all_events(&r)[0];
@@ -110,7 +128,7 @@ fn events_record_a_containers_life_in_order_with_its_attributes() {
 fn following_events_shows_new_ones_until_the_until_time() {
     let r = Root::new();
     let since = now();
-    let until = (chrono::Utc::now() + chrono::Duration::seconds(3))
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(5))
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let follower = r
         .cmd(&[

@@ -57,13 +57,13 @@ fn run(
     match Monitor::new(layout, max_unpacked_bytes, &mut container, attach_first) {
         Ok(mut m) => m.run(&mut report),
         Err(e) => {
-            record_exit(&mut container, 125, false, Some(e.to_string()));
             events::container(
                 layout,
                 &container.config,
                 "die",
                 &[("exitCode", "125".into())],
             );
+            record_exit(&mut container, 125, false, Some(e.to_string()));
             report(&format!("error: {e}"));
             1
         }
@@ -125,8 +125,8 @@ impl<'a> Monitor<'a> {
                 if let Err(e) = self.release_network() {
                     tracing::warn!("releasing the network of a failed start: {e}");
                 }
-                record_exit(self.container, e.exit_code(), false, Some(msg.clone()));
                 self.record_die(e.exit_code());
+                record_exit(self.container, e.exit_code(), false, Some(msg.clone()));
                 report(&format!("error: {msg}"));
                 self.clients.broadcast(&Message::Error {
                     stream: 0,
@@ -157,8 +157,8 @@ impl<'a> Monitor<'a> {
             .map(|s| s.code)
             .unwrap_or(crate::state::LOST_EXIT_CODE);
         let oom = status.as_ref().is_some_and(|s| s.oom_killed);
-        record_exit(self.container, code, oom, reason.clone());
         self.record_die(code);
+        record_exit(self.container, code, oom, reason.clone());
         report(&match &reason {
             Some(r) if status.is_none() => format!("error: {r}"),
             _ => "ok".to_string(),
@@ -526,8 +526,9 @@ impl<'a> Monitor<'a> {
             .unwrap_or_else(|_| self.container.config.clone())
     }
 
-    /// The `die` event, once the exit is recorded and before a `--rm` container is removed (a waiter
-    /// for its removal reads its exit code here).
+    /// The `die` event, just before the exit is recorded in the state (so whoever waits on the state,
+    /// `stop` say, records its own event after this one), and so before a `--rm` container is removed
+    /// (a waiter for its removal reads its exit code here).
     fn record_die(&self, code: i32) {
         let config = self.current_config();
         events::container(
@@ -541,6 +542,8 @@ impl<'a> Monitor<'a> {
     /// After the exit is recorded: remove if `--rm`, tell clients, and go.
     fn finish(&mut self, code: i32) {
         if self.container.config.auto_remove {
+            // Its `destroy` event names it as it is called now.
+            self.container.config = self.current_config();
             if let Err(e) = crate::lifecycle::remove_files(self.layout, self.container) {
                 tracing::warn!("removing {}: {e}", self.container.config.id);
             }
