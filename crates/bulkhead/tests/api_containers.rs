@@ -140,6 +140,8 @@ fn ps_filters_and_prune() {
     assert_eq!(names(&server, &["exited=0"]), ["done"]);
     assert_eq!(names(&server, &["name=^/do"]), ["done"]);
     assert_eq!(names(&server, &["ancestor=busybox"]).len(), 3);
+    assert_eq!(names(&server, &["network=bridge"]).len(), 3);
+    assert!(names(&server, &["network=host"]).is_empty());
     assert_eq!(
         names(&server, &["isolation=process", "label=app=b"]),
         ["done"]

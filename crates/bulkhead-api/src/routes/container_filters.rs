@@ -136,8 +136,16 @@ fn ancestor_matches(c: &Container, v: &str) -> bool {
         || (wanted.len() >= 12 && hex.starts_with(wanted))
 }
 
+/// By name or id: a running container's state names its networks, `networks` a stopped one's.
 fn on_network(c: &Container, networks: &NetworkNames, v: &str) -> bool {
-    c.config.network_mode == v
+    let running_on = c
+        .state
+        .network
+        .iter()
+        .flat_map(|n| &n.interfaces)
+        .any(|i| i.network_name == v);
+    running_on
+        || c.config.network_mode == v
         || c.config.networks.iter().any(|a| {
             a.network_id.starts_with(v) || networks.get(&a.network_id).is_some_and(|n| n == v)
         })

@@ -50,7 +50,15 @@ pub async fn route(ctx: &Arc<Ctx>, req: Request<Incoming>, segments: &[&str]) ->
     }
 }
 
-fn network_names(engine: &Engine) -> Result<NetworkNames, EngineError> {
+/// The names of the networks `containers` are on, when one of them is not running (a running one's
+/// state names its networks): listing networks writes the default one's record on first use.
+fn network_names<'a>(
+    engine: &Engine,
+    mut containers: impl Iterator<Item = &'a bulkhead_engine::Container>,
+) -> Result<NetworkNames, EngineError> {
+    if !containers.any(|c| !c.config.networks.is_empty() && c.state.status != Status::Running) {
+        return Ok(NetworkNames::new());
+    }
     Ok(engine
         .network_list()?
         .into_iter()
@@ -95,8 +103,9 @@ async fn list(ctx: &Arc<Ctx>, q: &Query) -> ApiResult {
     let size = q.flag("size")?;
     let rows = ctx
         .blocking(move |e| {
-            let names = network_names(e)?;
-            Ok(e.list(all)?
+            let containers = e.list(all)?;
+            let names = network_names(e, containers.iter())?;
+            Ok(containers
                 .iter()
                 .filter(|c| filter.matches(c, &names))
                 .take(limit.map_or(usize::MAX, |l| l as usize))
@@ -112,7 +121,8 @@ async fn inspect(ctx: &Arc<Ctx>, id: &str, q: &Query) -> ApiResult {
     let json = ctx
         .blocking(move |e| {
             let details = e.inspect(&id)?;
-            Ok(container_json::inspect(&details, &network_names(e)?, size))
+            let names = network_names(e, std::iter::once(&details.container))?;
+            Ok(container_json::inspect(&details, &names, size))
         })
         .await?;
     http::json(StatusCode::OK, &json)
