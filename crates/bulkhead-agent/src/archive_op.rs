@@ -121,22 +121,19 @@ impl ArchiveOp {
         let stream = self.stream;
         let msg = match Message::recv(reply) {
             Ok(msg) => msg,
-            Err(ProtoError::Closed) => {
-                self.reply = None;
-                return Event::Last(Message::Error {
-                    stream,
-                    message: format!(
-                        "the archive helper ended without an answer ({})",
-                        self.describe_exit()
-                    ),
-                });
-            }
             Err(e) => {
-                self.kill();
-                return Event::Last(Message::Error {
-                    stream,
-                    message: format!("the archive helper sent a bad frame: {e}"),
-                });
+                self.reply = None;
+                let message = match ended(&e) {
+                    // Its pipe closed: it died (between frames, or while writing one).
+                    Some(when) => {
+                        format!("the archive helper ended {when} ({})", self.describe_exit())
+                    }
+                    None => {
+                        self.kill();
+                        format!("the archive helper sent a bad frame: {e}")
+                    }
+                };
+                return Event::Last(Message::Error { stream, message });
             }
         };
         let last = match &msg {
@@ -223,6 +220,18 @@ impl ArchiveOp {
             Some(code) => format!("exit code {code}"),
             None => "its status is unknown".into(),
         }
+    }
+}
+
+/// When a frame read failed because the helper's pipe closed: before a frame or inside one.
+fn ended(e: &ProtoError) -> Option<&'static str> {
+    match e {
+        ProtoError::Closed => Some("without an answer"),
+        ProtoError::Truncated(_) => Some("in the middle of a frame"),
+        ProtoError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Some("in the middle of a frame")
+        }
+        _ => None,
     }
 }
 

@@ -179,6 +179,86 @@ fn cp_copies_both_ways_and_stays_inside_the_container() {
     r.ok(&["rm", "-f", "c"]);
 }
 
+/// Children of `parent` (from /proc), other than `but`.
+fn children_of(parent: i64, but: i64) -> Vec<i64> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|pid| *pid != but)
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, t)| t.split_whitespace().nth(1));
+            ppid == Some(parent.to_string().as_str())
+        })
+        .collect()
+}
+
+#[test]
+fn an_archive_helper_that_dies_is_a_clear_error() {
+    let r = Root::new();
+    r.detached(&["--name", "h", IMAGE, "sleep", "1000"]);
+    r.ok(&[
+        "exec",
+        "h",
+        "dd",
+        "if=/dev/zero",
+        "of=/tmp/big",
+        "bs=1M",
+        "count=8",
+    ]);
+    let init = r.inspect("h")["State"]["Pid"].as_i64().unwrap();
+    let stat = fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
+    let agent: i64 = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // stdout is not read: the copy stalls after a pipe's worth, with the helper waiting on its chunk.
+    let mut cp = r
+        .cmd(&["cp", "h:/tmp/big", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let helper = loop {
+        if let [helper] = children_of(agent, init)[..] {
+            break helper;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no archive helper appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helper as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut sink = Vec::new();
+    std::io::Read::read_to_end(&mut cp.stdout.take().unwrap(), &mut sink).unwrap();
+    let out = common::wait_output(cp, "cp");
+    assert_eq!(out.status.code(), Some(125));
+    // Killed between frames or inside one, it is named, with the signal.
+    let err = stderr(&out);
+    assert!(
+        err.contains("copy from failed: the archive helper ended")
+            && err.contains("(killed by signal 9)"),
+        "{err}"
+    );
+    // The container and its monitor carry on.
+    assert_eq!(r.ok(&["exec", "h", "echo", "still"]), "still\n");
+    assert!(children_of(agent, init).is_empty());
+    r.ok(&["rm", "-f", "h"]);
+}
+
 #[test]
 fn introspection_of_a_stopped_container_is_a_clear_error() {
     let r = Root::new();
