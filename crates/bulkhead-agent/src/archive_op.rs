@@ -5,6 +5,7 @@
 //! are all in its pipe.
 
 use crate::archive::{self, Request};
+use crate::idmap::IdMaps;
 use bulkhead_proto::introspect::ARCHIVE_CHUNK;
 use bulkhead_proto::{Message, ProtoError};
 use nix::errno::Errno;
@@ -49,6 +50,8 @@ impl ArchiveOp {
     pub fn spawn(init: Pid, stream: u32, request: Request) -> Result<ArchiveOp, String> {
         let mnt = File::open(format!("/proc/{init}/ns/mnt"))
             .map_err(|e| format!("opening the container's mount namespace: {e}"))?;
+        // Read here: in the container's mount namespace, /proc is the container's.
+        let ids = IdMaps::of(init)?;
         let (reply_r, reply_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         let put = matches!(request, Request::Put(_));
         let (input_r, input_w) = match put {
@@ -67,7 +70,15 @@ impl ArchiveOp {
                     mnt.as_raw_fd(),
                     input_r.as_ref().map_or(-1, |f| f.as_raw_fd()),
                 ];
-                helper(stream, &request, mnt, File::from(reply_w), input_r, &keep)
+                helper(
+                    stream,
+                    &request,
+                    &ids,
+                    mnt,
+                    File::from(reply_w),
+                    input_r,
+                    &keep,
+                )
             }
             ForkResult::Parent { child } => {
                 if let Some(w) = &input_w {
@@ -240,6 +251,7 @@ fn ended(e: &ProtoError) -> Option<&'static str> {
 fn helper(
     stream: u32,
     request: &Request,
+    ids: &IdMaps,
     mnt: File,
     reply: File,
     input: Option<OwnedFd>,
@@ -251,7 +263,7 @@ fn helper(
     let joined = setns(mnt.as_fd(), CloneFlags::CLONE_NEWNS).and_then(|()| nix::unistd::chdir("/"));
     drop(mnt);
     match joined {
-        Ok(()) => archive::run(stream, request, &reply, input.map(File::from)),
+        Ok(()) => archive::run(stream, request, ids, &reply, input.map(File::from)),
         Err(e) => {
             let _ = Message::Error {
                 stream,

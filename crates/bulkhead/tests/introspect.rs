@@ -179,6 +179,39 @@ fn cp_copies_both_ways_and_stays_inside_the_container() {
     r.ok(&["rm", "-f", "c"]);
 }
 
+#[test]
+fn cp_in_a_user_namespace_shows_and_writes_the_containers_owners() {
+    let r = Root::new();
+    r.detached(&[
+        "--name",
+        "u",
+        "--userns",
+        "200000:200000:65536",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("owned");
+    fs::write(&file, b"x").unwrap();
+    std::os::unix::fs::chown(&file, Some(1000), Some(1000)).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o4755)).unwrap();
+    r.ok(&["cp", file.to_str().unwrap(), "u:/tmp/"]);
+    // Container uid 1000 is host uid 201000; the setuid bit survives the owner change.
+    assert_eq!(
+        r.ok(&["exec", "u", "stat", "-c", "%u:%g %a", "/tmp/owned"]),
+        "1000:1000 4755\n"
+    );
+    let tar = r.bh(&["cp", "u:/tmp/owned", "-"]);
+    let mut archive = tar::Archive::new(tar.stdout.as_slice());
+    let entry = archive.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(
+        (entry.header().uid().unwrap(), entry.header().gid().unwrap()),
+        (1000, 1000)
+    );
+    r.ok(&["rm", "-f", "u"]);
+}
+
 /// Children of `parent` (from /proc), other than `but`.
 fn children_of(parent: i64, but: i64) -> Vec<i64> {
     fs::read_dir("/proc")
