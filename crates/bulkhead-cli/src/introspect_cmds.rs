@@ -4,7 +4,7 @@ use crate::args::{StatsArgs, TopArgs};
 use crate::format;
 use anyhow::Result;
 use bulkhead_engine::{ContainerStats, Engine, Status};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 pub fn top(engine: &Engine, a: TopArgs) -> Result<i32> {
@@ -49,6 +49,10 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<i32> {
             rows.push(row(c.short_id(), &c.config.name, old, new));
         }
         let mut out = std::io::stdout().lock();
+        if !a.no_stream && out.is_terminal() {
+            // Each sample in place of the last, as docker stats does.
+            write!(out, "\x1b[2J\x1b[H")?;
+        }
         format::table(&mut out, &rows)?;
         out.flush()?;
         if a.no_stream {
