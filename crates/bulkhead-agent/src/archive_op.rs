@@ -53,13 +53,11 @@ impl ArchiveOp {
         // Read here: in the container's mount namespace, /proc is the container's.
         let ids = IdMaps::of(init)?;
         let (reply_r, reply_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-        let put = matches!(request, Request::Put(_));
-        let (input_r, input_w) = match put {
-            true => {
-                let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-                (Some(r), Some(w))
-            }
-            false => (None, None),
+        let (input_r, input_w) = if matches!(request, Request::Put(_)) {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
         };
         // SAFETY: the agent is single-threaded; the child runs only the helper and leaves with _exit.
         match unsafe { fork() }.map_err(|e| format!("forking the archive helper: {e}"))? {
