@@ -18,11 +18,13 @@
 //! have files written where its own links point inside its root. The container's mounts are the
 //! container's: a path under a volume or bind writes to that volume, as `docker cp` does.
 
+use crate::idmap::IdMaps;
 use bulkhead_proto::introspect::{PathStat, ARCHIVE_CHUNK};
 use bulkhead_proto::{ChunkWriter, Message};
 use chrono::DateTime;
-use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::stat::{fchmodat, utimensat, FchmodatFlags, Mode, UtimensatFlags};
 use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, Gid, Uid};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -50,14 +52,15 @@ impl From<String> for Failure {
 
 /// Runs `request` in the container's mount namespace (the caller has joined it) and reports on `reply`:
 /// every answer of the request, ending with its last frame (`PathStat` for a stat, `ArchiveEnd`,
-/// `NoSuchPath` or `Error`). `input` carries a put's tar.
-pub fn run(stream: u32, request: &Request, reply: &File, input: Option<File>) {
+/// `NoSuchPath` or `Error`). `input` carries a put's tar; `ids` are the container's user namespace
+/// mappings, which owners in tars are translated through.
+pub fn run(stream: u32, request: &Request, ids: &IdMaps, reply: &File, input: Option<File>) {
     let result = match request {
         Request::Stat(path) => {
             stat(path).map(|stat| send(reply, Message::PathStat { stream, stat }))
         }
-        Request::Get(path) => get(stream, path, reply),
-        Request::Put(path) => put(stream, path, reply, input),
+        Request::Get(path) => get(stream, path, ids, reply),
+        Request::Put(path) => put(stream, path, ids, reply, input),
     };
     let last = match result {
         Ok(()) => return,
@@ -121,7 +124,7 @@ fn top_name(path: &Path) -> String {
 
 /// `PathStat`, then the tar of `path` (its base name as the top member) in `ArchiveData` frames, then
 /// `ArchiveEnd`.
-fn get(stream: u32, path: &str, reply: &File) -> Result<(), Failure> {
+fn get(stream: u32, path: &str, ids: &IdMaps, reply: &File) -> Result<(), Failure> {
     let stat = stat(path)?;
     let path = in_container(path);
     let top = match path.file_name() {
@@ -134,8 +137,7 @@ fn get(stream: u32, path: &str, reply: &File) -> Result<(), Failure> {
         data,
     });
     let mut tar = tar::Builder::new(frames);
-    tar.follow_symlinks(false);
-    append(&mut tar, &path, &top)?;
+    append(&mut tar, ids, &path, &top)?;
     let mut frames = tar
         .into_inner()
         .map_err(|e| format!("finishing the tar of {}: {e}", path.display()))?;
@@ -147,14 +149,41 @@ fn get(stream: u32, path: &str, reply: &File) -> Result<(), Failure> {
 }
 
 /// Appends `path` as `name`, and a directory's entries below it, sorted; never follows a symlink.
-/// Sockets are left out: a tar cannot hold one.
-fn append<W: Write>(tar: &mut tar::Builder<W>, path: &Path, name: &Path) -> Result<(), Failure> {
+/// Owners are the container's (through `ids`). Sockets are left out: a tar cannot hold one.
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    ids: &IdMaps,
+    path: &Path,
+    name: &Path,
+) -> Result<(), Failure> {
     let failed = |e: io::Error| Failure::Other(format!("{}: {e}", path.display()));
     let meta = fs::symlink_metadata(path).map_err(failed)?;
-    if meta.file_type().is_socket() {
+    let kind = meta.file_type();
+    if kind.is_socket() {
         return Ok(());
     }
-    tar.append_path_with_name(path, name).map_err(failed)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+    let (uid, gid) = ids.to_container(meta.uid().into(), meta.gid().into());
+    header.set_uid(uid);
+    header.set_gid(gid);
+    if kind.is_symlink() {
+        let target = fs::read_link(path).map_err(failed)?;
+        return tar.append_link(&mut header, name, target).map_err(failed);
+    }
+    if kind.is_file() {
+        let file = File::open(path).map_err(failed)?;
+        return tar.append_data(&mut header, name, file).map_err(failed);
+    }
+    if kind.is_char_device() || kind.is_block_device() {
+        let dev = meta.rdev();
+        header
+            .set_device_major(nix::sys::stat::major(dev) as u32)
+            .and_then(|()| header.set_device_minor(nix::sys::stat::minor(dev) as u32))
+            .map_err(failed)?;
+    }
+    tar.append_data(&mut header, name, io::empty())
+        .map_err(failed)?;
     if meta.is_dir() {
         let mut entries: Vec<_> = fs::read_dir(path)
             .map_err(failed)?
@@ -163,7 +192,7 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, path: &Path, name: &Path) -> Resu
             .map_err(failed)?;
         entries.sort();
         for entry in entries {
-            append(tar, &path.join(&entry), &name.join(&entry))?;
+            append(tar, ids, &path.join(&entry), &name.join(&entry))?;
         }
     }
     Ok(())
@@ -172,7 +201,13 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, path: &Path, name: &Path) -> Resu
 /// `PathStat` of the directory `path`, then extracts the tar read from `input` into it, then
 /// `ArchiveEnd`. Members with `..` or an absolute name, and hard links to such names, are refused;
 /// modes (setuid included), owners and modification times are kept.
-fn put(stream: u32, path: &str, reply: &File, input: Option<File>) -> Result<(), Failure> {
+fn put(
+    stream: u32,
+    path: &str,
+    ids: &IdMaps,
+    reply: &File,
+    input: Option<File>,
+) -> Result<(), Failure> {
     let dir = in_container(path);
     // Followed: a link to a directory is that directory (resolved inside the container).
     let meta = fs::metadata(&dir).map_err(not_found(&dir))?;
@@ -187,12 +222,12 @@ fn put(stream: u32, path: &str, reply: &File, input: Option<File>) -> Result<(),
         },
     );
     let input = input.ok_or_else(|| "no tar to extract".to_string())?;
-    extract(input, &dir)?;
+    extract(input, &dir, ids)?;
     send(reply, Message::ArchiveEnd { stream });
     Ok(())
 }
 
-fn extract(input: impl Read, dir: &Path) -> Result<(), String> {
+fn extract(input: impl Read, dir: &Path, ids: &IdMaps) -> Result<(), String> {
     let mut archive = tar::Archive::new(input);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
@@ -221,6 +256,9 @@ fn extract(input: impl Read, dir: &Path) -> Result<(), String> {
         if !unpacked {
             return Err(format!("member {} was refused", name.display()));
         }
+        if !ids.is_identity() {
+            owned_as_in_container(&dir.join(&name), entry.header(), ids)?;
+        }
         if entry.header().entry_type().is_dir() {
             if let Ok(mtime) = entry.header().mtime() {
                 dir_times.push((dir.join(&name), mtime as i64));
@@ -231,6 +269,27 @@ fn extract(input: impl Read, dir: &Path) -> Result<(), String> {
         let t = TimeSpec::new(mtime, 0);
         utimensat(None, &path, &t, &t, UtimensatFlags::NoFollowSymlink)
             .map_err(|e| format!("setting the time of {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Gives an extracted member the host owners of the container ids its header names, then its mode again
+/// (a chown clears setuid and setgid bits).
+fn owned_as_in_container(path: &Path, header: &tar::Header, ids: &IdMaps) -> Result<(), String> {
+    let what = |e: io::Error| format!("{}: {e}", path.display());
+    let (uid, gid) = ids.to_host(header.uid().map_err(what)?, header.gid().map_err(what)?)?;
+    let chown = |e: nix::Error| format!("setting the owner of {}: {e}", path.display());
+    fchownat(
+        None,
+        path,
+        Some(Uid::from_raw(uid as u32)),
+        Some(Gid::from_raw(gid as u32)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(chown)?;
+    if !header.entry_type().is_symlink() {
+        let mode = Mode::from_bits_truncate(header.mode().map_err(what)? & 0o7777);
+        fchmodat(None, path, mode, FchmodatFlags::FollowSymlink).map_err(chown)?;
     }
     Ok(())
 }
@@ -261,6 +320,11 @@ fn check_member(name: &Path, what: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The test's own (identity) mappings.
+    fn own_ids() -> IdMaps {
+        IdMaps::of(nix::unistd::Pid::this()).unwrap()
+    }
+
     fn tar_with(name: &str, link: Option<&str>) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
@@ -285,7 +349,7 @@ mod tests {
             ("/abs", None),
             ("ok", Some("../../etc/passwd")),
         ] {
-            let err = extract(tar_with(name, link).as_slice(), dir.path()).unwrap_err();
+            let err = extract(tar_with(name, link).as_slice(), dir.path(), &own_ids()).unwrap_err();
             assert!(err.contains("refused"), "{name}: {err}");
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -303,11 +367,11 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink("/etc", src.path().join("d/l")).unwrap();
         let mut tar = tar::Builder::new(Vec::new());
-        tar.follow_symlinks(false);
-        append(&mut tar, &src.path().join("d"), Path::new("d")).unwrap_or_else(|_| panic!());
+        append(&mut tar, &own_ids(), &src.path().join("d"), Path::new("d"))
+            .unwrap_or_else(|_| panic!());
         let bytes = tar.into_inner().unwrap();
         let dst = tempfile::tempdir().unwrap();
-        extract(bytes.as_slice(), dst.path()).unwrap();
+        extract(bytes.as_slice(), dst.path(), &own_ids()).unwrap();
         let f = fs::symlink_metadata(dst.path().join("d/f")).unwrap();
         assert_eq!(f.mode() & 0o7777, 0o4750);
         assert_eq!(fs::read(dst.path().join("d/f")).unwrap(), b"data");

@@ -5,6 +5,7 @@
 //! are all in its pipe.
 
 use crate::archive::{self, Request};
+use crate::idmap::IdMaps;
 use bulkhead_proto::introspect::ARCHIVE_CHUNK;
 use bulkhead_proto::{Message, ProtoError};
 use nix::errno::Errno;
@@ -49,14 +50,14 @@ impl ArchiveOp {
     pub fn spawn(init: Pid, stream: u32, request: Request) -> Result<ArchiveOp, String> {
         let mnt = File::open(format!("/proc/{init}/ns/mnt"))
             .map_err(|e| format!("opening the container's mount namespace: {e}"))?;
+        // Read here: in the container's mount namespace, /proc is the container's.
+        let ids = IdMaps::of(init)?;
         let (reply_r, reply_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-        let put = matches!(request, Request::Put(_));
-        let (input_r, input_w) = match put {
-            true => {
-                let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-                (Some(r), Some(w))
-            }
-            false => (None, None),
+        let (input_r, input_w) = if matches!(request, Request::Put(_)) {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
         };
         // SAFETY: the agent is single-threaded; the child runs only the helper and leaves with _exit.
         match unsafe { fork() }.map_err(|e| format!("forking the archive helper: {e}"))? {
@@ -67,7 +68,15 @@ impl ArchiveOp {
                     mnt.as_raw_fd(),
                     input_r.as_ref().map_or(-1, |f| f.as_raw_fd()),
                 ];
-                helper(stream, &request, mnt, File::from(reply_w), input_r, &keep)
+                helper(
+                    stream,
+                    &request,
+                    &ids,
+                    mnt,
+                    File::from(reply_w),
+                    input_r,
+                    &keep,
+                )
             }
             ForkResult::Parent { child } => {
                 if let Some(w) = &input_w {
@@ -121,22 +130,19 @@ impl ArchiveOp {
         let stream = self.stream;
         let msg = match Message::recv(reply) {
             Ok(msg) => msg,
-            Err(ProtoError::Closed) => {
-                self.reply = None;
-                return Event::Last(Message::Error {
-                    stream,
-                    message: format!(
-                        "the archive helper ended without an answer ({})",
-                        self.describe_exit()
-                    ),
-                });
-            }
             Err(e) => {
-                self.kill();
-                return Event::Last(Message::Error {
-                    stream,
-                    message: format!("the archive helper sent a bad frame: {e}"),
-                });
+                self.reply = None;
+                let message = match ended(&e) {
+                    // Its pipe closed: it died (between frames, or while writing one).
+                    Some(when) => {
+                        format!("the archive helper ended {when} ({})", self.describe_exit())
+                    }
+                    None => {
+                        self.kill();
+                        format!("the archive helper sent a bad frame: {e}")
+                    }
+                };
+                return Event::Last(Message::Error { stream, message });
             }
         };
         let last = match &msg {
@@ -226,11 +232,24 @@ impl ArchiveOp {
     }
 }
 
+/// When a frame read failed because the helper's pipe closed: before a frame or inside one.
+fn ended(e: &ProtoError) -> Option<&'static str> {
+    match e {
+        ProtoError::Closed => Some("without an answer"),
+        ProtoError::Truncated(_) => Some("in the middle of a frame"),
+        ProtoError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Some("in the middle of a frame")
+        }
+        _ => None,
+    }
+}
+
 /// The forked child: leaves every other fd of the agent behind, joins the container's mount
 /// namespace (see `archive` for why that is safe) and serves the request.
 fn helper(
     stream: u32,
     request: &Request,
+    ids: &IdMaps,
     mnt: File,
     reply: File,
     input: Option<OwnedFd>,
@@ -242,7 +261,7 @@ fn helper(
     let joined = setns(mnt.as_fd(), CloneFlags::CLONE_NEWNS).and_then(|()| nix::unistd::chdir("/"));
     drop(mnt);
     match joined {
-        Ok(()) => archive::run(stream, request, &reply, input.map(File::from)),
+        Ok(()) => archive::run(stream, request, ids, &reply, input.map(File::from)),
         Err(e) => {
             let _ = Message::Error {
                 stream,

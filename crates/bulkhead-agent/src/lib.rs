@@ -13,6 +13,7 @@
 
 mod archive;
 mod archive_op;
+mod idmap;
 mod process;
 mod session;
 mod stats;

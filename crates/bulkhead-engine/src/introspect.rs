@@ -172,8 +172,7 @@ impl Query {
     fn next(&mut self, wait: Duration) -> Result<Message, EngineError> {
         let msg = self.session.recv_within(wait).map_err(|e| match e {
             ProtoError::TimedOut => self.failed(format!(
-                "no answer from the container's agent within {} s",
-                wait.as_secs()
+                "no answer from the container's agent within {wait:?}"
             )),
             source => EngineError::Monitor {
                 id: self.id.clone(),
@@ -263,6 +262,69 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(escaped("sleep 1"), "sleep 1");
         assert_eq!(escaped("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
+    }
+
+    /// A query whose monitor (and agent, or guest) the test plays on the other end.
+    fn query() -> (Query, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let q = Query {
+            session: Session::over(ours, "c1"),
+            id: "c1".into(),
+            what: "copy from",
+            path: "/x".into(),
+            stream: 0,
+        };
+        (q, theirs)
+    }
+
+    #[test]
+    fn out_of_turn_garbage_and_silence_are_named_errors() {
+        let wait = Duration::from_millis(300);
+        let (mut q, mut peer) = query();
+        Message::ArchiveData {
+            stream: 1,
+            data: vec![1],
+        }
+        .send(&mut peer)
+        .unwrap();
+        let err = q.path_stat(wait).unwrap_err().to_string();
+        assert!(
+            err.contains("copy from failed: the agent answered out of turn (a ArchiveData frame)"),
+            "{err}"
+        );
+
+        peer.write_all(&[0, 0, 0, 6, 250, 0, 0, 0, 1, 0]).unwrap();
+        let err = q.next(wait).unwrap_err().to_string();
+        assert!(err.contains("unknown frame kind 250"), "{err}");
+
+        let (mut q, mut peer) = query();
+        Message::NoSuchPath { stream: 1 }.send(&mut peer).unwrap();
+        assert!(matches!(q.next(wait), Err(EngineError::NoSuchPath { path, .. }) if path == "/x"));
+        let err = q.next(wait).unwrap_err().to_string();
+        assert!(
+            err.contains("no answer from the container's agent within 300ms"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_guests_names_reach_the_caller_escaped() {
+        let (mut q, mut peer) = query();
+        Message::PathStat {
+            stream: 4,
+            stat: PathStat {
+                name: "x\u{1b}]0;pwned\u{7}".into(),
+                size: 1,
+                mode: 0o100644,
+                mtime: Utc::now(),
+                link_target: String::new(),
+            },
+        }
+        .send(&mut peer)
+        .unwrap();
+        let stat = q.path_stat(Duration::from_secs(1)).unwrap();
+        assert_eq!(stat.name, "x\\u{1b}]0;pwned\\u{7}");
+        assert_eq!(q.stream, 4);
     }
 
     #[test]

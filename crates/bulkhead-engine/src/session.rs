@@ -38,6 +38,15 @@ impl Session {
         Ok(Session { stream, id })
     }
 
+    /// A session over a stream whose other end the test plays.
+    #[cfg(test)]
+    pub(crate) fn over(stream: UnixStream, id: &str) -> Session {
+        Session {
+            stream,
+            id: id.to_string(),
+        }
+    }
+
     pub fn send(&mut self, msg: &Message) -> Result<(), EngineError> {
         msg.send(&mut self.stream)
             .map_err(|source| EngineError::Monitor {

@@ -264,17 +264,18 @@ mod tests {
     /// The tar a walk of `dir` sends, joined from its frames.
     fn walk(dir: &Path) -> Vec<u8> {
         let mut sent = Vec::new();
-        let mut walker = Walker {
-            tar: tar::Builder::new(ChunkWriter::new(&mut sent, MAX_PAYLOAD, |data| {
-                Message::ExportData { data }
-            })),
-            links: HashMap::new(),
-        };
-        walker.tar.follow_symlinks(false);
-        walker.dir(dir, Path::new("")).unwrap();
-        let mut frames = walker.tar.into_inner().unwrap();
-        frames.flush().unwrap();
-        drop(frames);
+        {
+            let mut walker = Walker {
+                tar: tar::Builder::new(ChunkWriter::new(&mut sent, MAX_PAYLOAD, |data| {
+                    Message::ExportData { data }
+                })),
+                links: HashMap::new(),
+            };
+            walker.tar.follow_symlinks(false);
+            walker.dir(dir, Path::new("")).unwrap();
+            let mut frames = walker.tar.into_inner().unwrap();
+            frames.flush().unwrap();
+        }
         let mut wire = sent.as_slice();
         let mut tar = Vec::new();
         while !wire.is_empty() {

@@ -427,6 +427,8 @@ mod tests {
         let pids = fs::read_to_string(cg.dir("pids").unwrap().join("pids.max")).unwrap();
         assert_eq!(pids.trim(), "20");
         assert_eq!(cg.oom_kills().unwrap(), 0);
+        let idle = cg.usage().expect("usage");
+        assert_eq!((idle.pids, idle.memory_limit), (0, Some(64 << 20)));
         cg.restrict_devices(DEFAULT_RULES)
             .expect("restrict devices");
         if cg.version == CgroupVersion::V1 {
