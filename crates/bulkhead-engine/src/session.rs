@@ -51,6 +51,23 @@ impl Session {
         Message::recv(&mut self.stream)
     }
 
+    /// A second handle on the same connection, so one thread can read the monitor's frames while another
+    /// writes (the API server's relays).
+    pub fn try_clone(&self) -> Result<Session, EngineError> {
+        Ok(Session {
+            stream: self
+                .stream
+                .try_clone()
+                .map_err(EngineError::io("monitor socket"))?,
+            id: self.id.clone(),
+        })
+    }
+
+    /// Ends the connection for every handle on it: a thread blocked in [`Session::recv`] sees it closed.
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
     /// The container this session is connected to.
     pub fn id(&self) -> &str {
         &self.id
