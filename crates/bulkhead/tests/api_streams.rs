@@ -266,3 +266,135 @@ fn exec_over_http_relays_output_and_records_the_exit_code() {
     let (status, _) = server.request("GET", "/v1.47/exec/nosuch/json", b"");
     assert_eq!(status, 404);
 }
+
+// ---- the docker CLI (needs the container endpoints for its inspect and wait calls) ----
+
+#[test]
+fn docker_logs_tail_timestamps_since_and_follow() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let id = root.detached(&[
+        IMAGE,
+        "sh",
+        "-c",
+        "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three",
+    ]);
+    root.wait_status(&id, "exited");
+    let out = server.docker_out(&["logs", &id]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\nthree\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "two\n");
+    assert_eq!(server.docker_ok(&["logs", "--tail", "1", &id]), "three\n");
+    let stamped = server.docker_ok(&["logs", "-t", "--tail", "1", &id]);
+    let (time, line) = stamped.split_once(' ').unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "{stamped}"
+    );
+    assert_eq!(line, "three\n");
+    assert_eq!(
+        server.docker_ok(&["logs", "--since", "2099-01-01T00:00:00Z", &id]),
+        ""
+    );
+    assert_eq!(
+        server.docker_ok(&["logs", "--since", "10m", &id]),
+        "one\nthree\n"
+    );
+
+    let follow = root.detached(&[IMAGE, "sh", "-c", "echo a; sleep 1; echo b"]);
+    assert_eq!(server.docker_ok(&["logs", "-f", &follow]), "a\nb\n");
+}
+
+#[test]
+fn docker_attach_relays_piped_stdin_until_its_end() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let id = root.detached(&["-i", IMAGE, "sh", "-c", "cat; echo bye"]);
+    let mut child = server
+        .docker(&["attach", &id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = bulkhead_testkit::wait_output(child, "docker attach");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nbye\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn docker_exec_output_exit_code_env_workdir_user_and_detach() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let id = root.detached(&[IMAGE, "sleep", "1000"]);
+    let out = server.docker_out(&[
+        "exec",
+        "-e",
+        "X=42",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        &id,
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u); echo oops >&2; exit 3",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42 /tmp 1000\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    assert_eq!(out.status.code(), Some(3));
+    let mut piped = server
+        .docker(&["exec", "-i", &id, "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    piped
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through exec\n")
+        .unwrap();
+    let out = bulkhead_testkit::wait_output(piped, "docker exec -i");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through exec\n");
+    server.docker_ok(&[
+        "exec",
+        "-d",
+        &id,
+        "sh",
+        "-c",
+        "sleep 0.3; echo done > /tmp/flag",
+    ]);
+    eventually("the detached exec's file", || {
+        server.docker_out(&["exec", &id, "cat", "/tmp/flag"]).stdout == b"done\n"
+    });
+}
+
+#[test]
+fn docker_exec_it_on_a_terminal_follows_its_resize() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let id = root.detached(&[IMAGE, "sleep", "1000"]);
+    let script = "test -t 1 && echo IS-TTY; stty size; \
+                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size";
+    let mut term = bulkhead_testkit::Terminal::spawn(
+        server.docker(&["exec", "-it", &id, "sh", "-c", script]),
+        40,
+        100,
+    );
+    term.wait_for("40 100");
+    term.resize(50, 120);
+    let (code, seen) = term.finish();
+    assert_eq!(code, Some(0), "{seen:?}");
+    assert!(
+        seen.contains("IS-TTY") && seen.contains("50 120"),
+        "{seen:?}"
+    );
+}
