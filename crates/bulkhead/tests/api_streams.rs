@@ -398,3 +398,153 @@ fn docker_exec_it_on_a_terminal_follows_its_resize() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn docker_cp_both_ways() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let id = root.detached(&[IMAGE, "sleep", "1000"]);
+    let host = tempfile::tempdir().unwrap();
+    let file = host.path().join("greeting");
+    std::fs::write(&file, "hello from the host\n").unwrap();
+    server.docker_ok(&["cp", file.to_str().unwrap(), &format!("{id}:/tmp/")]);
+    let inside = server.docker_out(&["exec", &id, "cat", "/tmp/greeting"]);
+    assert_eq!(
+        String::from_utf8_lossy(&inside.stdout),
+        "hello from the host\n"
+    );
+
+    server.docker_ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo deep > /data/sub/f",
+    ]);
+    let back = host.path().join("back");
+    server.docker_ok(&["cp", &format!("{id}:/data"), back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(back.join("sub/f")).unwrap(),
+        "deep\n"
+    );
+    let missing = server.docker_out(&["cp", &format!("{id}:/nosuch"), back.to_str().unwrap()]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("No such")
+            || String::from_utf8_lossy(&missing.stderr).contains("no such"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
+
+#[test]
+fn docker_run_attaches_before_start_with_and_without_stdin() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let out = server.docker_out(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi; echo err >&2; exit 4",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert_eq!(out.status.code(), Some(4));
+    let mut child = server
+        .docker(&["run", "--rm", "-i", IMAGE, "sh", "-c", "cat; echo end"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed early\n")
+        .unwrap();
+    let out = bulkhead_testkit::wait_output(child, "docker run -i");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "typed early\nend\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(root.all_ids().is_empty(), "--rm left {:?}", root.all_ids());
+}
+
+#[test]
+fn docker_run_it_on_a_terminal_follows_its_resize() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let script = "test -t 0 && echo IS-TTY; stty size; \
+                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size; exit 5";
+    let mut term = bulkhead_testkit::Terminal::spawn(
+        server.docker(&["run", "--rm", "-it", IMAGE, "sh", "-c", script]),
+        40,
+        100,
+    );
+    term.wait_for("40 100");
+    term.resize(50, 120);
+    let (code, seen) = term.finish();
+    assert_eq!(code, Some(5), "{seen:?}");
+    assert!(
+        seen.contains("IS-TTY") && seen.contains("50 120"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn docker_start_attaches_before_the_start_with_and_without_stdin() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let id = root.ok(&["create", IMAGE, "sh", "-c", "echo hi; echo err >&2; exit 4"]);
+    let out = server.docker_out(&["start", "-a", id.trim()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert_eq!(out.status.code(), Some(4));
+    let id = root.ok(&["create", "-i", IMAGE, "sh", "-c", "cat; echo end"]);
+    let mut child = server
+        .docker(&["start", "-ai", id.trim()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed early\n")
+        .unwrap();
+    let out = bulkhead_testkit::wait_output(child, "docker start -ai");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "typed early\nend\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn docker_start_ai_on_a_terminal_follows_its_resize() {
+    let root = root();
+    let server = ApiServer::start(&root);
+    let script = "test -t 0 && echo IS-TTY; stty size; \
+                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size; exit 5";
+    let id = root.ok(&["create", "-it", IMAGE, "sh", "-c", script]);
+    let mut term =
+        bulkhead_testkit::Terminal::spawn(server.docker(&["start", "-ai", id.trim()]), 40, 100);
+    term.wait_for("40 100");
+    term.resize(50, 120);
+    let (code, seen) = term.finish();
+    assert_eq!(code, Some(5), "{seen:?}");
+    assert!(
+        seen.contains("IS-TTY") && seen.contains("50 120"),
+        "{seen:?}"
+    );
+}
