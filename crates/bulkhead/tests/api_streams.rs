@@ -179,6 +179,13 @@ fn logs_over_http_are_framed_tailed_stamped_and_filtered() {
     let future = chrono::Utc::now().timestamp() + 3600;
     assert!(logs(&format!("stdout=1&stderr=1&since={future}.5")).is_empty());
     assert_eq!(logs("stdout=1&stderr=1&until=1000000000"), vec![]);
+    // An attach that does not ask for the upgrade (older SDKs) gets a 200 stream: here the log only.
+    let (status, body) = server.request(
+        "POST",
+        &format!("/v1.47/containers/{id}/attach?logs=1&stdout=1&stderr=1"),
+        b"",
+    );
+    assert_eq!((status, demux(&body)), (200, all.clone()));
     let (status, _) = server.request("GET", &format!("/v1.47/containers/{id}/logs"), b"");
     assert_eq!(status, 400);
     let (status, _) = server.request("GET", "/v1.47/containers/nosuch/logs?stdout=1", b"");
@@ -547,4 +554,45 @@ fn docker_start_ai_on_a_terminal_follows_its_resize() {
         seen.contains("IS-TTY") && seen.contains("50 120"),
         "{seen:?}"
     );
+}
+
+#[test]
+fn vm_container_exec_and_logs() {
+    let _one_guest_at_a_time = bulkhead_testkit::vm_lock();
+    let root = root();
+    let server = ApiServer::start(&root);
+    let id = root.detached(&[
+        "--isolation=vm",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo booted; sleep 1000",
+    ]);
+    eventually("the guest's first line", || {
+        let (_, body) =
+            server.request("GET", &format!("/v1.47/containers/{id}/logs?stdout=1"), b"");
+        demux(&body) == vec![(1, "booted\n".to_string())]
+    });
+    let (status, body) = server.request(
+        "POST",
+        &format!("/v1.47/containers/{id}/exec"),
+        br#"{"Cmd":["sh","-c","cat /proc/version; exit 9"],"AttachStdout":true}"#,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let exec = json(&body)["Id"].as_str().unwrap().to_string();
+    // Without the upgrade the output comes as the 200 body.
+    let (status, body) = server.request(
+        "POST",
+        &format!("/v1.47/exec/{exec}/start"),
+        br#"{"Detach":false}"#,
+    );
+    assert_eq!(status, 200);
+    let guest = demux(&body);
+    let host = std::fs::read_to_string("/proc/version").unwrap();
+    assert!(
+        guest.len() == 1 && guest[0].0 == 1 && guest[0].1 != host,
+        "{guest:?}"
+    );
+    let (_, body) = server.request("GET", &format!("/v1.47/exec/{exec}/json"), b"");
+    assert_eq!(json(&body)["ExitCode"], 9);
 }
