@@ -384,10 +384,16 @@ fn output_queue() -> (OutputQueue, OutputDrain) {
     )
 }
 
+/// What a queued chunk costs against the limit: its bytes and its place in the queue, so a flood of
+/// tiny chunks is bounded too.
+fn charge(chunk: &Bytes) -> usize {
+    chunk.len() + 64
+}
+
 impl OutputQueue {
     /// Queues a chunk; false once the client is gone or too far behind (the writer is told to drop it).
     fn push(&self, chunk: Bytes) -> bool {
-        let len = chunk.len();
+        let len = charge(&chunk);
         if self.queued.fetch_add(len, Ordering::AcqRel) + len > OUTPUT_QUEUE_LIMIT {
             self.overflow.notify_one();
             return false;
@@ -419,7 +425,7 @@ impl OutputDrain {
                     }
                 },
             };
-            self.queued.fetch_sub(chunk.len(), Ordering::AcqRel);
+            self.queued.fetch_sub(charge(&chunk), Ordering::AcqRel);
             let written = tokio::select! {
                 written = sink.write(chunk) => written,
                 _ = self.overflow.notified() => false,

@@ -2,7 +2,8 @@
 //!
 //! `docker run` and `docker start -a` attach before they start the container: such an attach is answered
 //! at once and waits in `ctx.attaches` for the session `start` hands it. It also looks at the container
-//! every [`START_POLL`], in case another front end (the bulkhead CLI, a second server) starts it.
+//! every [`START_POLL`] (later [`SLOW_START_POLL`]), in case another front end (the bulkhead CLI, a
+//! second server) starts it.
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
@@ -17,6 +18,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 const START_POLL: Duration = Duration::from_millis(200);
+/// After this long waiting, the container is looked at every [`SLOW_START_POLL`] only: a client that
+/// vanished before the start (which a half-closed connection does not tell) costs little.
+const START_POLL_FAST_FOR: Duration = Duration::from_secs(60);
+const SLOW_START_POLL: Duration = Duration::from_secs(2);
 
 pub async fn route(ctx: &Arc<Ctx>, req: Request<Incoming>, segments: &[&str]) -> ApiResult {
     match (req.method(), segments) {
@@ -87,7 +92,11 @@ async fn wait_for_start(
     started_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Connected, Ended> {
     let mut poll = tokio::time::interval(START_POLL);
+    let slow_from = tokio::time::Instant::now() + START_POLL_FAST_FOR;
     loop {
+        if tokio::time::Instant::now() > slow_from && poll.period() == START_POLL {
+            poll = tokio::time::interval(SLOW_START_POLL);
+        }
         tokio::select! {
             session = &mut delivered => {
                 return match session {

@@ -94,8 +94,17 @@ async fn start(ctx: &Arc<Ctx>, mut req: Request<Incoming>, id: &str) -> ApiResul
     let hijack = Hijack::take(&mut req);
     let start: Option<ExecStartConfig> = http::read_json(req).await?;
     let start = start.unwrap_or_default();
-    let record = ctx.execs.get(id)?;
-    let spec = record.spec.clone();
+    let spec = ctx.execs.get(id)?.spec;
+    let container_id = spec.container_id.clone();
+    let container = ctx
+        .blocking(move |engine| engine.find(&container_id))
+        .await?;
+    if container.state.status != Status::Running {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            container.config.id
+        )));
+    }
     let size = console_size(start.console_size.as_deref())?.or(spec.console_size);
     if start.detach.unwrap_or(false) {
         ctx.execs.begin(id, None)?;
