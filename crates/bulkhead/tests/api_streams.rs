@@ -127,7 +127,16 @@ fn a_vanished_or_stalled_client_leaves_the_container_and_the_server_running() {
         &format!("/v1.47/containers/{flood}/attach?stream=1&stdout=1"),
         "",
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // Until the container has written well over the server's 16 MiB bound (its log is a JSON line per
+    // chunk, larger than the output it holds).
+    let log = root
+        .path()
+        .join("containers")
+        .join(&flood)
+        .join("container.log");
+    eventually("32 MiB of output", || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 48 << 20)
+    });
     let mut got = Vec::new();
     stalled.read_to_end(&mut got).unwrap();
     assert!(got.len() < 64 << 20, "read {} bytes", got.len());
