@@ -232,6 +232,7 @@ fn exec_over_http_relays_output_and_records_the_exit_code() {
         "Cmd": ["sh", "-c", "echo $X $(pwd) $(id -u); echo err >&2; exit 3"],
         "Env": ["X=42"], "WorkingDir": "/tmp", "User": "1000",
         "AttachStdout": true, "AttachStderr": true, "Detach": false,
+        "Container": id, "Privileged": false,
     }));
     assert_eq!(inspect(&exec)["Running"], false);
     let (head, mut s) = hijack(

@@ -24,11 +24,17 @@ pub async fn route(ctx: &Arc<Ctx>, req: Request<Incoming>, segments: &[&str]) ->
     }
 }
 
-/// `POST /containers/{id}/exec`. The docker CLI also sends `Detach`, which the API model lacks (the
-/// start request decides that), so it is taken out before the strict parse.
+/// `POST /containers/{id}/exec`. Clients send fields the API model lacks and dockerd ignores: the
+/// docker CLI `Detach` (the start request decides that), the Python SDK `Container` (the path names it)
+/// and `detachKeys` in that spelling (Go's JSON matches names case-insensitively). They are taken out or
+/// respelled before the strict parse.
 async fn create(ctx: &Ctx, req: Request<Incoming>, key: &str) -> ApiResult {
     let mut body: serde_json::Map<String, serde_json::Value> = http::read_json(req).await?;
     body.remove("Detach");
+    body.remove("Container");
+    if let Some(keys) = body.remove("detachKeys") {
+        body.insert("DetachKeys".into(), keys);
+    }
     let config: ExecConfig = http::parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
     if config.privileged == Some(true) {
         return Err(ApiError::bad_request(
