@@ -1,7 +1,9 @@
 //! The serve loop: one container, its exec sessions, and the frames that drive them.
 
+use crate::archive::Request;
+use crate::archive_op::{self, ArchiveOp};
 use crate::process::{self, Proc};
-use crate::{sys, AgentError};
+use crate::{stats, sys, top, AgentError};
 use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
 use bulkhead_runtime::{exit_code, resize_pty, Container, ContainerSpec, ProcessSpec};
 use nix::errno::Errno;
@@ -80,9 +82,13 @@ pub fn serve_started(
         container,
         procs: BTreeMap::from([(0, main)]),
         exited_at: BTreeMap::new(),
+        ops: BTreeMap::new(),
     };
     let status = session.run()?;
-    let Session { container, .. } = session;
+    let Session { container, ops, .. } = session;
+    for op in ops.values() {
+        op.kill();
+    }
     if let Err(e) = container.destroy() {
         tracing::warn!("cleaning up the container: {e}");
     }
@@ -113,6 +119,8 @@ struct Session {
     container: Container,
     procs: BTreeMap<u32, Proc>,
     exited_at: BTreeMap<u32, Instant>,
+    /// Running archive requests, by stream.
+    ops: BTreeMap<u32, ArchiveOp>,
 }
 
 /// What a ready fd in the poll set stands for.
@@ -121,6 +129,8 @@ enum Source {
     Conn,
     Out(u32, bool),
     Exit,
+    OpReply(u32),
+    OpInput(u32),
 }
 
 impl Session {
@@ -135,6 +145,13 @@ impl Session {
                     Source::Conn => self.on_conn(),
                     Source::Out(stream, stderr) => self.on_output(stream, stderr),
                     Source::Exit => {}
+                    Source::OpReply(stream) => self.on_op_reply(stream),
+                    Source::OpInput(stream) => {
+                        let ack = self.ops.get_mut(&stream).and_then(|op| op.write_pending());
+                        if let Some(ack) = ack {
+                            self.conn.send(&ack);
+                        }
+                    }
                 }
             }
             self.reap();
@@ -147,28 +164,39 @@ impl Session {
     /// Polls every fd of interest; returns what each stands for and its events.
     fn wait(&self) -> Result<(Vec<Source>, Vec<PollFlags>), AgentError> {
         let mut sources = Vec::new();
-        let mut fds: Vec<BorrowedFd> = Vec::new();
+        let mut fds: Vec<(BorrowedFd, PollFlags)> = Vec::new();
+        let readable = PollFlags::POLLIN;
         if self.conn.alive {
             sources.push(Source::Conn);
-            fds.push(self.conn.file.as_fd());
+            fds.push((self.conn.file.as_fd(), readable));
         }
         for (&stream, p) in &self.procs {
             if let Some(fd) = &p.stdout {
                 sources.push(Source::Out(stream, false));
-                fds.push(fd.as_fd());
+                fds.push((fd.as_fd(), readable));
             }
             if let Some(fd) = &p.stderr {
                 sources.push(Source::Out(stream, true));
-                fds.push(fd.as_fd());
+                fds.push((fd.as_fd(), readable));
             }
             if let (Some(fd), None) = (&p.pidfd, p.exit) {
                 sources.push(Source::Exit);
-                fds.push(fd.as_fd());
+                fds.push((fd.as_fd(), readable));
+            }
+        }
+        for (&stream, op) in &self.ops {
+            if let Some(fd) = op.readable() {
+                sources.push(Source::OpReply(stream));
+                fds.push((fd, readable));
+            }
+            if let Some(fd) = op.writable() {
+                sources.push(Source::OpInput(stream));
+                fds.push((fd, PollFlags::POLLOUT));
             }
         }
         let mut pollfds: Vec<PollFd> = fds
             .iter()
-            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .map(|(fd, events)| PollFd::new(*fd, *events))
             .collect();
         // A timeout keeps reaping and drain deadlines moving even when nothing is readable.
         match poll(&mut pollfds, PollTimeout::from(250u16)) {
@@ -225,6 +253,12 @@ impl Session {
                     let _ = resize_pty(fd.as_fd(), rows, cols);
                 }
             }
+            // The monitor cancels an archive request whose client went away.
+            Message::Signal { stream, .. } if self.ops.contains_key(&stream) => {
+                if let Some(op) = self.ops.remove(&stream) {
+                    op.kill();
+                }
+            }
             Message::Signal { stream, signal } => {
                 if let (Some(p), Ok(sig)) = (self.procs.get(&stream), Signal::try_from(signal)) {
                     if p.exit.is_none() {
@@ -233,6 +267,46 @@ impl Session {
                 }
             }
             Message::Exec { stream, process } => self.exec(stream, process),
+            Message::Top { stream } => {
+                let answer = match top::table(self.container.pid) {
+                    Ok(table) => Message::TopResult { stream, table },
+                    Err(message) => Message::Error { stream, message },
+                };
+                self.answer(answer);
+            }
+            Message::Stats { stream } => {
+                let answer = match stats::sample(&self.container) {
+                    Ok(stats) => Message::StatsResult { stream, stats },
+                    Err(message) => Message::Error { stream, message },
+                };
+                self.answer(answer);
+            }
+            Message::ArchiveStat { stream, path } => self.archive(stream, Request::Stat(path)),
+            Message::ArchiveGet { stream, path } => self.archive(stream, Request::Get(path)),
+            Message::ArchivePut { stream, path } => self.archive(stream, Request::Put(path)),
+            Message::ArchiveAck { stream } => {
+                if let Some(op) = self.ops.get_mut(&stream) {
+                    op.acked();
+                }
+            }
+            Message::ArchiveData { stream, data } => {
+                let fed = self.ops.get_mut(&stream).map(|op| op.feed(data));
+                match fed {
+                    Some(Ok(Some(ack))) => self.conn.send(&ack),
+                    Some(Ok(None)) | None => {}
+                    Some(Err(message)) => {
+                        if let Some(op) = self.ops.remove(&stream) {
+                            op.kill();
+                        }
+                        self.conn.send(&Message::Error { stream, message });
+                    }
+                }
+            }
+            Message::ArchiveEnd { stream } => {
+                if let Some(op) = self.ops.get_mut(&stream) {
+                    op.end_input();
+                }
+            }
             Message::Update { resources } => {
                 if let Err(e) = self.container.update_resources(&resources) {
                     self.conn.send(&Message::Error {
@@ -245,6 +319,49 @@ impl Session {
                 let message = format!("unexpected message from the monitor: {other:?}");
                 self.conn.send(&Message::Error { stream: 0, message });
             }
+        }
+    }
+
+    /// Sends an answer, or an error in its place if it does not fit a frame (a huge process table).
+    fn answer(&mut self, msg: Message) {
+        let stream = match &msg {
+            Message::TopResult { stream, .. } | Message::StatsResult { stream, .. } => *stream,
+            _ => 0,
+        };
+        match msg.to_frame() {
+            Ok(_) => self.conn.send(&msg),
+            Err(e) => self.conn.send(&Message::Error {
+                stream,
+                message: format!("the answer does not fit the protocol: {e}"),
+            }),
+        }
+    }
+
+    /// Starts an archive request in a helper inside the container's mount namespace.
+    fn archive(&mut self, stream: u32, request: Request) {
+        if stream == 0 || self.ops.contains_key(&stream) || self.procs.contains_key(&stream) {
+            let message = format!("archive stream {stream} is already in use");
+            return self.conn.send(&Message::Error { stream, message });
+        }
+        match ArchiveOp::spawn(self.container.pid, stream, request) {
+            Ok(op) => {
+                self.ops.insert(stream, op);
+            }
+            Err(message) => self.conn.send(&Message::Error { stream, message }),
+        }
+    }
+
+    fn on_op_reply(&mut self, stream: u32) {
+        let Some(op) = self.ops.get_mut(&stream) else {
+            return;
+        };
+        match op.on_reply() {
+            archive_op::Event::Send(msg) => self.conn.send(&msg),
+            archive_op::Event::Last(msg) => {
+                self.ops.remove(&stream);
+                self.conn.send(&msg);
+            }
+            archive_op::Event::Nothing => {}
         }
     }
 
@@ -318,6 +435,9 @@ impl Session {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(status) => {
                     let Some(pid) = status.pid() else { continue };
+                    if let Some(op) = self.ops.values_mut().find(|op| op.pid() == pid) {
+                        op.exit = Some(exit_code(status));
+                    }
                     for (&stream, p) in self.procs.iter_mut() {
                         if p.pid == pid && p.exit.is_none() {
                             p.exit = Some(exit_code(status));

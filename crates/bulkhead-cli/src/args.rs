@@ -96,6 +96,13 @@ pub enum Command {
     Network(NetworkCommand),
     /// List a container's published ports.
     Port(PortArgs),
+    /// Show the processes of a running container.
+    Top(TopArgs),
+    /// Show running containers' resource usage.
+    Stats(StatsArgs),
+    /// Copy files between a running container and the host (CONTAINER:PATH either side; `-` is a tar
+    /// on stdin or stdout).
+    Cp(CpArgs),
     /// Serve the Docker Engine API (foreground), for the docker CLI, the Docker SDKs and docker-compose.
     Serve(ServeArgs),
 }
@@ -452,6 +459,28 @@ pub struct EventsArgs {
 pub struct NamesArgs {
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct TopArgs {
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Print one sample and exit (else a new table every second).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Default: every running container.
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CpArgs {
+    /// CONTAINER:PATH, a host path, or `-` (a tar on stdin).
+    pub src: String,
+    /// CONTAINER:PATH, a host path, or `-` (a tar to stdout).
+    pub dest: String,
 }
 
 #[derive(Args)]

@@ -77,12 +77,7 @@ pub fn status(s: &ContainerState) -> String {
 /// Decimal units, as docker prints image sizes.
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < UNITS.len() {
-        v /= 1000.0;
-        i += 1;
-    }
+    let (v, i) = scaled(bytes, 1000.0, UNITS.len());
     if i == 0 {
         format!("{bytes}B")
     } else {
@@ -92,6 +87,34 @@ pub fn size(bytes: u64) -> String {
             .to_string()
             + UNITS[i]
     }
+}
+
+/// Binary units with four significant digits, as docker stats prints memory: `1.5MiB`, `7.633GiB`.
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (v, i) = scaled(bytes, 1024.0, UNITS.len());
+    let decimals = match v {
+        v if v >= 1000.0 => 0,
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let mut n = format!("{v:.decimals$}");
+    if n.contains('.') {
+        n = n.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    n + UNITS[i]
+}
+
+/// `bytes` divided by `step` until below it (at most `units - 1` times), and how many times.
+fn scaled(bytes: u64, step: f64, units: usize) -> (f64, usize) {
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= step && i + 1 < units {
+        v /= step;
+        i += 1;
+    }
+    (v, i)
 }
 
 /// The PORTS column of `ps`: `0.0.0.0:8080->80/tcp, 127.0.0.1:9000->90/udp`.
@@ -117,6 +140,9 @@ mod tests {
     fn formats() {
         assert_eq!(size(999), "999B");
         assert_eq!(size(1_500_000), "1.5MB");
+        assert_eq!(binary_size(512), "512B");
+        assert_eq!(binary_size(3 << 19), "1.5MiB");
+        assert_eq!(binary_size(8_196_000_000), "7.633GiB");
         assert_eq!(duration(120), "2 minutes");
         assert_eq!(truncate("abcdef", 4), "abc…");
         let mut out = Vec::new();

@@ -3,9 +3,12 @@
 
 mod args;
 mod container_cmds;
+mod cp;
+mod cp_host;
 mod format;
 mod image_cmds;
 mod inspect;
+mod introspect_cmds;
 mod network_cmds;
 mod pull_progress;
 mod relay;
@@ -112,6 +115,9 @@ fn dispatch(cli: Cli, serve: ServeFn) -> anyhow::Result<i32> {
         Command::Volume(a) => volume_cmds::volume(engine, a),
         Command::Network(a) => network_cmds::network(engine, a),
         Command::Port(a) => container_cmds::port(engine, a),
+        Command::Top(a) => introspect_cmds::top(engine, a),
+        Command::Stats(a) => introspect_cmds::stats(engine, a),
+        Command::Cp(a) => cp::cp(engine, a),
         Command::Version | Command::Kernel(_) | Command::Serve(_) => {
             unreachable!("dispatched above")
         }

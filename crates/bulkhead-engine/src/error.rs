@@ -58,6 +58,14 @@ pub enum EngineError {
         id: String,
         source: bulkhead_proto::ProtoError,
     },
+    #[error("container {id}: no such file or directory: {path}")]
+    NoSuchPath { id: String, path: String },
+    #[error("container {id}: {what} failed: {message}")]
+    Introspection {
+        id: String,
+        what: &'static str,
+        message: String,
+    },
     #[error("monitor of {id} failed to start the container: {message}")]
     StartFailed { id: String, message: String },
     #[error("{path}: {source}")]

@@ -8,7 +8,8 @@
 //! - `policy.rs`: the isolation policy an operator writes in `<root>/policy.json`.
 //! - `isolation/`: everything that differs between process and VM isolation, one module per mode.
 //! - `monitor/`: the per-container monitor (its launch contract in `monitor/launch.rs`).
-//! - `session.rs`: a front end's protocol connection to a monitor (attach, exec, signals).
+//! - `session.rs`: a front end's protocol connection to a monitor (attach, exec, signals);
+//!   `introspect.rs` top, stats and archives (docker cp) of a running container, through its agent.
 //! - `config.rs`, `spec.rs`, `env.rs`: what a container is, and how options become a runtime spec;
 //!   `etc_files.rs` its `/etc/hosts` and `/etc/resolv.conf`.
 //! - `volumes/`: named and anonymous volumes, `-v`/`--mount` parsing, copy-up from the image.
@@ -54,6 +55,7 @@ mod etc_files;
 mod events;
 mod fsutil;
 mod images;
+mod introspect;
 mod isolation;
 mod layout;
 mod lifecycle;
@@ -97,6 +99,7 @@ pub use bulkhead_net::netns::path_for as netns_path;
 /// Types of the layers below that appear in the facade's signatures, so front ends need no other crate.
 pub use bulkhead_net::ports::{PortSpec, Protocol, PublishedPort};
 pub use bulkhead_net::{NetError, Subnet};
+pub use bulkhead_proto::introspect::{ContainerStats, InterfaceStats, PathStat, ProcessTable};
 pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;

@@ -38,6 +38,15 @@ impl Session {
         Ok(Session { stream, id })
     }
 
+    /// A session over a stream whose other end the test plays.
+    #[cfg(test)]
+    pub(crate) fn over(stream: UnixStream, id: &str) -> Session {
+        Session {
+            stream,
+            id: id.to_string(),
+        }
+    }
+
     pub fn send(&mut self, msg: &Message) -> Result<(), EngineError> {
         msg.send(&mut self.stream)
             .map_err(|source| EngineError::Monitor {
@@ -66,6 +75,24 @@ impl Session {
     /// Ends the connection for every handle on it: a thread blocked in [`Session::recv`] sees it closed.
     pub fn shutdown(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The next message, or [`ProtoError::TimedOut`] if none has begun within `wait`.
+    pub(crate) fn recv_within(&mut self, wait: std::time::Duration) -> Result<Message, ProtoError> {
+        self.stream
+            .set_read_timeout(Some(wait))
+            .map_err(ProtoError::Io)?;
+        Message::recv(&mut self.stream).map_err(|e| match e {
+            ProtoError::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                ProtoError::TimedOut
+            }
+            other => other,
+        })
     }
 
     /// The container this session is connected to.

@@ -11,7 +11,7 @@
 
 use crate::error::{io_err, GuestError};
 use bulkhead_proto::vm::WRITABLE_DISK;
-use bulkhead_proto::{Message, MAX_PAYLOAD};
+use bulkhead_proto::{ChunkWriter, Message, MAX_PAYLOAD};
 use nix::mount::{mount, umount, MsFlags};
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
@@ -65,7 +65,9 @@ fn stream(port: &File) -> Result<(), GuestError> {
         return Err(GuestError::NotADirectory(upper));
     }
     let mut walker = Walker {
-        tar: tar::Builder::new(Frames::new(port)),
+        tar: tar::Builder::new(ChunkWriter::new(port, MAX_PAYLOAD, |data| {
+            Message::ExportData { data }
+        })),
         links: HashMap::new(),
     };
     walker.tar.follow_symlinks(false);
@@ -82,44 +84,9 @@ fn stream(port: &File) -> Result<(), GuestError> {
         .map_err(GuestError::Proto)
 }
 
-/// Bytes of the tar, sent as `ExportData` frames of at most [`MAX_PAYLOAD`] bytes.
-struct Frames<W: Write> {
-    port: W,
-    buf: Vec<u8>,
-}
-
-impl<W: Write> Frames<W> {
-    fn new(port: W) -> Self {
-        Frames {
-            port,
-            buf: Vec::with_capacity(MAX_PAYLOAD),
-        }
-    }
-}
-
-impl<W: Write> Write for Frames<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(MAX_PAYLOAD - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == MAX_PAYLOAD {
-            self.flush()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(MAX_PAYLOAD));
-        Message::ExportData { data }
-            .send(&mut self.port)
-            .map_err(io::Error::other)
-    }
-}
-
+/// `W`: where the tar goes (`ExportData` frames of at most [`MAX_PAYLOAD`] bytes).
 struct Walker<W: Write> {
-    tar: tar::Builder<Frames<W>>,
+    tar: tar::Builder<W>,
     /// Files with more than one link, by (device, inode): the name they were first sent under.
     links: HashMap<(u64, u64), PathBuf>,
 }
@@ -296,15 +263,20 @@ mod tests {
 
     /// The tar a walk of `dir` sends, joined from its frames.
     fn walk(dir: &Path) -> Vec<u8> {
-        let mut walker = Walker {
-            tar: tar::Builder::new(Frames::new(Vec::new())),
-            links: HashMap::new(),
-        };
-        walker.tar.follow_symlinks(false);
-        walker.dir(dir, Path::new("")).unwrap();
-        let mut frames = walker.tar.into_inner().unwrap();
-        frames.flush().unwrap();
-        let mut wire = frames.port.as_slice();
+        let mut sent = Vec::new();
+        {
+            let mut walker = Walker {
+                tar: tar::Builder::new(ChunkWriter::new(&mut sent, MAX_PAYLOAD, |data| {
+                    Message::ExportData { data }
+                })),
+                links: HashMap::new(),
+            };
+            walker.tar.follow_symlinks(false);
+            walker.dir(dir, Path::new("")).unwrap();
+            let mut frames = walker.tar.into_inner().unwrap();
+            frames.flush().unwrap();
+        }
+        let mut wire = sent.as_slice();
         let mut tar = Vec::new();
         while !wire.is_empty() {
             match Message::recv(&mut wire).unwrap() {

@@ -28,6 +28,18 @@ pub enum Kind {
     Export = 15,
     ExportData = 16,
     ExportEnd = 17,
+    Top = 18,
+    TopResult = 19,
+    Stats = 20,
+    StatsResult = 21,
+    ArchiveStat = 22,
+    ArchiveGet = 23,
+    ArchivePut = 24,
+    PathStat = 25,
+    NoSuchPath = 26,
+    ArchiveData = 27,
+    ArchiveAck = 28,
+    ArchiveEnd = 29,
 }
 
 impl TryFrom<u8> for Kind {
@@ -52,6 +64,18 @@ impl TryFrom<u8> for Kind {
             15 => Export,
             16 => ExportData,
             17 => ExportEnd,
+            18 => Top,
+            19 => TopResult,
+            20 => Stats,
+            21 => StatsResult,
+            22 => ArchiveStat,
+            23 => ArchiveGet,
+            24 => ArchivePut,
+            25 => PathStat,
+            26 => NoSuchPath,
+            27 => ArchiveData,
+            28 => ArchiveAck,
+            29 => ArchiveEnd,
             other => return Err(ProtoError::UnknownKind(other)),
         })
     }

@@ -12,18 +12,24 @@
 //! [`ProtoError::Malformed`]. `stream` 0 is the container's main process, other values name `exec`
 //! sessions. Every session opens with [`handshake`]. A VM guest is asked either to `Start` the container
 //! or to `Export` its writable layer, which it streams back as a tar in `ExportData` frames closed by
-//! `ExportEnd`.
+//! `ExportEnd`. Front ends may also ask a running container's agent, through the monitor, for its
+//! processes (`Top`), its resource usage (`Stats`) and tars of its files (`ArchiveGet`, `ArchivePut`;
+//! [`introspect`]), which stream in `ArchiveData` frames acknowledged one at a time, so no link in
+//! between ever holds more than one chunk.
 //!
 //! This crate is the host<->guest contract, so it also holds what the VM host (`bulkhead-vm`) and the
 //! guest's PID 1 (`bulkhead-guest`) must agree on outside frames ([`vm`]): both depend on it, neither on
 //! the other.
 
+mod chunked;
 mod frame;
 mod handshake;
+pub mod introspect;
 mod message;
 pub mod nic;
 pub mod vm;
 
+pub use chunked::ChunkWriter;
 pub use frame::{read_frame, write_frame, Frame, Kind, MAX_PAYLOAD};
 pub use handshake::{bounded_peer_message, handshake, MAX_PEER_MESSAGE};
 pub use message::{ExitStatus, Message};

@@ -1,5 +1,6 @@
 //! Typed messages on top of frames: what each kind means and which payload it carries.
 
+use crate::introspect::{ContainerStats, PathStat, ProcessTable};
 use crate::nic::GuestNic;
 use crate::{Frame, Kind, ProtoError, MAX_PAYLOAD};
 use bulkhead_spec::{ContainerSpec, ProcessSpec, Resources};
@@ -90,6 +91,61 @@ pub enum Message {
     },
     /// Guest to host: the exported layer tar is complete.
     ExportEnd,
+    // Introspection of a running container. A front end sends a request with stream 0; the monitor
+    // gives it a stream of its own (as for exec) and routes the agent's answers on it to that client
+    // only. Every request ends with its answer, `NoSuchPath`, `Error`, or (archives) `ArchiveEnd`.
+    /// List the container's processes; answered by `TopResult`.
+    Top {
+        stream: u32,
+    },
+    TopResult {
+        stream: u32,
+        table: ProcessTable,
+    },
+    /// Sample the container's resource usage; answered by `StatsResult`.
+    Stats {
+        stream: u32,
+    },
+    StatsResult {
+        stream: u32,
+        stats: ContainerStats,
+    },
+    /// Describe `path` (not following a final symlink); answered by `PathStat`.
+    ArchiveStat {
+        stream: u32,
+        path: String,
+    },
+    /// Send a tar of `path`: `PathStat`, then `ArchiveData` frames (each acknowledged by the receiver
+    /// with `ArchiveAck` before the next is sent), then `ArchiveEnd`.
+    ArchiveGet {
+        stream: u32,
+        path: String,
+    },
+    /// Extract a tar into the directory `path`: the agent answers `PathStat` (of the directory), then
+    /// takes `ArchiveData` frames (acknowledging each with `ArchiveAck`) up to the sender's
+    /// `ArchiveEnd`, and answers `ArchiveEnd` once everything is written.
+    ArchivePut {
+        stream: u32,
+        path: String,
+    },
+    PathStat {
+        stream: u32,
+        stat: PathStat,
+    },
+    /// The path of the request on `stream` does not exist in the container.
+    NoSuchPath {
+        stream: u32,
+    },
+    ArchiveData {
+        stream: u32,
+        data: Vec<u8>,
+    },
+    ArchiveAck {
+        stream: u32,
+    },
+    ArchiveEnd {
+        stream: u32,
+    },
 }
 
 #[derive(Serialize)]
@@ -127,6 +183,10 @@ struct ErrorBody {
 struct AttachBody {
     stdin: bool,
 }
+#[derive(Serialize, Deserialize)]
+struct PathBody {
+    path: String,
+}
 
 fn json<T: Serialize>(kind: Kind, stream: u32, body: &T) -> Result<Frame, ProtoError> {
     let payload = serde_json::to_vec(body).map_err(|e| ProtoError::Malformed {
@@ -149,9 +209,14 @@ fn parse<T: DeserializeOwned>(f: &Frame) -> Result<T, ProtoError> {
 
 /// A frame of `kind` without payload.
 fn bare(kind: Kind) -> Frame {
+    on(kind, 0)
+}
+
+/// A frame of `kind` on `stream`, without payload.
+fn on(kind: Kind, stream: u32) -> Frame {
     Frame {
         kind,
-        stream: 0,
+        stream,
         payload: Vec::new(),
     }
 }
@@ -212,6 +277,24 @@ impl Message {
             Export => bare(Kind::Export),
             ExportData { data } => raw(Kind::ExportData, &0, data),
             ExportEnd => bare(Kind::ExportEnd),
+            Top { stream } => on(Kind::Top, *stream),
+            TopResult { stream, table } => json(Kind::TopResult, *stream, table)?,
+            Stats { stream } => on(Kind::Stats, *stream),
+            StatsResult { stream, stats } => json(Kind::StatsResult, *stream, stats)?,
+            ArchiveStat { stream, path } => {
+                json(Kind::ArchiveStat, *stream, &PathBody { path: path.clone() })?
+            }
+            ArchiveGet { stream, path } => {
+                json(Kind::ArchiveGet, *stream, &PathBody { path: path.clone() })?
+            }
+            ArchivePut { stream, path } => {
+                json(Kind::ArchivePut, *stream, &PathBody { path: path.clone() })?
+            }
+            PathStat { stream, stat } => json(Kind::PathStat, *stream, stat)?,
+            NoSuchPath { stream } => on(Kind::NoSuchPath, *stream),
+            ArchiveData { stream, data } => raw(Kind::ArchiveData, stream, data),
+            ArchiveAck { stream } => on(Kind::ArchiveAck, *stream),
+            ArchiveEnd { stream } => on(Kind::ArchiveEnd, *stream),
         };
         if frame.payload.len() > MAX_PAYLOAD {
             return Err(ProtoError::Oversized {
@@ -297,6 +380,54 @@ impl Message {
             Kind::ExportEnd => {
                 empty(f)?;
                 Message::ExportEnd
+            }
+            Kind::Top => {
+                empty(f)?;
+                Message::Top { stream: s }
+            }
+            Kind::TopResult => Message::TopResult {
+                stream: s,
+                table: parse(f)?,
+            },
+            Kind::Stats => {
+                empty(f)?;
+                Message::Stats { stream: s }
+            }
+            Kind::StatsResult => Message::StatsResult {
+                stream: s,
+                stats: parse(f)?,
+            },
+            Kind::ArchiveStat => Message::ArchiveStat {
+                stream: s,
+                path: parse::<PathBody>(f)?.path,
+            },
+            Kind::ArchiveGet => Message::ArchiveGet {
+                stream: s,
+                path: parse::<PathBody>(f)?.path,
+            },
+            Kind::ArchivePut => Message::ArchivePut {
+                stream: s,
+                path: parse::<PathBody>(f)?.path,
+            },
+            Kind::PathStat => Message::PathStat {
+                stream: s,
+                stat: parse(f)?,
+            },
+            Kind::NoSuchPath => {
+                empty(f)?;
+                Message::NoSuchPath { stream: s }
+            }
+            Kind::ArchiveData => Message::ArchiveData {
+                stream: s,
+                data: f.payload.clone(),
+            },
+            Kind::ArchiveAck => {
+                empty(f)?;
+                Message::ArchiveAck { stream: s }
+            }
+            Kind::ArchiveEnd => {
+                empty(f)?;
+                Message::ArchiveEnd { stream: s }
             }
         })
     }
@@ -433,6 +564,63 @@ mod tests {
                 data: vec![0, 1, 2],
             },
             Message::ExportEnd,
+            Message::Top { stream: 3 },
+            Message::TopResult {
+                stream: 3,
+                table: ProcessTable {
+                    titles: vec!["PID".into()],
+                    processes: vec![vec!["1".into()]],
+                },
+            },
+            Message::Stats { stream: 3 },
+            Message::StatsResult {
+                stream: 3,
+                stats: ContainerStats {
+                    read: chrono::DateTime::from_timestamp(1, 2).unwrap(),
+                    cpu_total_ns: 1,
+                    system_cpu_ns: 2,
+                    online_cpus: 3,
+                    memory_usage: 4,
+                    memory_limit: 5,
+                    pids: 6,
+                    networks: vec![crate::introspect::InterfaceStats {
+                        name: "eth0".into(),
+                        rx_bytes: 1,
+                        rx_packets: 2,
+                        tx_bytes: 3,
+                        tx_packets: 4,
+                    }],
+                },
+            },
+            Message::ArchiveStat {
+                stream: 3,
+                path: "/etc".into(),
+            },
+            Message::ArchiveGet {
+                stream: 3,
+                path: "/etc".into(),
+            },
+            Message::ArchivePut {
+                stream: 3,
+                path: "/tmp".into(),
+            },
+            Message::PathStat {
+                stream: 3,
+                stat: PathStat {
+                    name: "etc".into(),
+                    size: 4096,
+                    mode: 0o40755,
+                    mtime: chrono::DateTime::from_timestamp(7, 8).unwrap(),
+                    link_target: String::new(),
+                },
+            },
+            Message::NoSuchPath { stream: 3 },
+            Message::ArchiveData {
+                stream: 3,
+                data: vec![1, 2],
+            },
+            Message::ArchiveAck { stream: 3 },
+            Message::ArchiveEnd { stream: 3 },
         ];
         for m in msgs {
             let mut buf = Vec::new();
@@ -454,6 +642,14 @@ mod tests {
             Kind::Start,
             Kind::Exec,
             Kind::Update,
+            Kind::Top,
+            Kind::TopResult,
+            Kind::StatsResult,
+            Kind::ArchiveGet,
+            Kind::PathStat,
+            Kind::NoSuchPath,
+            Kind::ArchiveAck,
+            Kind::ArchiveEnd,
         ] {
             let f = Frame {
                 kind,

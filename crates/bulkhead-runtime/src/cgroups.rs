@@ -1,7 +1,7 @@
 //! Resource control with cgroups v1 (one hierarchy per controller) or v2 (unified).
 //!
 //! The container gets one cgroup named by the engine (e.g. `bulkhead/<id>`) under the
-//! memory, cpu, pids and (v1) devices controllers; its processes join it before they exec.
+//! memory, cpu, pids and (v1) cpuacct and devices controllers; its processes join it before they exec.
 //! Device access is restricted there too ([`devices`]): v1 with `devices.deny`/`devices.allow`, v2
 //! with a BPF device program attached to the cgroup.
 
@@ -24,7 +24,8 @@ use bulkhead_spec::Resources;
 use devices::DeviceRule;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "devices"];
+/// cpuacct only accounts (for stats); it is often mounted with cpu, and then both name one directory.
+const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "devices"];
 const CFS_PERIOD_US: u64 = 100_000;
 /// How many rounds of SIGKILL/rmdir are attempted while tearing a cgroup down.
 const TEARDOWN_ROUNDS: u32 = 200;
@@ -50,6 +51,22 @@ pub fn version() -> CgroupVersion {
 pub fn cleanup(name: &str) -> Result<(), RuntimeError> {
     Cgroup::open(name)?.destroy()
 }
+
+/// What a cgroup uses at one moment: the numbers docker stats shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time of every process that ran in the cgroup, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory charged to the cgroup less its inactive page cache (docker's "MEM USAGE").
+    pub memory_bytes: u64,
+    /// `None` when the cgroup has no memory limit.
+    pub memory_limit: Option<u64>,
+    pub pids: u64,
+}
+
+/// A v1 `memory.limit_in_bytes` at or above this is "no limit" (the kernel reports a page-rounded
+/// `LONG_MAX`).
+const V1_NO_LIMIT: u64 = 1 << 62;
 
 /// The container's cgroup: one directory per v1 controller, or one v2 directory.
 #[derive(Debug, Clone)]
@@ -82,6 +99,25 @@ fn read_file(path: &Path) -> Result<String, RuntimeError> {
     fs::read_to_string(path).map_err(|e| RuntimeError::Cgroup {
         path: path.to_path_buf(),
         reason: format!("reading: {e}"),
+    })
+}
+
+/// Reads a cgroup file that holds one number (or `max`, which is `None`).
+fn read_value(path: &Path) -> Result<Option<u64>, RuntimeError> {
+    let content = read_file(path)?;
+    match content.trim() {
+        "max" => Ok(None),
+        v => v.parse().map(Some).map_err(|_| RuntimeError::Cgroup {
+            path: path.to_path_buf(),
+            reason: format!("not a number: {v:?}"),
+        }),
+    }
+}
+
+fn read_number(path: &Path) -> Result<u64, RuntimeError> {
+    read_value(path)?.ok_or_else(|| RuntimeError::Cgroup {
+        path: path.to_path_buf(),
+        reason: "\"max\" where a count was expected".into(),
     })
 }
 
@@ -257,6 +293,30 @@ impl Cgroup {
         }
     }
 
+    /// CPU, memory and pids in use now.
+    pub fn usage(&self) -> Result<Usage, RuntimeError> {
+        let mem = self.dir("memory")?;
+        let pids = read_number(&self.dir("pids")?.join("pids.current"))?;
+        let inactive = |key| read_counter(&mem.join("memory.stat"), key).unwrap_or(0);
+        Ok(match self.version {
+            CgroupVersion::V2 => Usage {
+                cpu_ns: read_counter(&self.dir("cpu")?.join("cpu.stat"), "usage_usec")? * 1000,
+                memory_bytes: read_number(&mem.join("memory.current"))?
+                    .saturating_sub(inactive("inactive_file")),
+                memory_limit: read_value(&mem.join("memory.max"))?,
+                pids,
+            },
+            CgroupVersion::V1 => Usage {
+                cpu_ns: read_number(&self.dir("cpuacct")?.join("cpuacct.usage"))?,
+                memory_bytes: read_number(&mem.join("memory.usage_in_bytes"))?
+                    .saturating_sub(inactive("total_inactive_file")),
+                memory_limit: read_value(&mem.join("memory.limit_in_bytes"))?
+                    .filter(|l| *l < V1_NO_LIMIT),
+                pids,
+            },
+        })
+    }
+
     fn pids(&self) -> Vec<Pid> {
         let mut pids: Vec<Pid> = self
             .dirs
@@ -367,6 +427,8 @@ mod tests {
         let pids = fs::read_to_string(cg.dir("pids").unwrap().join("pids.max")).unwrap();
         assert_eq!(pids.trim(), "20");
         assert_eq!(cg.oom_kills().unwrap(), 0);
+        let idle = cg.usage().expect("usage");
+        assert_eq!((idle.pids, idle.memory_limit), (0, Some(64 << 20)));
         cg.restrict_devices(DEFAULT_RULES)
             .expect("restrict devices");
         if cg.version == CgroupVersion::V1 {

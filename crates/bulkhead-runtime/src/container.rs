@@ -464,6 +464,11 @@ impl Container {
         self.cgroup.apply(r)
     }
 
+    /// The container's cgroup usage now (CPU, memory, pids).
+    pub fn usage(&self) -> Result<crate::cgroups::Usage, RuntimeError> {
+        self.cgroup.usage()
+    }
+
     /// Whether the kernel OOM-killed a process of the container.
     pub fn oom_killed(&self) -> bool {
         self.cgroup.oom_kills().is_ok_and(|n| n > 0)

@@ -1,5 +1,5 @@
-//! The monitor's CLI clients: who is attached to the main process, who owns which exec session, and
-//! which of their messages may reach the agent.
+//! The monitor's CLI clients: who is attached to the main process, who owns which exec session or
+//! introspection request (top, stats, archives), and which of their messages may reach the agent.
 
 use bulkhead_proto::{ExitStatus, Message, VERSION};
 use std::collections::BTreeMap;
@@ -15,7 +15,15 @@ struct Client {
     greeted: bool,
     attached: bool,
     stdin: bool,
-    exec: Option<u32>,
+    /// The agent stream this client owns, and what it is for.
+    session: Option<(u32, Role)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Exec,
+    /// top, stats, or an archive request.
+    Query,
 }
 
 #[derive(Default)]
@@ -37,7 +45,7 @@ impl Clients {
                 greeted: false,
                 attached: false,
                 stdin: false,
-                exec: None,
+                session: None,
             },
         );
     }
@@ -90,19 +98,37 @@ impl Clients {
             }
             Message::Resize { stream: 0, .. } if client.attached => Some(msg),
             Message::Signal { stream: 0, .. } | Message::Update { .. } => Some(msg),
-            Message::Exec { process, .. } if client.exec.is_none() => {
+            Message::Exec { process, .. } if client.session.is_none() => {
                 self.last_stream += 1;
-                client.exec = Some(self.last_stream);
+                client.session = Some((self.last_stream, Role::Exec));
                 Some(Message::Exec {
                     stream: self.last_stream,
                     process,
                 })
             }
+            Message::Top { .. }
+            | Message::Stats { .. }
+            | Message::ArchiveStat { .. }
+            | Message::ArchiveGet { .. }
+            | Message::ArchivePut { .. }
+                if client.session.is_none() =>
+            {
+                self.last_stream += 1;
+                client.session = Some((self.last_stream, Role::Query));
+                Some(on_stream(msg, self.last_stream))
+            }
             Message::Stdin { stream, .. }
             | Message::StdinClose { stream }
             | Message::Resize { stream, .. }
             | Message::Signal { stream, .. }
-                if stream != 0 && client.exec == Some(stream) =>
+                if stream != 0 && client.session == Some((stream, Role::Exec)) =>
+            {
+                Some(msg)
+            }
+            Message::ArchiveData { stream, .. }
+            | Message::ArchiveAck { stream }
+            | Message::ArchiveEnd { stream }
+                if client.session == Some((stream, Role::Query)) =>
             {
                 Some(msg)
             }
@@ -111,10 +137,18 @@ impl Clients {
         forward.into_iter().collect()
     }
 
-    /// Drops a client; if it fed the main process' stdin, that stdin ends, as in docker.
+    /// Drops a client; if it fed the main process' stdin, that stdin ends, as in docker; a request of
+    /// its that may still run in the agent is cancelled (a no-op for one that has ended).
     fn drop_client(&mut self, key: u64) -> Vec<Message> {
         match self.map.remove(&key) {
             Some(c) if c.stdin => vec![Message::StdinClose { stream: 0 }],
+            Some(Client {
+                session: Some((stream, Role::Query)),
+                ..
+            }) => vec![Message::Signal {
+                stream,
+                signal: libc::SIGKILL,
+            }],
             _ => Vec::new(),
         }
     }
@@ -132,9 +166,12 @@ impl Clients {
         }
     }
 
-    /// Sends an exec session's message to the client that owns it.
-    pub fn send_to_exec(&mut self, stream: u32, msg: &Message) {
-        let owner = self.map.iter_mut().find(|(_, c)| c.exec == Some(stream));
+    /// Sends an agent message of an exec session or request to the client that owns it.
+    pub fn send_to_owner(&mut self, stream: u32, msg: &Message) {
+        let owner = self
+            .map
+            .iter_mut()
+            .find(|(_, c)| c.session.is_some_and(|(s, _)| s == stream));
         if let Some((k, c)) = owner {
             let key = *k;
             if msg.send(&mut c.stream).is_err() {
@@ -153,19 +190,41 @@ impl Clients {
                 }
                 .send(&mut c.stream);
             }
-            if let Some(stream) = c.exec {
-                let ended = ExitStatus {
-                    code: 137,
-                    oom_killed: false,
-                    reason: Some("the container exited".into()),
-                };
-                let _ = Message::Exited {
-                    stream,
-                    status: ended,
+            match c.session {
+                Some((stream, Role::Exec)) => {
+                    let ended = ExitStatus {
+                        code: 137,
+                        oom_killed: false,
+                        reason: Some("the container exited".into()),
+                    };
+                    let _ = Message::Exited {
+                        stream,
+                        status: ended,
+                    }
+                    .send(&mut c.stream);
                 }
-                .send(&mut c.stream);
+                Some((stream, Role::Query)) => {
+                    let _ = Message::Error {
+                        stream,
+                        message: "the container exited".into(),
+                    }
+                    .send(&mut c.stream);
+                }
+                None => {}
             }
         }
         self.map.clear();
+    }
+}
+
+/// An introspection request, on the stream the monitor gave it.
+fn on_stream(msg: Message, stream: u32) -> Message {
+    match msg {
+        Message::Top { .. } => Message::Top { stream },
+        Message::Stats { .. } => Message::Stats { stream },
+        Message::ArchiveStat { path, .. } => Message::ArchiveStat { stream, path },
+        Message::ArchiveGet { path, .. } => Message::ArchiveGet { stream, path },
+        Message::ArchivePut { path, .. } => Message::ArchivePut { stream, path },
+        other => other,
     }
 }

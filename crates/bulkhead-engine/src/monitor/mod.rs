@@ -1,6 +1,7 @@
 //! The per-container monitor: the parent of a running container (the role of conmon or a containerd
 //! shim). It outlives the CLI that started it, brings up the agent (process or VM backend), writes the
-//! logs, serves CLI clients on a unix socket (attach, exec, signals, resize, update), records the exit,
+//! logs, serves CLI clients on a unix socket (attach, exec, signals, resize, update, and top, stats and
+//! archive requests, which it passes to the agent and whose answers go back to the asker only), records the exit,
 //! cleans up, and removes the container when it was created with `--rm`.
 //!
 //! In VM mode the agent's bytes come from a guest we assume hostile: a malformed frame, a frame that makes
@@ -477,11 +478,20 @@ impl<'a> Monitor<'a> {
                 self.clients
                     .broadcast(&Message::Error { stream: 0, message });
             }
+            // Answers to exec sessions and requests go to the client that owns the stream, and
+            // nowhere if none does (it left; or a hostile guest made the stream up).
             Message::Started { stream, .. }
             | Message::Stdout { stream, .. }
             | Message::Stderr { stream, .. }
             | Message::Exited { stream, .. }
-            | Message::Error { stream, .. } => self.clients.send_to_exec(stream, &msg),
+            | Message::Error { stream, .. }
+            | Message::TopResult { stream, .. }
+            | Message::StatsResult { stream, .. }
+            | Message::PathStat { stream, .. }
+            | Message::NoSuchPath { stream }
+            | Message::ArchiveData { stream, .. }
+            | Message::ArchiveAck { stream }
+            | Message::ArchiveEnd { stream } => self.clients.send_to_owner(stream, &msg),
             other => {
                 return Err(format!(
                     "{} sent an unexpected {other:?}",
