@@ -57,6 +57,7 @@ impl From<&EngineError> for ApiError {
         use bulkhead_engine::ImageError;
         let status = match e {
             EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchPath { .. }
             | EngineError::NoSuchVolume(_)
             | EngineError::NoSuchNetwork(_)
             | EngineError::Image(ImageError::NotFound { .. }) => StatusCode::NOT_FOUND,

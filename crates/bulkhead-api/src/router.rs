@@ -56,6 +56,7 @@ async fn dispatch(ctx: Arc<Ctx>, req: Request<Incoming>) -> http::ApiResult {
             return routes::attach::route(&ctx, req, &segments).await
         }
         ["containers", _, "logs"] => return routes::logs::route(&ctx, req, &segments).await,
+        ["containers", _, "archive"] => return routes::archive::route(&ctx, req, &segments).await,
         ["containers", _, "exec"] | ["exec", ..] => {
             return routes::exec::route(&ctx, req, &segments).await
         }
