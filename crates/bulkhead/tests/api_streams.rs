@@ -425,13 +425,12 @@ fn docker_cp_both_ways() {
     let file = host.path().join("greeting");
     std::fs::write(&file, "hello from the host\n").unwrap();
     server.docker_ok(&["cp", file.to_str().unwrap(), &format!("{id}:/tmp/")]);
-    let inside = server.docker_out(&["exec", &id, "cat", "/tmp/greeting"]);
     assert_eq!(
-        String::from_utf8_lossy(&inside.stdout),
+        root.ok(&["exec", &id, "cat", "/tmp/greeting"]),
         "hello from the host\n"
     );
 
-    server.docker_ok(&[
+    root.ok(&[
         "exec",
         &id,
         "sh",
@@ -444,6 +443,14 @@ fn docker_cp_both_ways() {
         std::fs::read_to_string(back.join("sub/f")).unwrap(),
         "deep\n"
     );
+    // A file larger than any buffer on the way, both ways.
+    let big: Vec<u8> = (0..24u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(host.path().join("big"), &big).unwrap();
+    let big_path = host.path().join("big");
+    server.docker_ok(&["cp", big_path.to_str().unwrap(), &format!("{id}:/tmp/big")]);
+    let again = host.path().join("big-again");
+    server.docker_ok(&["cp", &format!("{id}:/tmp/big"), again.to_str().unwrap()]);
+    assert!(std::fs::read(&again).unwrap() == big, "the copy differs");
     let missing = server.docker_out(&["cp", &format!("{id}:/nosuch"), back.to_str().unwrap()]);
     assert!(!missing.status.success());
     assert!(
