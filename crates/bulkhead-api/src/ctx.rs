@@ -1,7 +1,8 @@
 //! What every request handler shares: the engine facade, and the server's own short-lived records
-//! (attach requests waiting for their container to start).
+//! (attach requests waiting for their container to start, exec instances).
 
 use crate::error::ApiError;
+use crate::execs::Execs;
 use bulkhead_engine::{Container, Engine, EngineError, Session, StartMode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use tokio::sync::oneshot;
 pub struct Ctx {
     pub engine: Arc<Engine>,
     pub attaches: PendingAttaches,
+    pub execs: Execs,
 }
 
 impl Ctx {
@@ -17,6 +19,7 @@ impl Ctx {
         Ctx {
             engine: Arc::new(engine),
             attaches: PendingAttaches::default(),
+            execs: Execs::default(),
         }
     }
 

@@ -8,15 +8,20 @@
 //! - `router.rs`: the `/v1.NN` prefix, dispatch to the area modules, common headers, deadlines.
 //! - `http.rs`: bodies (size caps, strict JSON), query parameters and filters, streamed responses.
 //! - `error.rs`: engine errors as docker's statuses and `{"message": ...}` bodies.
-//! - `ctx.rs`: what handlers share (the engine, attaches waiting for a start).
+//! - `ctx.rs`: what handlers share (the engine, attaches waiting for a start, `execs.rs` exec instances).
+//! - `hijack.rs`: attach and exec connections taken over from HTTP and relayed to a monitor session;
+//!   `stdcopy.rs` docker's framing of their output.
 //! - `routes/`: one module per API area. JSON shapes are `bollard_stubs::models`.
 
 mod ctx;
 mod error;
+mod execs;
+mod hijack;
 mod http;
 mod router;
 mod routes;
 mod server;
+mod stdcopy;
 
 pub use router::API_VERSION;
 pub use server::{serve, ServeConfig, ServeError, DEFAULT_SOCKET};

@@ -50,6 +50,18 @@ async fn dispatch(ctx: Arc<Ctx>, req: Request<Incoming>) -> http::ApiResult {
     let path = req.uri().path().to_string();
     let rest = strip_version(&path)?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    // The streaming endpoints under /containers/{id}, before the containers area takes the rest.
+    match segments.as_slice() {
+        ["containers", _, "attach" | "resize"] => {
+            return routes::attach::route(&ctx, req, &segments).await
+        }
+        ["containers", _, "logs"] => return routes::logs::route(&ctx, req, &segments).await,
+        ["containers", _, "archive"] => return routes::archive::route(&ctx, req, &segments).await,
+        ["containers", _, "exec"] | ["exec", ..] => {
+            return routes::exec::route(&ctx, req, &segments).await
+        }
+        _ => {}
+    }
     let Some((area, tail)) = segments.split_first() else {
         return Err(ApiError::unsupported(req.method(), &path));
     };

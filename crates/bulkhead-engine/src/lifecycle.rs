@@ -470,12 +470,25 @@ impl Engine {
         opts: LogOptions,
         sink: impl FnMut(&crate::logs::Record) -> std::io::Result<()>,
     ) -> Result<(), EngineError> {
+        self.logs_while(key, opts, || true, sink)
+    }
+
+    /// As [`Engine::logs`], and a follow also ends once `keep_following()` turns false: a server's
+    /// client that went away while the container printed nothing.
+    pub fn logs_while(
+        &self,
+        key: &str,
+        opts: LogOptions,
+        keep_following: impl Fn() -> bool,
+        sink: impl FnMut(&crate::logs::Record) -> std::io::Result<()>,
+    ) -> Result<(), EngineError> {
         let c = self.find(key)?;
         let id = c.config.id.clone();
         let running = || {
-            Container::load(&self.layout, &id)
-                .map(|c| c.state.status == Status::Running)
-                .unwrap_or(false)
+            keep_following()
+                && Container::load(&self.layout, &id)
+                    .map(|c| c.state.status == Status::Running)
+                    .unwrap_or(false)
         };
         crate::logs::read(&c.paths.log(), opts.tail, opts.follow, running, sink)
     }

@@ -60,6 +60,23 @@ impl Session {
         Message::recv(&mut self.stream)
     }
 
+    /// A second handle on the same connection, so one thread can read the monitor's frames while another
+    /// writes (the API server's relays).
+    pub fn try_clone(&self) -> Result<Session, EngineError> {
+        Ok(Session {
+            stream: self
+                .stream
+                .try_clone()
+                .map_err(EngineError::io("monitor socket"))?,
+            id: self.id.clone(),
+        })
+    }
+
+    /// Ends the connection for every handle on it: a thread blocked in [`Session::recv`] sees it closed.
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
     /// The next message, or [`ProtoError::TimedOut`] if none has begun within `wait`.
     pub(crate) fn recv_within(&mut self, wait: std::time::Duration) -> Result<Message, ProtoError> {
         self.stream

@@ -5,4 +5,8 @@ mod container_filters;
 mod container_json;
 mod container_stats;
 pub mod containers;
+pub mod archive;
+pub mod attach;
+pub mod exec;
+pub mod logs;
 pub mod system;

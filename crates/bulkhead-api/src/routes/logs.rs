@@ -1,0 +1,191 @@
+//! `GET /containers/{id}/logs`: the container's log, framed as docker's stdcopy unless the container has
+//! a TTY, streamed from a blocking reader of the engine's log. A follow ends when the container stops,
+//! when `until` passes, or when the client goes away.
+
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::http::{self, ApiResult, Query};
+use crate::stdcopy::{Framing, Output};
+use bulkhead_engine::logs::{Record, Stream};
+use bulkhead_engine::LogOptions;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use std::sync::Arc;
+
+/// Chunks buffered between the log reader and a slow client (the reader waits beyond that).
+const STREAM_CHUNKS: usize = 64;
+
+pub async fn route(ctx: &Arc<Ctx>, req: Request<Incoming>, segments: &[&str]) -> ApiResult {
+    match (req.method(), segments) {
+        (&Method::GET, ["containers", key, "logs"]) => logs(ctx, &req, key).await,
+        _ => Err(ApiError::unsupported(req.method(), req.uri().path())),
+    }
+}
+
+/// What the query asks of the log.
+#[derive(Debug, Clone)]
+struct LogQuery {
+    options: LogOptions,
+    stdout: bool,
+    stderr: bool,
+    timestamps: bool,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl LogQuery {
+    fn parse(q: &Query) -> Result<LogQuery, ApiError> {
+        let (stdout, stderr) = (q.flag("stdout")?, q.flag("stderr")?);
+        if !stdout && !stderr {
+            return Err(ApiError::bad_request(
+                "Bad parameters: you must choose at least one stream",
+            ));
+        }
+        let tail = match q.get("tail") {
+            None | Some("") | Some("all") => None,
+            Some(n) => match n.parse::<i64>() {
+                Ok(n) if n < 0 => None,
+                Ok(n) => Some(n as usize),
+                Err(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid value {n:?} for tail: expected \"all\" or a number"
+                    )))
+                }
+            },
+        };
+        Ok(LogQuery {
+            options: LogOptions {
+                tail,
+                follow: q.flag("follow")?,
+            },
+            stdout,
+            stderr,
+            timestamps: q.flag("timestamps")?,
+            since: time(q, "since")?,
+            until: time(q, "until")?,
+        })
+    }
+
+    /// The record as it goes to the client, or None if the query leaves it out.
+    fn encode(&self, framing: Framing, record: &Record) -> Option<Bytes> {
+        let output = match record.stream {
+            Stream::Stdout if self.stdout => Output::Stdout,
+            Stream::Stderr if self.stderr => Output::Stderr,
+            _ => return None,
+        };
+        if self.since.is_some_and(|since| record.time < since)
+            || self.until.is_some_and(|until| record.time > until)
+        {
+            return None;
+        }
+        let mut data = record.bytes();
+        if self.timestamps {
+            data.splice(0..0, format!("{} ", record.timestamp()).into_bytes());
+        }
+        Some(framing.encode(output, &data))
+    }
+}
+
+/// `since`/`until`: unix seconds with an optional fraction (what the docker CLI sends), or RFC 3339.
+/// Zero or empty means no bound.
+fn time(q: &Query, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(value) = q.get(key).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::bad_request(format!("invalid time {value:?} for {key}"));
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
+    let secs: i64 = secs.parse().map_err(|_| bad())?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else if frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{frac:0<9}").parse().map_err(|_| bad())?
+    } else {
+        return Err(bad());
+    };
+    if secs == 0 && nanos == 0 {
+        return Ok(None);
+    }
+    DateTime::from_timestamp(secs, nanos)
+        .map(Some)
+        .ok_or_else(bad)
+}
+
+async fn logs(ctx: &Arc<Ctx>, req: &Request<Incoming>, key: &str) -> ApiResult {
+    let query = LogQuery::parse(&Query::parse(req.uri().query()))?;
+    let key = key.to_string();
+    let container = ctx.blocking(move |engine| engine.find(&key)).await?;
+    let framing = Framing::for_tty(container.config.workload.process.terminal);
+    let id = container.config.id;
+    let (tx, body) = http::stream(STREAM_CHUNKS);
+    let engine = ctx.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let until = query.until;
+        let keep_following = || !tx.is_closed() && until.is_none_or(|until| Utc::now() <= until);
+        let result = engine.logs_while(&id, query.options, keep_following, |record| {
+            match query.encode(framing, record) {
+                Some(chunk) => tx
+                    .blocking_send(chunk)
+                    .map_err(|_| std::io::ErrorKind::BrokenPipe.into()),
+                None => Ok(()),
+            }
+        });
+        if let Err(e) = result {
+            tracing::debug!("logs of {id}: {e}");
+        }
+    });
+    Ok(http::with_type(
+        StatusCode::OK,
+        body,
+        framing.content_type(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_docker_spellings() {
+        let q = Query::parse(Some(
+            "since=1700000000.5&until=2024-01-02T03%3A04%3A05Z&tail=all&stdout=1",
+        ));
+        let since = time(&q, "since").unwrap().unwrap();
+        assert_eq!(since.timestamp(), 1_700_000_000);
+        assert_eq!(since.timestamp_subsec_nanos(), 500_000_000);
+        let until = time(&q, "until").unwrap().unwrap();
+        assert_eq!(until.to_rfc3339(), "2024-01-02T03:04:05+00:00");
+        assert!(time(&Query::parse(Some("since=0")), "since")
+            .unwrap()
+            .is_none());
+        assert!(time(&Query::parse(Some("since=yesterday")), "since").is_err());
+        let parsed = LogQuery::parse(&q).unwrap();
+        assert_eq!(parsed.options.tail, None);
+        assert!(LogQuery::parse(&Query::parse(Some("tail=3"))).is_err());
+        let tail = LogQuery::parse(&Query::parse(Some("tail=3&stderr=1"))).unwrap();
+        assert_eq!(tail.options.tail, Some(3));
+    }
+
+    #[test]
+    fn records_are_filtered_stamped_and_framed() {
+        let q = LogQuery::parse(&Query::parse(Some(
+            "stdout=1&timestamps=1&since=1700000000",
+        )))
+        .unwrap();
+        let mut record = Record::new(Stream::Stdout, b"hi\n");
+        let wire = q.encode(Framing::Raw, &record).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&wire),
+            format!("{} hi\n", record.timestamp())
+        );
+        assert!(q
+            .encode(Framing::Raw, &Record::new(Stream::Stderr, b"x"))
+            .is_none());
+        record.time = DateTime::from_timestamp(1_600_000_000, 0).unwrap();
+        assert!(q.encode(Framing::Multiplexed, &record).is_none());
+    }
+}
