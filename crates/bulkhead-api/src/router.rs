@@ -57,6 +57,7 @@ async fn dispatch(ctx: Arc<Ctx>, req: Request<Incoming>) -> http::ApiResult {
         "_ping" | "version" | "info" | "system" | "events" => {
             routes::system::route(&ctx, req, &segments).await
         }
+        "images" => routes::images::route(&ctx, req, &segments).await,
         _ => {
             let _ = tail;
             Err(ApiError::unsupported(req.method(), &path))

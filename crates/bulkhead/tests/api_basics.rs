@@ -9,7 +9,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
 fn docker_cli_negotiates_the_api_version() {
     let root = Root::empty(BIN);
     let server = ApiServer::start(&root);
-    let out = server.docker_ok(&["version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}"]);
+    let out = server.docker_ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.Os}}",
+    ]);
     assert_eq!(out.trim(), "1.47 linux");
 }
 
@@ -31,7 +35,10 @@ fn socket_is_group_only_and_a_live_socket_is_not_taken_over() {
     use std::os::unix::fs::PermissionsExt;
     let root = Root::empty(BIN);
     let server = ApiServer::start(&root);
-    let mode = std::fs::metadata(server.socket()).unwrap().permissions().mode();
+    let mode = std::fs::metadata(server.socket())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o660);
     let host = server.docker_host();
     let second = root.bh(&["serve", "-H", &host]);

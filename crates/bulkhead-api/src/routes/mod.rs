@@ -1,3 +1,6 @@
 //! One module per area of the Engine API, each with a `route` function that matches its endpoints.
 
+pub mod images;
+pub mod pull_progress;
 pub mod system;
+pub mod transfer;
