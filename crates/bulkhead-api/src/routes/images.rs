@@ -169,7 +169,7 @@ fn filter_images(
     };
     Ok(images
         .into_iter()
-        .filter(|i| dangling.map_or(true, |d| i.repo_tags.is_empty() == d))
+        .filter(|i| dangling.is_none_or(|d| i.repo_tags.is_empty() == d))
         .filter(|i| {
             let refs = filters.values("reference");
             refs.is_empty() || refs.iter().any(|r| reference_matches(r, &i.repo_tags))

@@ -65,11 +65,7 @@ pub fn failure(message: &str) -> CreateImageInfo {
 /// Docker's text bar: `[=====>      ]  1.2MB/3.4MB`.
 fn bar(current: u64, total: u64) -> String {
     const WIDTH: u64 = 50;
-    let filled = if total == 0 {
-        0
-    } else {
-        (current.min(total) * WIDTH / total) as usize
-    };
+    let filled = (current.min(total) * WIDTH).checked_div(total).unwrap_or(0) as usize;
     let arrow = if filled < WIDTH as usize { ">" } else { "" };
     let mb = |n: u64| format!("{:.2}MB", n as f64 / 1e6);
     format!(
@@ -157,7 +153,7 @@ impl<F: Fn(Bytes) + Sync> PullMessages<F> {
                     let due = s
                         .last_progress
                         .get(&id)
-                        .map_or(true, |t| now.duration_since(*t) >= PROGRESS_INTERVAL);
+                        .is_none_or(|t| now.duration_since(*t) >= PROGRESS_INTERVAL);
                     if !due {
                         return;
                     }
