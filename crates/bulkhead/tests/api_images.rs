@@ -87,6 +87,50 @@ fn pull_shows_docker_progress_then_tag_inspect_history_rmi() {
     assert!(stderr(&absent).contains("mine:v1"), "{}", stderr(&absent));
 }
 
+/// The pull goes on when its client leaves after the first message: the image arrives whole.
+#[test]
+fn a_client_that_leaves_mid_pull_leaves_a_whole_image() {
+    let registry = Registry::start(Auth::Anonymous);
+    let source = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("demo.oci.tar");
+    source.ok(&["image", "export", "demo", archive.to_str().unwrap()]);
+    registry.push_archive(&archive, "team/left:2");
+    let root = Root::empty(BIN);
+    let server = ApiServer::start(&root);
+    let mut s = UnixStream::connect(server.socket()).unwrap();
+    let head = format!(
+        "POST /v1.47/images/create?fromImage={}%2Fteam%2Fleft&tag=2 HTTP/1.1\r\nHost: docker\r\n\
+         Content-Length: 0\r\n\r\n",
+        registry.host()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut first = [0u8; 64];
+    let n = s.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    drop(s);
+    let reference = format!("{}/team/left:2", registry.host());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while image_tags(&server) != [reference.clone()] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_blobs_intact(root.path());
+    server.docker_ok(&[
+        "save",
+        "-o",
+        dir.path().join("left.tar").to_str().unwrap(),
+        &reference,
+    ]);
+}
+
 #[test]
 fn save_load_round_trip_and_import() {
     let root = demo_root();
