@@ -3,7 +3,9 @@
 //! `history`, `save | load`, `import`, `image prune`, networks, volumes, `info` and `system df`, and
 //! bad archives that are refused while the store stays intact.
 
-use bulkhead_testkit::{assert_blobs_intact, demo_rootfs_tar, ApiServer, Auth, Registry, Root};
+use bulkhead_testkit::{
+    assert_blobs_intact, demo_rootfs_tar, Account, ApiServer, Auth, Registry, Root,
+};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
@@ -87,6 +89,37 @@ fn pull_shows_docker_progress_then_tag_inspect_history_rmi() {
     assert!(stderr(&absent).contains("mine:v1"), "{}", stderr(&absent));
 }
 
+/// `docker login` goes through the engine's credential store, which later pulls use.
+#[test]
+fn login_stores_credentials_that_pulls_use() {
+    let account = Account {
+        user: "tester",
+        password: "s3cret-pw",
+    };
+    let registry = Registry::start(Auth::Htpasswd(&account));
+    let source = demo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("demo.oci.tar");
+    source.ok(&["image", "export", "demo", archive.to_str().unwrap()]);
+    registry.push_archive(&archive, "private/demo:1");
+    let root = Root::empty(BIN);
+    let server = ApiServer::start(&root);
+    let reference = format!("{}/private/demo:1", registry.host());
+    let denied = server.docker_out(&["pull", &reference]);
+    assert!(!denied.status.success());
+    let wrong = server.docker_out(&["login", "-u", "tester", "-p", "wrong", &registry.host()]);
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("authentication"),
+        "{}",
+        stderr(&wrong)
+    );
+    let login = server.docker_ok(&["login", "-u", "tester", "-p", "s3cret-pw", &registry.host()]);
+    assert!(login.contains("Login Succeeded"), "{login}");
+    server.docker_ok(&["pull", &reference]);
+    assert_eq!(image_tags(&server), [reference]);
+}
+
 /// The pull goes on when its client leaves after the first message: the image arrives whole.
 #[test]
 fn a_client_that_leaves_mid_pull_leaves_a_whole_image() {
@@ -149,6 +182,24 @@ fn save_load_round_trip_and_import() {
     let imported = server.docker_ok(&["import", tar, "imported:1"]);
     assert!(imported.trim().starts_with("sha256:"), "{imported}");
     assert_eq!(image_tags(&server), ["demo:latest", "imported:1"]);
+    let both = dir.path().join("both.tar");
+    let two = server.docker_out(&["save", "-o", both.to_str().unwrap(), "demo", "imported:1"]);
+    assert!(
+        stderr(&two).contains("one image per archive"),
+        "{}",
+        stderr(&two)
+    );
+    for (method, path) in [
+        ("POST", "/v1.47/images/demo/push"),
+        ("GET", "/v1.47/images/search?term=x"),
+        ("POST", "/v1.47/build"),
+        ("POST", "/v1.47/commit?container=x"),
+    ] {
+        let (status, body) = server.request(method, path, b"");
+        assert_eq!(status, 501, "{method} {path}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains(path.split('?').next().unwrap()), "{body}");
+    }
     let refused = server.docker_out(&["import", "--change", "CMD ls", tar, "x:1"]);
     assert!(!refused.status.success());
     assert!(
