@@ -1,6 +1,8 @@
 //! The command line, docker-shaped. Values are parsed here; meaning is given by the engine.
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -53,7 +55,11 @@ pub enum Command {
     /// Show a container's output.
     Logs(LogsArgs),
     /// Wait for containers to stop and print their exit codes.
-    Wait(NamesArgs),
+    Wait(WaitArgs),
+    /// Rename a container (running ones too).
+    Rename(RenameArgs),
+    /// Show events (container, image, network, volume): past ones, then new ones as they happen.
+    Events(EventsArgs),
     /// Show containers' details as JSON.
     Inspect(NamesArgs),
     /// Run a command in a running container.
@@ -172,6 +178,9 @@ pub struct NetworkCreateArgs {
     /// Driver: only bridge.
     #[arg(short, long, default_value = "bridge")]
     pub driver: String,
+    /// Set metadata: KEY=VALUE.
+    #[arg(long)]
+    pub label: Vec<String>,
     pub name: String,
 }
 
@@ -308,6 +317,9 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Set metadata: KEY=VALUE (over the image's labels).
+    #[arg(short, long)]
+    pub label: Vec<String>,
     /// Signal to stop the container.
     #[arg(long)]
     pub stop_signal: Option<String>,
@@ -404,6 +416,36 @@ pub struct LogsArgs {
     #[arg(short, long)]
     pub timestamps: bool,
     pub container: String,
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    /// not-running (at once if it is not running), next-exit (the exit of its next run, or of the
+    /// current one), or removed (until it is removed; still prints the exit code of its last run).
+    #[arg(long, default_value = "not-running")]
+    pub condition: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Events from this time on: RFC 3339 or unix seconds (default: with --until, the oldest kept;
+    /// without, only new events, as docker).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Events up to this time (without it, new events are shown as they happen).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
+    /// `json`: one docker-shaped JSON message per line.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args)]
@@ -537,6 +579,39 @@ pub enum KernelCommand {
     Info,
 }
 
+/// Parses a time as docker's `--since`/`--until`: RFC 3339, or unix seconds with optional fraction.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let bad = || format!("invalid time {s:?} (use RFC 3339 or unix seconds)");
+    let secs: i64 = secs.parse().map_err(|_| bad())?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else if frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{frac:0<9}").parse().map_err(|_| bad())?
+    } else {
+        return Err(bad());
+    };
+    DateTime::from_timestamp(secs, nanos).ok_or_else(bad)
+}
+
+/// `--label` values as a map: `KEY=VALUE`, or a bare `KEY` with an empty value, as docker.
+pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>, String> {
+    labels
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            if k.is_empty() {
+                Err(format!("invalid label {l:?}: expected KEY=VALUE"))
+            } else {
+                Ok((k.to_string(), v.to_string()))
+            }
+        })
+        .collect()
+}
+
 /// Parses docker sizes: `1024`, `512k`, `64m`, `2g` (binary units, optional trailing `b`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let lower = s.trim().to_ascii_lowercase();
@@ -565,6 +640,22 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn times() {
+        let t = parse_time("1700000000.5").unwrap();
+        assert_eq!(
+            (t.timestamp(), t.timestamp_subsec_nanos()),
+            (1700000000, 500_000_000)
+        );
+        let t = parse_time("2023-11-14T22:13:20.25+00:00").unwrap();
+        assert_eq!(
+            (t.timestamp(), t.timestamp_subsec_nanos()),
+            (1700000000, 250_000_000)
+        );
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("1.2.3").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::{format, inspect, relay};
 use anyhow::{bail, Context, Result};
 use bulkhead_engine::{
     logs, CreateOptions, Engine, EngineError, ExecOptions, ExitStatus, Isolation, LogOptions,
-    PullSettings, Resources, StartMode,
+    PullSettings, Resources, StartMode, WaitCondition,
 };
 use std::io::Write;
 
@@ -65,7 +65,11 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
         image: a.image,
         name: a.name,
         cmd: a.command,
-        entrypoint: a.entrypoint,
+        // `--entrypoint ""` clears the image's; otherwise it is one word, as in docker.
+        entrypoint: a
+            .entrypoint
+            .map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),
+        labels: parse_labels(&a.label).map_err(anyhow::Error::msg)?,
         env: resolve_env(env),
         workdir: a.workdir,
         user: a.user,
@@ -268,11 +272,23 @@ pub fn logs(engine: &Engine, a: LogsArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn wait(engine: &Engine, a: NamesArgs) -> Result<i32> {
+pub fn wait(engine: &Engine, a: WaitArgs) -> Result<i32> {
+    let condition = match a.condition.as_str() {
+        "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => bail!("invalid --condition {other} (not-running, next-exit or removed)"),
+    };
     each(&a.containers, |key| {
-        println!("{}", engine.wait(key)?);
+        let outcome = engine.wait_for(key, condition, &|| true)?;
+        println!("{}", outcome.exit_code);
         Ok(())
     })
+}
+
+pub fn rename(engine: &Engine, a: RenameArgs) -> Result<i32> {
+    engine.rename(&a.container, &a.new_name)?;
+    Ok(0)
 }
 
 pub fn inspect(engine: &Engine, a: NamesArgs) -> Result<i32> {

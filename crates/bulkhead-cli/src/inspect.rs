@@ -88,6 +88,7 @@ pub fn container(d: &ContainerDetails) -> Value {
             "StopSignal": cfg.stop_signal,
             "StopTimeout": cfg.stop_timeout,
             "Image": cfg.image,
+            "Labels": cfg.labels,
         },
     })
 }

@@ -96,6 +96,8 @@ fn dispatch(cli: Cli, serve: ServeFn) -> anyhow::Result<i32> {
         Command::Ps(a) => container_cmds::ps(engine, a),
         Command::Logs(a) => container_cmds::logs(engine, a),
         Command::Wait(a) => container_cmds::wait(engine, a),
+        Command::Rename(a) => container_cmds::rename(engine, a),
+        Command::Events(a) => system_cmds::events(engine, a),
         Command::Inspect(a) => container_cmds::inspect(engine, a),
         Command::Exec(a) => container_cmds::exec(engine, a),
         Command::Update(a) => container_cmds::update(engine, a),

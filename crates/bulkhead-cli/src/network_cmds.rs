@@ -16,6 +16,7 @@ pub fn network(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                 name: a.name,
                 subnet: a.subnet,
                 gateway: a.gateway,
+                labels: parse_labels(&a.label).map_err(anyhow::Error::msg)?,
             })?;
             println!("{}", record.id);
             Ok(0)
@@ -110,5 +111,6 @@ fn inspect(d: &NetworkDetails) -> Value {
         "Containers": containers,
         "Options": { "com.docker.network.bridge.name": r.bridge },
         "EnableDNS": r.dns,
+        "Labels": r.labels,
     })
 }

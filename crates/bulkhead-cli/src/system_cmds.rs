@@ -1,9 +1,12 @@
 //! System commands: info, version, kernel.
 
-use crate::args::KernelCommand;
+use crate::args::{EventsArgs, KernelCommand};
 use crate::format;
-use anyhow::Result;
-use bulkhead_engine::{AccelKind, CgroupVersion, Engine, Isolation, Kernel};
+use anyhow::{bail, Result};
+use bulkhead_engine::{AccelKind, CgroupVersion, Engine, Event, EventKind, Isolation, Kernel};
+use chrono::{SecondsFormat, Utc};
+use serde_json::json;
+use std::io::Write;
 
 pub fn version() -> Result<i32> {
     println!("bulkhead version {}", env!("CARGO_PKG_VERSION"));
@@ -73,4 +76,70 @@ pub fn kernel(cmd: KernelCommand) -> Result<i32> {
     println!("source: {}", kernel.source_version);
     println!("key: {}", kernel.key);
     Ok(0)
+}
+
+/// `events`: past events in range, then (without `--until`, or until it passes) new ones as they come.
+pub fn events(engine: &Engine, a: EventsArgs) -> Result<i32> {
+    let as_json = match a.format.as_deref() {
+        None => false,
+        Some("json" | "{{json .}}") => true,
+        Some(other) => bail!("unsupported --format {other} (only json)"),
+    };
+    let follow = a.until.is_none_or(|u| u > Utc::now());
+    let since = a.since.or_else(|| a.until.is_none().then(Utc::now));
+    let mut out = std::io::stdout().lock();
+    engine.events(since, a.until, follow, |e| {
+        if as_json {
+            writeln!(out, "{}", event_json(e))?;
+        } else {
+            writeln!(out, "{}", event_line(e))?;
+        }
+        out.flush()
+    })?;
+    Ok(0)
+}
+
+/// Docker's text line: `TIME TYPE ACTION ID (k=v, ...)`.
+fn event_line(e: &Event) -> String {
+    let attributes: Vec<String> = e
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "{} {} {} {} ({})",
+        e.time.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        kind(e.kind),
+        e.action,
+        e.id,
+        attributes.join(", ")
+    )
+}
+
+/// Docker's events message (`docker events --format json`).
+fn event_json(e: &Event) -> serde_json::Value {
+    let mut v = json!({
+        "Type": kind(e.kind),
+        "Action": e.action,
+        "Actor": { "ID": e.id, "Attributes": e.attributes },
+        "scope": "local",
+        "time": e.time.timestamp(),
+        "timeNano": e.time.timestamp_nanos_opt().unwrap_or(0),
+    });
+    // The fields of docker's older format, which it still sends for containers.
+    if e.kind == EventKind::Container {
+        v["status"] = json!(e.action);
+        v["id"] = json!(e.id);
+        v["from"] = json!(e.attributes.get("image"));
+    }
+    v
+}
+
+fn kind(k: EventKind) -> &'static str {
+    match k {
+        EventKind::Container => "container",
+        EventKind::Image => "image",
+        EventKind::Network => "network",
+        EventKind::Volume => "volume",
+    }
 }

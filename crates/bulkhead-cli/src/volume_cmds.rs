@@ -2,22 +2,14 @@
 
 use crate::args::VolumeCommand;
 use crate::format;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bulkhead_engine::{Engine, Volume};
 use serde_json::json;
-use std::collections::BTreeMap;
 
 pub fn volume(engine: &Engine, command: VolumeCommand) -> Result<i32> {
     match command {
         VolumeCommand::Create { name, label } => {
-            let mut labels = BTreeMap::new();
-            for l in label {
-                let (k, v) = l.split_once('=').unwrap_or((&l, ""));
-                if k.is_empty() {
-                    bail!("invalid label {l:?}: expected KEY=VALUE");
-                }
-                labels.insert(k.to_string(), v.to_string());
-            }
+            let labels = crate::args::parse_labels(&label).map_err(anyhow::Error::msg)?;
             println!("{}", engine.volume_create(name.as_deref(), &labels)?.name);
             Ok(0)
         }

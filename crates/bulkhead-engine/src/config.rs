@@ -3,6 +3,7 @@
 use bulkhead_runtime::Workload;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -90,6 +91,9 @@ pub struct ContainerConfig {
     /// `-p`, and `-P` expanded over the image's exposed ports.
     #[serde(default)]
     pub ports: Vec<bulkhead_net::ports::PortSpec>,
+    /// The image's labels overlaid by the caller's `--label`s, as docker.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Everything `create`/`run` accept, as a front end hands it over. Caller-side input is resolved by the
@@ -100,8 +104,8 @@ pub struct CreateOptions {
     pub image: String,
     pub name: Option<String>,
     pub cmd: Vec<String>,
-    /// `Some("")` clears the image's entrypoint, as in docker.
-    pub entrypoint: Option<String>,
+    /// `Some(vec![])` clears the image's entrypoint, as in docker.
+    pub entrypoint: Option<Vec<String>>,
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
@@ -143,4 +147,6 @@ pub struct CreateOptions {
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
+    /// `--label KEY=VALUE`, over the image's labels.
+    pub labels: BTreeMap<String, String>,
 }

@@ -8,6 +8,7 @@ use bulkhead_fs::Lock;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
+use std::time::{Duration, SystemTime};
 
 /// One container as recorded on disk.
 #[derive(Debug, Clone)]
@@ -33,9 +34,21 @@ impl Container {
         };
         let mut probe = c.state.clone();
         if state::reconcile(&mut probe) {
+            let mut ended = false;
             c.update_state(|s| {
+                let was_running = s.status == state::Status::Running;
                 state::reconcile(s);
+                ended = was_running && s.status != state::Status::Running;
             })?;
+            // Whoever notices that a monitor died without recording the exit reports the `die`.
+            if ended {
+                let code = c
+                    .state
+                    .exit_code
+                    .unwrap_or(state::LOST_EXIT_CODE)
+                    .to_string();
+                crate::events::container(layout, &c.config, "die", &[("exitCode", code)]);
+            }
         }
         Ok(c)
     }
@@ -67,40 +80,102 @@ impl Container {
     }
 }
 
-/// Creates the record of a new container; the name must be free.
-pub fn create(layout: &Layout, config: ContainerConfig) -> Result<Container, EngineError> {
+/// How old a `.new-*` or `.rm-*` directory must be before `list` takes it for a crash's leftover.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// A container being created: its directory `containers/.new-<id>/`, which `list` and `find` do not
+/// see, filled (disk, config, state) and then renamed into place as the last step of `create`, so a
+/// `kill -9` at any point leaves a whole container or none. Dropped uncommitted, it is removed.
+pub struct Staged {
+    pub paths: ContainerPaths,
+    committed: bool,
+}
+
+/// Makes the staging directory of container `id`, owner-only.
+pub fn stage(layout: &Layout, id: &str) -> Result<Staged, EngineError> {
     bulkhead_fs::private_dir(&layout.containers()).map_err(EngineError::io(layout.containers()))?;
-    let _lock = fsutil::lock(&layout.containers_lock())?;
-    if configs(layout)?.iter().any(|c| c.name == config.name) {
-        return Err(EngineError::NameInUse(config.name));
-    }
-    let paths = layout.container(&config.id);
-    // Written to a temp dir and renamed, so a crash never leaves a container without its files.
-    let tmp = layout.containers().join(format!(".new-{}", config.id));
-    // A leftover of a crash is ours (the directory above is owner-only and we hold its lock); the
-    // new one is created exclusively, owner-only.
-    let _ = fs::remove_dir_all(&tmp);
+    let paths = ContainerPaths {
+        dir: layout.containers().join(format!(".new-{id}")),
+        ..layout.container(id)
+    };
     fs::DirBuilder::new()
         .mode(0o700)
-        .create(&tmp)
-        .map_err(EngineError::io(&tmp))?;
-    let staged = layout.container(&config.id).dir;
-    let result = (|| {
-        fsutil::write_json(&tmp.join("config.json"), &config)?;
-        fsutil::write_json(&tmp.join("state.json"), &ContainerState::default())?;
-        bulkhead_fs::sync_dir(&tmp).map_err(EngineError::io(&tmp))?;
-        fs::rename(&tmp, &staged).map_err(EngineError::io(&staged))?;
-        bulkhead_fs::sync_dir(&layout.containers()).map_err(EngineError::io(layout.containers()))
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    Ok(Container {
+        .create(&paths.dir)
+        .map_err(EngineError::io(&paths.dir))?;
+    Ok(Staged {
         paths,
-        config,
-        state: ContainerState::default(),
+        committed: false,
     })
+}
+
+impl Staged {
+    /// Writes the records and renames the directory into place, if the name is still free.
+    pub fn commit(
+        mut self,
+        layout: &Layout,
+        config: ContainerConfig,
+    ) -> Result<Container, EngineError> {
+        fsutil::write_json(&self.paths.config(), &config)?;
+        fsutil::write_json(&self.paths.state(), &ContainerState::default())?;
+        bulkhead_fs::sync_dir(&self.paths.dir).map_err(EngineError::io(&self.paths.dir))?;
+        let _lock = fsutil::lock(&layout.containers_lock())?;
+        if configs(layout)?.iter().any(|c| c.name == config.name) {
+            return Err(EngineError::NameInUse(config.name));
+        }
+        let paths = layout.container(&config.id);
+        fs::rename(&self.paths.dir, &paths.dir).map_err(EngineError::io(&paths.dir))?;
+        self.committed = true;
+        bulkhead_fs::sync_dir(&layout.containers())
+            .map_err(EngineError::io(layout.containers()))?;
+        Ok(Container {
+            paths,
+            config,
+            state: ContainerState::default(),
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.paths.dir);
+        }
+    }
+}
+
+/// Removes the `.new-*` and `.rm-*` directories a crashed create or removal left (older than a minute:
+/// younger ones may belong to a create or removal still at work), under the containers lock.
+fn sweep_stale(layout: &Layout) -> Result<(), EngineError> {
+    let stale = |e: &fs::DirEntry| {
+        let name = e.file_name().to_string_lossy().to_string();
+        // A create adds entries as it goes, a removal deletes them: either moves the mtime.
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
+        (name.starts_with(".new-") || name.starts_with(".rm-"))
+            && age.is_some_and(|a| a > STALE_AFTER)
+    };
+    let dir = layout.containers();
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let leftovers: Vec<_> = entries.flatten().filter(stale).map(|e| e.path()).collect();
+    if leftovers.is_empty() {
+        return Ok(());
+    }
+    let _lock = fsutil::lock(&layout.containers_lock())?;
+    for path in leftovers.iter().filter(|p| p.exists()) {
+        tracing::info!(
+            "removing {}, left by an interrupted create or removal",
+            path.display()
+        );
+        if let Err(e) = fs::remove_dir_all(path) {
+            tracing::warn!("removing {}: {e}", path.display());
+        }
+    }
+    Ok(())
 }
 
 /// Ids of the container directories (temp and doomed directories start with a dot).
@@ -136,6 +211,7 @@ pub fn configs(layout: &Layout) -> Result<Vec<ContainerConfig>, EngineError> {
 /// All containers with reconciled state, newest first. Records that cannot be read are skipped with a
 /// warning.
 pub fn list(layout: &Layout) -> Result<Vec<Container>, EngineError> {
+    sweep_stale(layout)?;
     let mut out = Vec::new();
     for id in ids(layout)? {
         match Container::load(layout, &id) {

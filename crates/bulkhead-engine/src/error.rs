@@ -83,6 +83,8 @@ pub enum EngineError {
     Sys { what: String, source: nix::Error },
     #[error(transparent)]
     Net(#[from] bulkhead_net::NetError),
+    #[error("the wait was cancelled by its caller")]
+    Cancelled,
     #[error("network {0} not found")]
     NoSuchNetwork(String),
     #[error("network with name {0} already exists")]

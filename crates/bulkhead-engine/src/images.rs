@@ -2,6 +2,7 @@
 //! logins. Every image that enters the store gets its root filesystem artifact built here, so both
 //! isolation levels can run it at once.
 
+use crate::events::{self, EventKind};
 use crate::{Engine, EngineError};
 use bulkhead_image::{Image, ImageDeletion, ImageInspect, ImageSummary, PruneReport, Reference};
 use bulkhead_registry::{CredentialStore, PullOptions};
@@ -59,10 +60,15 @@ impl Engine {
             events(&PullEvent::Registry(e.clone()))
         })?;
         self.store.rootfs_artifact(&image)?;
-        Ok(PulledImage {
-            reference: parsed.to_string(),
-            image,
-        })
+        let reference = parsed.to_string();
+        events::named(
+            &self.layout,
+            EventKind::Image,
+            "pull",
+            &reference,
+            &reference,
+        );
+        Ok(PulledImage { reference, image })
     }
 
     /// Loads an OCI layout or `docker save` archive; returns the images it held.
@@ -70,6 +76,9 @@ impl Engine {
         let images = self.store.import(archive)?;
         for image in &images {
             self.store.rootfs_artifact(image)?;
+            let id = image.id.to_string();
+            let name = image.names.first().unwrap_or(&id);
+            events::named(&self.layout, EventKind::Image, "load", &id, name);
         }
         Ok(images)
     }
@@ -78,6 +87,8 @@ impl Engine {
     pub fn import_rootfs(&self, tar: &Path, reference: &str) -> Result<Image, EngineError> {
         let image = self.store.import_rootfs(tar, reference)?;
         self.store.rootfs_artifact(&image)?;
+        let id = image.id.to_string();
+        events::named(&self.layout, EventKind::Image, "import", &id, reference);
         Ok(image)
     }
 
@@ -87,7 +98,10 @@ impl Engine {
     }
 
     pub fn tag_image(&self, source: &str, target: &str) -> Result<(), EngineError> {
-        Ok(self.store.tag(source, target)?)
+        self.store.tag(source, target)?;
+        let id = self.store.resolve(target)?.id.to_string();
+        events::named(&self.layout, EventKind::Image, "tag", &id, target);
+        Ok(())
     }
 
     /// Untags `reference`, and deletes the image once no tag is left; an image that a container (in any
@@ -101,9 +115,18 @@ impl Engine {
             .into_iter()
             .map(|c| c.image_id)
             .collect();
-        Ok(self
+        let id = self.store.resolve(reference)?.id.to_string();
+        let deletions = self
             .store
-            .remove(reference, force, &|id| used.contains(&id.to_string()))?)
+            .remove(reference, force, &|id| used.contains(&id.to_string()))?;
+        for deletion in &deletions {
+            let (action, name) = match deletion {
+                ImageDeletion::Untagged(name) => ("untag", name.clone()),
+                ImageDeletion::Deleted(deleted) => ("delete", deleted.to_string()),
+            };
+            events::named(&self.layout, EventKind::Image, action, &id, &name);
+        }
+        Ok(deletions)
     }
 
     /// Deletes blobs and artifacts no image refers to.

@@ -19,6 +19,20 @@ impl Layout {
         &self.root
     }
 
+    /// The event log (`events.rs`), its previous file after a rotation, and the lock that orders
+    /// appends before a rotation.
+    pub fn events(&self) -> PathBuf {
+        self.root.join("events.jsonl")
+    }
+
+    pub fn events_rotated(&self) -> PathBuf {
+        self.root.join("events.jsonl.1")
+    }
+
+    pub fn events_lock(&self) -> PathBuf {
+        self.root.join("events.lock")
+    }
+
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
     }

@@ -13,14 +13,19 @@
 //!   `etc_files.rs` its `/etc/hosts` and `/etc/resolv.conf`.
 //! - `volumes/`: named and anonymous volumes, `-v`/`--mount` parsing, copy-up from the image.
 //! - `network_dns/`: the name responder of a user-defined network, run by the monitors on it.
-//! - `containers.rs`, `state.rs`, `layout.rs`, `disk.rs`, `logs.rs`, `fsutil.rs`: records on disk.
+//! - `containers.rs`, `state.rs`, `layout.rs`, `disk.rs`, `logs.rs`, `fsutil.rs`: records on disk;
+//!   `events.rs` the event log (docker's `events`).
 //!
 //! On-disk layout under the root (`--root`, default `/var/lib/bulkhead`):
 //! ```text
 //! policy.json                 the isolation policy (optional)
 //! images/                     the image store (bulkhead-image)
+//! events.jsonl                the event log, one JSON line per event (O_APPEND by any bulkhead process)
+//! events.jsonl.1, events.lock its previous file after rotation at ~4 MiB; the lock orders appends first
 //! containers/.lock            taken while names are reserved or containers are listed for removal
-//! containers/<id>/config.json what the container is (written once at create, and by `update`)
+//! containers/.new-<id>/       a container being created, renamed to <id>/ as create's last step
+//!                             (one a crash left is swept by `list` after a minute, as is .rm-<id>/)
+//! containers/<id>/config.json what the container is (written at create, by `update` and `rename`)
 //! containers/<id>/state.json  what it is doing (status, pids, exit), rewritten atomically under lock
 //! containers/<id>/lock        per-container lock for state changes
 //! containers/<id>/rw.img      the writable layer: an ext4 disk image used by both isolation modes
@@ -35,7 +40,8 @@
 //!
 //! Crash safety: every state file is replaced atomically, and any command that reads a container whose
 //! monitor is gone reconciles it (see [`state::reconcile`]), so `kill -9` of any bulkhead process or a host
-//! reboot never loses a container.
+//! reboot never loses a container; `create` renames a complete container into place as its last step,
+//! so one killed midway leaves none.
 
 mod config;
 mod containers;
@@ -45,6 +51,7 @@ mod engine;
 mod env;
 mod error;
 mod etc_files;
+mod events;
 mod fsutil;
 mod images;
 mod isolation;
@@ -67,9 +74,12 @@ pub use config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
 pub use containers::Container;
 pub use engine::{build_guest_kernel, guest_kernel, policy_path, Engine, EngineConfig, EngineInfo};
 pub use error::EngineError;
+pub use events::{Event, EventKind};
 pub use images::{PullEvent, PullEvents, PullSettings, PulledImage};
 pub use isolation::VmSizing;
-pub use lifecycle::{ContainerDetails, ExecOptions, LogOptions, StartMode};
+pub use lifecycle::{
+    ContainerDetails, ExecOptions, LogOptions, StartMode, WaitCondition, WaitOutcome,
+};
 pub use network_ops::NetworkDetails;
 pub use networks::attach::{host_veth_name, InterfaceState, NetworkState};
 pub use networks::{EndpointRecord, NetworkAttachment, NetworkCreateOptions, NetworkRecord};

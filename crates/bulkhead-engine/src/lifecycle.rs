@@ -8,7 +8,7 @@ use crate::isolation::{self, VmSizing};
 use crate::session::Session;
 use crate::state::{ContainerState, Status};
 use crate::volumes::{self, MountPlan};
-use crate::{env, fsutil, monitor, spec, Engine, EngineError};
+use crate::{env, events, fsutil, monitor, spec, Engine, EngineError};
 use bulkhead_proto::Message;
 use bulkhead_runtime::{ProcessSpec, Resources};
 use nix::sys::signal::{kill, Signal};
@@ -47,6 +47,22 @@ pub struct ContainerDetails {
     pub vm: Option<VmSizing>,
 }
 
+/// What [`Engine::wait_for`] waits for, as docker's `condition` of `POST /containers/{id}/wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// How the awaited run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitOutcome {
+    pub exit_code: i32,
+    /// Why the engine (not the process) ended or could not start the run.
+    pub error: Option<String>,
+}
+
 /// How much of the log `logs` gives, and whether it follows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogOptions {
@@ -70,20 +86,20 @@ impl Engine {
     }
 
     /// Creates a container: its record, its writable disk, and the image's root filesystem artifact. With
-    /// `opts.pull` set, an image that is not in the store is pulled first (progress goes to `events`).
+    /// `opts.pull` set, an image that is not in the store is pulled first (progress goes to `progress`).
     /// The isolation is what the policy decides for the image and the requested isolation.
     pub fn create(
         &self,
         opts: &CreateOptions,
-        events: PullEvents,
+        progress: PullEvents,
     ) -> Result<Container, EngineError> {
         let image = match (self.store.resolve(&opts.image), &opts.pull) {
             (Ok(image), _) => image,
             (Err(bulkhead_image::ImageError::NotFound { .. }), Some(settings)) => {
-                events(&PullEvent::NotFoundLocally {
+                progress(&PullEvent::NotFoundLocally {
                     reference: opts.image.clone(),
                 });
-                self.pull(&opts.image, settings, events)?;
+                self.pull(&opts.image, settings, progress)?;
                 self.store.resolve(&opts.image)?
             }
             (Err(e), _) => return Err(e.into()),
@@ -125,24 +141,18 @@ impl Engine {
         self.resolve_network(&mut config, opts)?;
         // Built now so `start` does not pay for it; cached per image. Copy-up reads it too.
         let artifact = self.store.rootfs_artifact(&image)?;
+        // Everything is made in a directory `list` does not see and renamed into place last: a create
+        // killed at any point leaves no container (a later `list` sweeps the directory).
+        let staged = containers::stage(&self.layout, &id)?;
+        crate::disk::create(self.layout.root(), &staged.paths.disk(), config.disk_size)?;
         // Held until the record names the volumes, so `volume rm` cannot slip in between.
         let guard = MountPlan::lock(&self.layout)?;
         let made = plan.realize(&self.layout, &artifact, &guard)?;
-        let container = containers::create(&self.layout, config).inspect_err(|_| {
+        let container = staged.commit(&self.layout, config).inspect_err(|_| {
             plan.undo(&self.layout, &made);
         })?;
         drop(guard);
-        if let Err(e) = crate::disk::create(
-            self.layout.root(),
-            &container.paths.disk(),
-            container.config.disk_size,
-        ) {
-            let _ = self.remove_files(&container);
-            if let Ok(_guard) = MountPlan::lock(&self.layout) {
-                plan.undo(&self.layout, &made);
-            }
-            return Err(e);
-        }
+        events::container(&self.layout, &container.config, "create", &[]);
         Ok(container)
     }
 
@@ -220,7 +230,7 @@ impl Engine {
         if c.state.status != Status::Running {
             return Err(wrong_state(&c, "cannot be signalled"));
         }
-        signal_container(&c, signal)
+        signal_container(&self.layout, &c, signal)
     }
 
     /// Stop signal, then SIGKILL after `timeout` seconds; returns once the exit is recorded.
@@ -231,29 +241,122 @@ impl Engine {
         }
         let signal = spec::parse_signal(&c.config.stop_signal)?;
         let grace = Duration::from_secs(timeout.unwrap_or(c.config.stop_timeout));
-        if signal_container(&c, signal).is_ok() {
-            if let Some(done) = self.wait_exit(c.id(), grace)? {
-                return Ok(done);
+        let stopped = |done: Container| {
+            events::container(&self.layout, &done.config, "stop", &[]);
+            done
+        };
+        let exited = |timeout| match self.wait_exit(c.id(), timeout) {
+            // `--rm`: its monitor removed it once it had exited; it is stopped.
+            Err(EngineError::NoSuchContainer(_)) => Ok(Some(c.clone())),
+            other => other,
+        };
+        if signal_container(&self.layout, &c, signal).is_ok() {
+            if let Some(done) = exited(grace)? {
+                return Ok(stopped(done));
             }
         }
-        signal_container(&c, Signal::SIGKILL)?;
-        self.wait_exit(c.id(), KILL_WAIT)?
+        signal_container(&self.layout, &c, Signal::SIGKILL)?;
+        exited(KILL_WAIT)?
+            .map(stopped)
             .ok_or_else(|| wrong_state(&c, "did not exit after SIGKILL"))
     }
 
     pub fn restart(&self, key: &str, timeout: Option<u64>) -> Result<Container, EngineError> {
         let c = self.stop(key, timeout)?;
-        self.start(c.id(), StartMode::Detached)
+        let c = self.start(c.id(), StartMode::Detached)?;
+        events::container(&self.layout, &c.config, "restart", &[]);
+        Ok(c)
     }
 
-    /// Waits until the container is no longer running and returns its exit code.
+    /// Waits until the container is no longer running and returns its exit code (`bulkhead wait`).
     pub fn wait(&self, key: &str) -> Result<i32, EngineError> {
-        let c = self.find(key)?;
+        Ok(self
+            .wait_for(key, WaitCondition::NotRunning, &|| true)?
+            .exit_code)
+    }
+
+    /// docker's wait conditions. NotRunning: returns at once if not running. NextExit: waits for the exit
+    /// after now (a created container: its first run's exit). Removed: waits until the container is gone
+    /// (--rm) and still reports its exit code (from the die event). `keep_waiting` is polled (~25 ms);
+    /// when it returns false, the wait ends with EngineError::Cancelled (new variant).
+    pub fn wait_for(
+        &self,
+        key: &str,
+        condition: WaitCondition,
+        keep_waiting: &dyn Fn() -> bool,
+    ) -> Result<WaitOutcome, EngineError> {
+        let first = self.find(key)?;
+        let id = first.config.id.clone();
+        // A run ends by recording its finish time; a start clears it. A finish time other than the one
+        // seen now is an exit after now.
+        let seen_finish = first.state.finished_at;
+        // Gone (`--rm`, or removed by someone): its last run's exit is in the event log.
+        let gone = || -> Result<WaitOutcome, EngineError> {
+            Ok(WaitOutcome {
+                exit_code: events::last_exit_code(&self.layout, &id)?.unwrap_or(0),
+                error: None,
+            })
+        };
         loop {
-            if let Some(done) = self.wait_exit(c.id(), Duration::from_secs(3600))? {
-                return Ok(done.state.exit_code.unwrap_or(0));
+            if condition == WaitCondition::Removed {
+                // Only its existence matters: a stat per poll, for many `run --rm` clients at once.
+                if !self.layout.container(&id).config().exists() {
+                    return gone();
+                }
+            } else {
+                let c = match Container::load(&self.layout, &id) {
+                    Ok(c) => c,
+                    Err(EngineError::NoSuchContainer(_)) => return gone(),
+                    Err(e) => return Err(e),
+                };
+                let ended = c.state.status != Status::Running
+                    && (condition == WaitCondition::NotRunning
+                        || (c.state.finished_at.is_some() && c.state.finished_at != seen_finish));
+                if ended {
+                    return Ok(WaitOutcome {
+                        exit_code: c.state.exit_code.unwrap_or(0),
+                        error: c.state.error,
+                    });
+                }
             }
+            if !keep_waiting() {
+                return Err(EngineError::Cancelled);
+            }
+            std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Renames a container, running or not: docker's name rules, and the name must be free. A running
+    /// container's endpoint records take the new name, so its networks' name responders answer it.
+    pub fn rename(&self, key: &str, new_name: &str) -> Result<(), EngineError> {
+        validate_name(new_name)?;
+        let mut c = self.find(key)?;
+        let old_name = c.config.name.clone();
+        if old_name == new_name {
+            return Err(EngineError::InvalidOption(format!(
+                "renaming a container with the same name as its current name ({new_name})"
+            )));
+        }
+        // The names lock, then the container's: no create or other rename takes the name meanwhile.
+        let _names = fsutil::lock(&self.layout.containers_lock())?;
+        if containers::configs(&self.layout)?
+            .iter()
+            .any(|other| other.name == new_name)
+        {
+            return Err(EngineError::NameInUse(new_name.to_string()));
+        }
+        let _lock = c.lock()?;
+        c.config = fsutil::read_json(&c.paths.config())?;
+        c.config.name = new_name.to_string();
+        c.save_config()?;
+        crate::networks::rename_endpoints(&self.layout, &c.config)?;
+        events::container(
+            &self.layout,
+            &c.config,
+            "rename",
+            &[("oldName", format!("/{old_name}"))],
+        );
+        Ok(())
     }
 
     /// Polls until not running; `None` on timeout. A container removed meanwhile (`--rm`) is an error.
@@ -284,7 +387,7 @@ impl Engine {
             if !force {
                 return Err(wrong_state(&c, "stop it first or force the removal"));
             }
-            let _ = signal_container(&c, Signal::SIGKILL);
+            let _ = signal_container(&self.layout, &c, Signal::SIGKILL);
             match self.wait_exit(c.id(), KILL_WAIT) {
                 Ok(Some(_)) | Err(EngineError::NoSuchContainer(_)) => {}
                 Ok(None) => return Err(wrong_state(&c, "did not exit after SIGKILL")),
@@ -471,12 +574,22 @@ pub(crate) fn remove_files(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(EngineError::io(&c.paths.dir)(e)),
     }
-    std::fs::remove_dir_all(&doomed).map_err(EngineError::io(&doomed))
+    events::container(layout, &c.config, "destroy", &[]);
+    match std::fs::remove_dir_all(&doomed) {
+        // `list` sweeps a `.rm-` directory a crashed removal left; it may have just taken this one.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EngineError::io(&doomed)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Signals the main process through the monitor; if the monitor is gone, signals the host pid directly.
-fn signal_container(c: &Container, signal: Signal) -> Result<(), EngineError> {
-    match Session::connect(c) {
+/// A signal sent is a `kill` event, as docker records it (`stop` and `rm -f` included).
+fn signal_container(
+    layout: &crate::layout::Layout,
+    c: &Container,
+    signal: Signal,
+) -> Result<(), EngineError> {
+    let sent = match Session::connect(c) {
         Ok(mut s) => s.send(&Message::Signal {
             stream: 0,
             signal: signal as i32,
@@ -486,7 +599,12 @@ fn signal_container(c: &Container, signal: Signal) -> Result<(), EngineError> {
                 .map_err(EngineError::sys(format!("signalling {pid}"))),
             _ => Err(e),
         },
+    };
+    if sent.is_ok() {
+        let number = (signal as i32).to_string();
+        events::container(layout, &c.config, "kill", &[("signal", number)]);
     }
+    sent
 }
 
 fn wrong_state(c: &Container, what: &str) -> EngineError {

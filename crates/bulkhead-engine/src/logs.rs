@@ -167,10 +167,11 @@ fn split_lines(records: Vec<Record>) -> Vec<Record> {
     lines
 }
 
-/// Parses whole lines from the reader's position; returns the bytes consumed (a partial last line is not).
-fn read_complete_lines(
+/// Parses whole JSON lines from the reader's position; returns the bytes consumed (a partial last line is
+/// not). A damaged line is skipped with a warning. The event log is read this way too.
+pub(crate) fn read_complete_lines<T: serde::de::DeserializeOwned>(
     reader: &mut BufReader<File>,
-    out: &mut Vec<Record>,
+    out: &mut Vec<T>,
     path: &Path,
 ) -> Result<u64, EngineError> {
     let mut consumed = 0u64;
@@ -182,9 +183,9 @@ fn read_complete_lines(
             return Ok(consumed);
         }
         consumed += n as u64;
-        match serde_json::from_str::<Record>(&line) {
+        match serde_json::from_str::<T>(&line) {
             Ok(r) => out.push(r),
-            Err(e) => tracing::warn!("{}: skipping a damaged log line: {e}", path.display()),
+            Err(e) => tracing::warn!("{}: skipping a damaged line: {e}", path.display()),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The facade's network operations: `network create/ls/inspect/rm/connect/disconnect`.
 
+use crate::events::{self, EventKind};
 use crate::networks::{
     self, EndpointRecord, NetworkAttachment, NetworkCreateOptions, NetworkRecord,
 };
 use crate::{Engine, EngineError, Status};
+use std::collections::BTreeMap;
 
 /// A network and the containers running on it.
 #[derive(Debug, Clone)]
@@ -17,7 +19,9 @@ impl Engine {
         &self,
         opts: &NetworkCreateOptions,
     ) -> Result<NetworkRecord, EngineError> {
-        networks::create(&self.layout, opts, self.config.bridge_subnet)
+        let record = networks::create(&self.layout, opts, self.config.bridge_subnet)?;
+        network_event(self, &record, "create", None);
+        Ok(record)
     }
 
     pub fn network_list(&self) -> Result<Vec<NetworkRecord>, EngineError> {
@@ -34,7 +38,9 @@ impl Engine {
 
     /// Removes a network no container uses; returns its record.
     pub fn network_remove(&self, key: &str) -> Result<NetworkRecord, EngineError> {
-        networks::remove(&self.layout, key, self.config.bridge_subnet)
+        let record = networks::remove(&self.layout, key, self.config.bridge_subnet)?;
+        network_event(self, &record, "destroy", None);
+        Ok(record)
     }
 
     /// Attaches a stopped, bridged container to one more network (its next `ethN`).
@@ -60,13 +66,15 @@ impl Engine {
             ));
         }
         c.config.networks.push(NetworkAttachment {
-            network_id: record.id,
+            network_id: record.id.clone(),
             aliases: aliases.to_vec(),
         });
         if c.config.network_mode == "none" {
-            c.config.network_mode = record.name;
+            c.config.network_mode = record.name.clone();
         }
-        c.save_config()
+        c.save_config()?;
+        network_event(self, &record, "connect", Some(c.id()));
+        Ok(())
     }
 
     /// Detaches a stopped container from a network.
@@ -87,7 +95,9 @@ impl Engine {
             c.config.network_mode = "none".into();
             c.config.ports.clear();
         }
-        c.save_config()
+        c.save_config()?;
+        network_event(self, &record, "disconnect", Some(c.id()));
+        Ok(())
     }
 
     fn check_reattachable(&self, c: &crate::Container) -> Result<(), EngineError> {
@@ -106,4 +116,22 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A network event with docker's attributes: `name`, `type`, and for (dis)connect the `container`.
+fn network_event(engine: &Engine, record: &NetworkRecord, action: &str, container: Option<&str>) {
+    let mut attributes = BTreeMap::from([
+        ("name".to_string(), record.name.clone()),
+        ("type".to_string(), record.driver.clone()),
+    ]);
+    if let Some(id) = container {
+        attributes.insert("container".into(), id.to_string());
+    }
+    events::record(
+        &engine.layout,
+        EventKind::Network,
+        action,
+        &record.id,
+        attributes,
+    );
 }

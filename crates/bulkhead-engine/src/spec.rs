@@ -32,8 +32,7 @@ pub fn container_config(
 ) -> Result<ContainerConfig, EngineError> {
     let cfg = image.config().clone().unwrap_or_default();
     let entrypoint: Vec<String> = match &opts.entrypoint {
-        Some(e) if e.is_empty() => Vec::new(),
-        Some(e) => vec![e.clone()],
+        Some(e) => e.clone(),
         None => cfg.entrypoint().clone().unwrap_or_default(),
     };
     // As in docker, an explicit entrypoint drops the image's Cmd.
@@ -139,6 +138,13 @@ pub fn container_config(
         network_mode: String::new(),
         networks: Vec::new(),
         ports: parse_ports(opts, &cfg)?,
+        labels: cfg
+            .labels()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(opts.labels.clone())
+            .collect(),
     };
     isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;

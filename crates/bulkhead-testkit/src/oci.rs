@@ -65,6 +65,8 @@ pub struct Platform<'a> {
     pub volumes: &'a [&'a str],
     /// `EXPOSE`d ports such as `80/tcp`.
     pub exposed_ports: &'a [&'a str],
+    /// The config's `Labels`.
+    pub labels: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> Platform<'a> {
@@ -74,10 +76,12 @@ impl<'a> Platform<'a> {
             layers,
             volumes: &[],
             exposed_ports: &[],
+            labels: &[],
         }
     }
 
-    /// The image config: PATH=/bin, `/bin/sh` as command, the volumes, one history entry per layer.
+    /// The image config: PATH=/bin, `/bin/sh` as command, the volumes, ports and labels, one history
+    /// entry per layer.
     pub fn config_json(&self) -> Vec<u8> {
         let diff_ids: Vec<&str> = self.layers.iter().map(|l| l.diff_id.as_str()).collect();
         let history: Vec<_> = (0..self.layers.len())
@@ -99,6 +103,14 @@ impl<'a> Platform<'a> {
                 .map(|p| (p.to_string(), json!({})))
                 .collect();
             config["ExposedPorts"] = exposed.into();
+        }
+        if !self.labels.is_empty() {
+            let labels: serde_json::Map<String, serde_json::Value> = self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            config["Labels"] = labels.into();
         }
         serde_json::to_vec(&json!({
             "created": "2024-01-02T03:04:05Z",

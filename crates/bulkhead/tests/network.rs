@@ -7,6 +7,7 @@
 mod common;
 
 use common::host::{network_leftovers, nft_ruleset};
+use common::net::{subnet, Network};
 use common::{interfaces, stable_interfaces, stderr, Root, IMAGE};
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Command;
@@ -18,11 +19,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A subnet for this test process: `10.<second>.<pid % 250>.0/24`.
-fn subnet(second: u8) -> String {
-    format!("10.{second}.{}.0/24", std::process::id() % 250)
 }
 
 /// The body of `url`, fetched by curl on the host.
@@ -64,30 +60,6 @@ fn host_address() -> Ipv4Addr {
         })
         .next()
         .expect("a global address on the host")
-}
-
-/// A user-defined network, removed with its bridge when dropped (also when the test fails: bridges
-/// and their rules are host-global). Containers using it go first (the root's drop comes later).
-struct Network<'a> {
-    root: &'a Root,
-    name: String,
-}
-
-impl<'a> Network<'a> {
-    fn create(root: &'a Root, prefix: &str, subnet: &str) -> Network<'a> {
-        let name = format!("{prefix}{}", std::process::id());
-        root.ok(&["network", "create", "--subnet", subnet, &name]);
-        Network { root, name }
-    }
-}
-
-impl Drop for Network<'_> {
-    fn drop(&mut self) {
-        for id in self.root.all_ids() {
-            let _ = self.root.bh(&["rm", "-f", &id]);
-        }
-        let _ = self.root.bh(&["network", "rm", &self.name]);
-    }
 }
 
 fn httpd(r: &Root, name: &str, extra: &[&str]) -> String {

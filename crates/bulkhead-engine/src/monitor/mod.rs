@@ -12,13 +12,14 @@ pub mod launch;
 mod network;
 mod socket;
 
+use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::isolation::{self, Endpoint, Mode};
 use crate::layout::Layout;
 use crate::logs::{self, Stream};
 use crate::networks::attach::{self, Attached};
 use crate::state::{start_time, Status};
-use crate::{spec, EngineError};
+use crate::{events, fsutil, spec, EngineError};
 use bulkhead_proto::{handshake, ExitStatus, Message, ProtoError};
 use chrono::Utc;
 use clients::Clients;
@@ -55,6 +56,12 @@ fn run(
     match Monitor::new(layout, max_unpacked_bytes, &mut container, attach_first) {
         Ok(mut m) => m.run(&mut report),
         Err(e) => {
+            events::container(
+                layout,
+                &container.config,
+                "die",
+                &[("exitCode", "125".into())],
+            );
             record_exit(&mut container, 125, false, Some(e.to_string()));
             report(&format!("error: {e}"));
             1
@@ -117,6 +124,7 @@ impl<'a> Monitor<'a> {
                 if let Err(e) = self.release_network() {
                     tracing::warn!("releasing the network of a failed start: {e}");
                 }
+                self.record_die(e.exit_code());
                 record_exit(self.container, e.exit_code(), false, Some(msg.clone()));
                 report(&format!("error: {msg}"));
                 self.clients.broadcast(&Message::Error {
@@ -148,6 +156,7 @@ impl<'a> Monitor<'a> {
             .map(|s| s.code)
             .unwrap_or(crate::state::LOST_EXIT_CODE);
         let oom = status.as_ref().is_some_and(|s| s.oom_killed);
+        self.record_die(code);
         record_exit(self.container, code, oom, reason.clone());
         report(&match &reason {
             Some(r) if status.is_none() => format!("error: {r}"),
@@ -437,6 +446,7 @@ impl<'a> Monitor<'a> {
                         s.pid_start = start_time(pid);
                     });
                 }
+                events::container(self.layout, &self.current_config(), "start", &[]);
                 report("ok");
             }
             Message::Stdout { stream: 0, data } | Message::Stderr { stream: 0, data }
@@ -500,9 +510,30 @@ impl<'a> Monitor<'a> {
         }
     }
 
+    /// The container's definition as it is now: `rename` may have changed it since we loaded it.
+    fn current_config(&self) -> ContainerConfig {
+        fsutil::read_json(&self.container.paths.config())
+            .unwrap_or_else(|_| self.container.config.clone())
+    }
+
+    /// The `die` event, just before the exit is recorded in the state (so whoever waits on the state,
+    /// `stop` say, records its own event after this one), and so before a `--rm` container is removed
+    /// (a waiter for its removal reads its exit code here).
+    fn record_die(&self, code: i32) {
+        let config = self.current_config();
+        events::container(
+            self.layout,
+            &config,
+            "die",
+            &[("exitCode", code.to_string())],
+        );
+    }
+
     /// After the exit is recorded: remove if `--rm`, tell clients, and go.
     fn finish(&mut self, code: i32) {
         if self.container.config.auto_remove {
+            // Its `destroy` event names it as it is called now.
+            self.container.config = self.current_config();
             if let Err(e) = crate::lifecycle::remove_files(self.layout, self.container) {
                 tracing::warn!("removing {}: {e}", self.container.config.id);
             }

@@ -111,9 +111,15 @@ fn build(layout: &Layout, config: &ContainerConfig) -> Result<Attached, EngineEr
         // A container reaching its own published port comes back through its own bridge port.
         bulkhead_net::sysctl::enable_hairpin(&host_veth_name(id, n))?;
         configure_inside(&path, &interface, ipv4, &record, n == 0)?;
+        // `rename` rewrites the endpoint records under the container's lock: the name is read and the
+        // record written under it too, so a rename during this start is not lost.
+        let paths = layout.container(id);
+        let _lock = fsutil::lock(&paths.lock())?;
         let endpoint = EndpointRecord {
             container_id: id.clone(),
-            name: config.name.clone(),
+            name: fsutil::read_json::<ContainerConfig>(&paths.config())
+                .map(|c| c.name)
+                .unwrap_or_else(|_| config.name.clone()),
             aliases: attachment.aliases.clone(),
             ipv4,
         };

@@ -6,11 +6,13 @@
 pub(crate) mod attach;
 pub(crate) mod bridge;
 
+use crate::config::ContainerConfig;
 use crate::layout::Layout;
 use crate::{fsutil, EngineError};
 use bulkhead_net::Subnet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -33,6 +35,8 @@ pub struct NetworkRecord {
     pub created: DateTime<Utc>,
     /// Embedded name resolution: on for user-defined networks, off for the default one, as in docker.
     pub dns: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One container attached to a network, persisted as `endpoints/<container-id>.json` while it runs.
@@ -57,6 +61,7 @@ pub struct NetworkCreateOptions {
     pub name: String,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 pub(crate) fn dir(layout: &Layout) -> PathBuf {
@@ -167,6 +172,7 @@ pub(crate) fn default_network(
         bridge: DEFAULT_BRIDGE.into(),
         created: Utc::now(),
         dns: false,
+        labels: BTreeMap::new(),
     };
     save(layout, &record)?;
     Ok(record)
@@ -225,6 +231,7 @@ pub(crate) fn create(
         gateway,
         created: Utc::now(),
         dns: true,
+        labels: opts.labels.clone(),
     };
     bridge::ensure(&record)?;
     if let Err(e) = save(layout, &record) {
@@ -263,6 +270,30 @@ pub(crate) fn remove(
     let d = dir(layout).join(&record.id);
     std::fs::remove_dir_all(&d).map_err(EngineError::io(&d))?;
     Ok(record)
+}
+
+/// Gives a renamed container's endpoint records (those of its current run) its new name.
+pub(crate) fn rename_endpoints(
+    layout: &Layout,
+    config: &ContainerConfig,
+) -> Result<(), EngineError> {
+    for attachment in &config.networks {
+        let path = endpoint_path(layout, &attachment.network_id, &config.id);
+        let mut endpoint: EndpointRecord = match fsutil::read_json(&path) {
+            Ok(e) => e,
+            Err(EngineError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        endpoint.name = config.name.clone();
+        // As the monitor writes it: runtime data, replaced atomically (the responder sees the old or the
+        // new name), no sync.
+        fsutil::write_json_with(&path, &endpoint, bulkhead_fs::Durability::Atomic)?;
+    }
+    Ok(())
 }
 
 /// The endpoints of a network (containers running on it).

@@ -108,6 +108,7 @@ fn create_locked(
         let _ = fs::remove_dir_all(&dir);
         return Err(e);
     }
+    volume_event(layout, "create", name);
     Ok((volume, true))
 }
 
@@ -133,9 +134,22 @@ fn remove_locked(layout: &Layout, name: &str) -> Result<(), EngineError> {
         .volumes()
         .join(bulkhead_fs::unique_name(&format!(".rm-{name}-")));
     fs::rename(&dir, &doomed).map_err(EngineError::io(&dir))?;
+    volume_event(layout, "destroy", name);
     // remove_dir_all opens each directory O_NOFOLLOW and unlinks symlinks as entries: a link a guest
     // planted in the data is removed, never followed.
     fs::remove_dir_all(&doomed).map_err(EngineError::io(&doomed))
+}
+
+/// A volume event with docker's attribute `driver`.
+fn volume_event(layout: &Layout, action: &str, name: &str) {
+    let attributes = BTreeMap::from([("driver".to_string(), DRIVER.to_string())]);
+    crate::events::record(
+        layout,
+        crate::events::EventKind::Volume,
+        action,
+        name,
+        attributes,
+    );
 }
 
 fn names(layout: &Layout) -> Result<Vec<String>, EngineError> {

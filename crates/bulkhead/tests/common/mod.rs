@@ -8,6 +8,7 @@ use std::ops::Deref;
 use std::path::Path;
 
 pub mod host;
+pub mod net;
 
 pub use bulkhead_testkit::{stderr, stdout, wait_output, Isolation};
 
