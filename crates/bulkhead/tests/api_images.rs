@@ -57,7 +57,7 @@ fn pull_shows_docker_progress_then_tag_inspect_history_rmi() {
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
-    assert_eq!(image_tags(&server), [reference.clone()]);
+    assert_eq!(image_tags(&server), std::slice::from_ref(&reference));
     let again = server.docker_ok(&["pull", &reference]);
     assert!(again.contains("Image is up to date"), "{again}");
     // A tag the registry does not have: docker's one-line error, nothing added.
@@ -347,7 +347,26 @@ fn networks_create_ls_inspect_rm_and_refusals() {
     let missing = server.docker_out(&["network", "inspect", &name]);
     assert!(!missing.status.success());
     // prune removes user-defined networks nobody uses, never the default one.
-    server.docker_ok(&["network", "create", "--subnet", "10.213.8.0/24", &name]);
+    server.docker_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.213.8.0/24",
+        "--label",
+        "team=a",
+        &name,
+    ]);
+    let labelled = server.docker_ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        "label=team=a",
+    ]);
+    assert_eq!(labelled.trim(), name);
+    let labels = server.docker_ok(&["network", "inspect", "--format", "{{json .Labels}}", &name]);
+    assert_eq!(labels.trim(), r#"{"team":"a"}"#);
     let pruned = server.docker_ok(&["network", "prune", "-f"]);
     assert!(pruned.contains(&name), "{pruned}");
     assert_eq!(
@@ -425,4 +444,69 @@ fn info_shows_the_default_isolation_and_system_df_the_store() {
     let server = ApiServer::start(&plain);
     let isolation = server.docker_ok(&["info", "--format", "{{.Isolation}}"]);
     assert_eq!(isolation.trim(), "process");
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn events_show_a_container_life_and_stream_new_ones() {
+    let root = demo_root();
+    let server = ApiServer::start(&root);
+    // Follow: only new events, as they happen.
+    let mut follower = server
+        .docker(&[
+            "events",
+            "--filter",
+            "type=volume",
+            "--format",
+            "{{.Action}} {{.Actor.ID}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(follower.stdout.take().unwrap());
+    // The follower is subscribed once its request is in; a volume made before would not show.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    server.docker_ok(&["volume", "create", "evvol"]);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut lines, &mut first).unwrap();
+    assert_eq!(first.trim(), "create evvol");
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    let since = (unix_now() - 1).to_string();
+    // Made by the bulkhead CLI: every front end records into the one log the server reads.
+    root.ok(&["run", "-d", "--name", "ev", "demo", "sh", "-c", "exit 7"]);
+    assert_eq!(root.ok(&["wait", "ev"]).trim(), "7");
+    root.ok(&["rm", "ev"]);
+    let until = (unix_now() + 1).to_string();
+    let out = server.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=ev",
+        "--format",
+        "{{.Type}} {{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
+    ]);
+    let seen: Vec<&str> = out.lines().map(str::trim).collect();
+    let position = |wanted: &str| {
+        seen.iter()
+            .position(|l| *l == wanted)
+            .unwrap_or_else(|| panic!("no {wanted:?} in {seen:?}"))
+    };
+    let order = [
+        position("container create"),
+        position("container start"),
+        position("container die 7"),
+        position("container destroy"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 }

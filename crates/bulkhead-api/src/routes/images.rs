@@ -476,22 +476,17 @@ async fn pull(ctx: &Arc<Ctx>, reference: String, settings: PullSettings) -> ApiR
     Ok(http::with_type(StatusCode::OK, body, "application/json"))
 }
 
-/// `docker import`: `fromSrc=-` with the root filesystem tar as the body, tagged `repo[:tag]`.
-async fn import(ctx: &Arc<Ctx>, req: Request<Incoming>, query: &Query, src: &str) -> ApiResult {
+/// The reference a `docker import` is tagged with, or why the request is refused.
+fn import_reference(query: &Query, src: &str) -> Result<String, ApiError> {
     if src != "-" {
         return Err(ApiError::bad_request(format!(
             "fromSrc={src}: bulkhead imports only from the request body (fromSrc=-), not from a URL"
         )));
     }
-    for unsupported in ["changes", "message"] {
-        if query.get(unsupported).is_some_and(|v| !v.is_empty()) {
+    for (param, flag) in [("changes", "--change"), ("message", "--message")] {
+        if query.get(param).is_some_and(|v| !v.is_empty()) {
             return Err(ApiError::bad_request(format!(
-                "docker import --{}: not supported by bulkhead",
-                if unsupported == "changes" {
-                    "change"
-                } else {
-                    unsupported
-                }
+                "docker import {flag}: not supported by bulkhead"
             )));
         }
     }
@@ -501,10 +496,21 @@ async fn import(ctx: &Arc<Ctx>, req: Request<Incoming>, query: &Query, src: &str
         )
     })?;
     let last = repo.rsplit('/').next().unwrap_or(repo);
-    let reference = match query.get("tag").filter(|t| !t.is_empty()) {
+    Ok(match query.get("tag").filter(|t| !t.is_empty()) {
         Some(t) => format!("{repo}:{t}"),
         None if last.contains(':') => repo.to_string(),
         None => format!("{repo}:latest"),
+    })
+}
+
+/// `docker import`: `fromSrc=-` with the root filesystem tar as the body, tagged `repo[:tag]`.
+async fn import(ctx: &Arc<Ctx>, req: Request<Incoming>, query: &Query, src: &str) -> ApiResult {
+    let reference = match import_reference(query, src) {
+        Ok(r) => r,
+        Err(e) => {
+            transfer::discard(req, UPLOAD_LIMIT).await;
+            return Err(e);
+        }
     };
     let root = ctx.engine.config().root.clone();
     let file = transfer::upload(req, &root, "import", UPLOAD_LIMIT).await?;

@@ -1,5 +1,6 @@
 //! One module per area of the Engine API, each with a `route` function that matches its endpoints.
 
+pub mod events;
 pub mod images;
 pub mod info;
 pub mod networks;

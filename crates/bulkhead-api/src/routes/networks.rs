@@ -115,7 +115,7 @@ fn summary(r: &NetworkRecord, containers: Option<HashMap<String, NetworkContaine
         config_only: Some(false),
         containers: Some(containers.unwrap_or_default()),
         options: Some(options),
-        labels: Some(HashMap::new()),
+        labels: Some(r.labels.clone().into_iter().collect()),
         peers: None,
     }
 }
@@ -131,7 +131,10 @@ fn matches(r: &NetworkRecord, filters: &Filters) -> bool {
         && any("driver", &|w| r.driver == w)
         && any("scope", &|w| w == "local")
         && any("type", &|w| (w == "builtin") == builtin)
-        && labels_match(filters.values("label"), &HashMap::new())
+        && labels_match(
+            filters.values("label"),
+            &r.labels.clone().into_iter().collect(),
+        )
 }
 
 async fn list(ctx: &Arc<Ctx>, query: &Query) -> ApiResult {
@@ -196,6 +199,7 @@ fn create_options(body: NetworkCreateRequest) -> Result<NetworkCreateOptions, Ap
     }
     let mut opts = NetworkCreateOptions {
         name: body.name,
+        labels: body.labels.unwrap_or_default().into_iter().collect(),
         ..Default::default()
     };
     if let Some(ipam) = body.ipam {

@@ -1,11 +1,11 @@
-//! `_ping`, `version`, `info`, `system/df` and `auth` (a registry login stored by the engine: the
+//! `_ping`, `version`, `info`, `system/df`, `events` and `auth` (a registry login stored by the engine: the
 //! credentials every later pull uses, whatever `X-Registry-Auth` a client sends).
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::http::{self, ApiResult};
 use crate::router::{API_VERSION, MIN_API_VERSION};
-use crate::routes::info;
+use crate::routes::{events, info};
 use bollard_stubs::models::{
     AuthConfig, SystemAuthResponse, SystemVersion, SystemVersionComponents,
 };
@@ -26,6 +26,9 @@ pub async fn route(ctx: &Arc<Ctx>, req: Request<Incoming>, segments: &[&str]) ->
             http::json(StatusCode::OK, &ctx.blocking(info::data_usage).await?)
         }
         (&Method::POST, ["auth"]) => auth(ctx, req).await,
+        (&Method::GET, ["events"]) => {
+            events::events(ctx, &crate::http::Query::parse(req.uri().query())).await
+        }
         _ => Err(ApiError::unsupported(req.method(), req.uri().path())),
     }
 }

@@ -102,6 +102,21 @@ pub async fn upload(
     Ok(temp)
 }
 
+/// Reads and drops the request body (up to `limit` bytes), so that a client told no before its upload
+/// was read gets the answer instead of a broken pipe while it is still writing.
+pub async fn discard(req: Request<Incoming>, limit: u64) {
+    let mut body = req.into_body();
+    let mut read: u64 = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            read += data.len() as u64;
+            if read > limit {
+                break;
+            }
+        }
+    }
+}
+
 /// A body that streams `file` and removes it at the end (or when the client leaves).
 pub fn download(file: TempFile) -> Result<Body, ApiError> {
     let mut reader = std::fs::File::open(file.path())
