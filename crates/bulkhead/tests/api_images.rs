@@ -269,7 +269,7 @@ fn malformed_and_oversized_archives_are_refused_and_the_store_is_intact() {
 }
 
 #[test]
-fn image_prune_removes_dangling_images_only() {
+fn image_prune_removes_dangling_then_unused_images() {
     let root = demo_root();
     let server = ApiServer::start(&root);
     let tar = demo_rootfs_tar().to_str().unwrap();
@@ -282,6 +282,12 @@ fn image_prune_removes_dangling_images_only() {
     let report = server.docker_ok(&["image", "prune", "-f"]);
     assert!(report.contains(&format!("deleted: {old}")), "{report}");
     assert!(report.contains("Total reclaimed space"), "{report}");
+    assert_eq!(image_tags(&server), ["app:1", "demo:latest"]);
+    // `prune -a`: every image no container uses; one a container was made from stays.
+    server.docker_ok(&["import", tar, "unused:1"]);
+    root.ok(&["create", "--name", "user", "demo", "true"]);
+    let report = server.docker_ok(&["image", "prune", "-a", "-f"]);
+    assert!(report.contains("untagged: unused:1"), "{report}");
     assert_eq!(image_tags(&server), ["app:1", "demo:latest"]);
     assert!(server
         .docker_ok(&["images", "-q", "--filter", "dangling=true"])

@@ -289,6 +289,25 @@ async fn remove(ctx: &Arc<Ctx>, name: String, force: bool) -> ApiResult {
     http::json(StatusCode::OK, &deletion_items(deletions))
 }
 
+/// Removes an image that no container uses: each of its tags (the last one deletes it), or the image
+/// itself when untagged. Never forced, so a container created meanwhile keeps its image.
+fn remove_unused(e: &Engine, image: &ImageSummary) -> Result<Vec<ImageDeletion>, EngineError> {
+    let names = if image.repo_tags.is_empty() {
+        vec![image.id.clone()]
+    } else {
+        image.repo_tags.clone()
+    };
+    let mut deleted = Vec::new();
+    for name in names {
+        match e.remove_image(&name, false) {
+            Ok(d) => deleted.extend(d),
+            Err(EngineError::Image(ImageError::NotFound { .. } | ImageError::InUse { .. })) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(deleted)
+}
+
 /// `image prune`: untagged images (with `dangling=false`, every image) that no container uses, then
 /// the blobs nothing refers to any more.
 async fn prune(ctx: &Arc<Ctx>, query: &Query) -> ApiResult {
@@ -300,16 +319,11 @@ async fn prune(ctx: &Arc<Ctx>, query: &Query) -> ApiResult {
         .blocking(move |e| {
             let mut deleted = Vec::new();
             for image in summaries(e)? {
-                let candidate = (everything || image.repo_tags.is_empty())
+                if (everything || image.repo_tags.is_empty())
                     && image.containers == 0
-                    && labels_match(&labels, &image.labels);
-                if !candidate {
-                    continue;
-                }
-                match e.remove_image(&image.id, true) {
-                    Ok(d) => deleted.extend(d),
-                    Err(EngineError::Image(ImageError::NotFound { .. })) => {}
-                    Err(err) => return Err(err),
+                    && labels_match(&labels, &image.labels)
+                {
+                    deleted.extend(remove_unused(e, &image)?);
                 }
             }
             let freed = e.prune_images()?.bytes_freed;
