@@ -12,10 +12,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// Chunks buffered between the log reader and a slow client (the reader waits beyond that).
-const STREAM_CHUNKS: usize = 64;
+const STREAM_CHUNKS: usize = 16;
+/// The size of a chunk of log sent at once.
+const BATCH: usize = 64 * 1024;
 
 pub async fn route(ctx: &Arc<Ctx>, req: Request<Incoming>, segments: &[&str]) -> ApiResult {
     match (req.method(), segments) {
@@ -124,18 +127,33 @@ async fn logs(ctx: &Arc<Ctx>, req: &Request<Incoming>, key: &str) -> ApiResult {
     let (tx, body) = http::stream(STREAM_CHUNKS);
     let engine = ctx.engine.clone();
     tokio::task::spawn_blocking(move || {
-        let until = query.until;
-        let keep_following = || !tx.is_closed() && until.is_none_or(|until| Utc::now() <= until);
-        let result = engine.logs_while(&id, query.options, keep_following, |record| {
-            match query.encode(framing, record) {
-                Some(chunk) => tx
-                    .blocking_send(chunk)
-                    .map_err(|_| std::io::ErrorKind::BrokenPipe.into()),
-                None => Ok(()),
+        // Records are sent in batches of up to BATCH bytes (a line per chunk costs as much again in
+        // framing and wake-ups); a follow sends what it has before each wait for more.
+        let batch = RefCell::new(Vec::with_capacity(BATCH));
+        let send = || -> std::io::Result<()> {
+            let chunk = std::mem::replace(&mut *batch.borrow_mut(), Vec::with_capacity(BATCH));
+            if chunk.is_empty() {
+                return Ok(());
             }
+            tx.blocking_send(Bytes::from(chunk))
+                .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+        };
+        let until = query.until;
+        let keep_following =
+            || send().is_ok() && !tx.is_closed() && until.is_none_or(|until| Utc::now() <= until);
+        let result = engine.logs_while(&id, query.options, keep_following, |record| {
+            if let Some(chunk) = query.encode(framing, record) {
+                batch.borrow_mut().extend_from_slice(&chunk);
+            }
+            if batch.borrow().len() >= BATCH {
+                send()?;
+            }
+            Ok(())
         });
-        if let Err(e) = result {
-            tracing::debug!("logs of {id}: {e}");
+        match result.map(|()| send()) {
+            Err(e) => tracing::debug!("logs of {id}: {e}"),
+            Ok(Err(e)) => tracing::debug!("logs of {id}: the client went: {e}"),
+            Ok(Ok(())) => {}
         }
     });
     Ok(http::with_type(
