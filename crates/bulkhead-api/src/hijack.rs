@@ -16,7 +16,7 @@
 use crate::http::{self, Body};
 use crate::stdcopy::{Framing, Output};
 use bulkhead_engine::{ExitStatus, Message, Session};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -30,6 +30,8 @@ use tokio::sync::{mpsc, Notify};
 
 /// How much output may wait for a slow client before it is disconnected.
 pub const OUTPUT_QUEUE_LIMIT: usize = 16 << 20;
+/// Queued output up to this size goes to the client in one write.
+const COALESCE: usize = 256 * 1024;
 /// The largest stdin chunk read from the client in one go.
 const STDIN_CHUNK: usize = 32 * 1024;
 /// Input messages held for the container before the client's stdin is no longer read (backpressure).
@@ -411,29 +413,56 @@ impl OutputDrain {
     /// or an overflow.
     async fn to(mut self, sink: &mut Sink) {
         loop {
-            let chunk = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 _ = self.overflow.notified() => {
                     tracing::warn!("a client fell {OUTPUT_QUEUE_LIMIT} bytes behind; disconnected");
                     return;
                 }
-                item = self.rx.recv() => match item {
-                    Some(Queued::Data(chunk)) => chunk,
-                    Some(Queued::End) | None => {
-                        sink.close().await;
-                        return;
-                    }
-                },
+                item = self.rx.recv() => item,
             };
-            self.queued.fetch_sub(charge(&chunk), Ordering::AcqRel);
-            let written = tokio::select! {
-                written = sink.write(chunk) => written,
-                _ = self.overflow.notified() => false,
+            let (chunk, ended) = match first {
+                Some(Queued::Data(chunk)) => self.with_queued(chunk),
+                Some(Queued::End) | None => (Bytes::new(), true),
             };
-            if !written {
+            if !chunk.is_empty() {
+                let written = tokio::select! {
+                    written = sink.write(chunk) => written,
+                    _ = self.overflow.notified() => false,
+                };
+                if !written {
+                    return;
+                }
+            }
+            if ended {
+                sink.close().await;
                 return;
             }
         }
+    }
+
+    /// `chunk` and what else is queued already (up to [`COALESCE`] bytes), as one write; and whether
+    /// the end came with it.
+    fn with_queued(&mut self, chunk: Bytes) -> (Bytes, bool) {
+        self.queued.fetch_sub(charge(&chunk), Ordering::AcqRel);
+        let mut joined: Option<BytesMut> = None;
+        let mut len = chunk.len();
+        while len < COALESCE {
+            match self.rx.try_recv() {
+                Ok(Queued::Data(more)) => {
+                    self.queued.fetch_sub(charge(&more), Ordering::AcqRel);
+                    len += more.len();
+                    joined
+                        .get_or_insert_with(|| BytesMut::from(&chunk[..]))
+                        .extend_from_slice(&more);
+                }
+                Ok(Queued::End) => {
+                    return (joined.map_or(chunk, BytesMut::freeze), true);
+                }
+                Err(_) => break,
+            }
+        }
+        (joined.map_or(chunk, BytesMut::freeze), false)
     }
 }
 

@@ -394,15 +394,22 @@ fn docker_exec_output_exit_code_env_workdir_user_and_detach() {
     });
 }
 
+/// Waits for the client's first terminal size and prints it. The size is sent just after the process
+/// starts: a pty starts at 0x0 (docker sets it at creation; bulkhead's protocol has no size there yet).
+const FIRST_SIZE: &str =
+    "while [ \"$(stty size 2>/dev/null)\" != '40 100' ]; do sleep 0.05; done; stty size;";
+
 #[test]
 fn docker_exec_it_on_a_terminal_follows_its_resize() {
     let root = root();
     let server = ApiServer::start(&root);
     let id = root.detached(&[IMAGE, "sleep", "1000"]);
-    let script = "test -t 1 && echo IS-TTY; stty size; \
-                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size";
+    let script = format!(
+        "test -t 1 && echo IS-TTY; {FIRST_SIZE} \
+                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size"
+    );
     let mut term = bulkhead_testkit::Terminal::spawn(
-        server.docker(&["exec", "-it", &id, "sh", "-c", script]),
+        server.docker(&["exec", "-it", &id, "sh", "-c", &script]),
         40,
         100,
     );
@@ -504,10 +511,12 @@ fn docker_run_attaches_before_start_with_and_without_stdin() {
 fn docker_run_it_on_a_terminal_follows_its_resize() {
     let root = root();
     let server = ApiServer::start(&root);
-    let script = "test -t 0 && echo IS-TTY; stty size; \
-                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size; exit 5";
+    let script = format!(
+        "test -t 0 && echo IS-TTY; {FIRST_SIZE} \
+                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size; exit 5"
+    );
     let mut term = bulkhead_testkit::Terminal::spawn(
-        server.docker(&["run", "--rm", "-it", IMAGE, "sh", "-c", script]),
+        server.docker(&["run", "--rm", "-it", IMAGE, "sh", "-c", &script]),
         40,
         100,
     );
@@ -558,9 +567,11 @@ fn docker_start_attaches_before_the_start_with_and_without_stdin() {
 fn docker_start_ai_on_a_terminal_follows_its_resize() {
     let root = root();
     let server = ApiServer::start(&root);
-    let script = "test -t 0 && echo IS-TTY; stty size; \
-                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size; exit 5";
-    let id = root.ok(&["create", "-it", IMAGE, "sh", "-c", script]);
+    let script = format!(
+        "test -t 0 && echo IS-TTY; {FIRST_SIZE} \
+                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size; exit 5"
+    );
+    let id = root.ok(&["create", "-it", IMAGE, "sh", "-c", &script]);
     let mut term =
         bulkhead_testkit::Terminal::spawn(server.docker(&["start", "-ai", id.trim()]), 40, 100);
     term.wait_for("40 100");
