@@ -24,8 +24,6 @@ pub struct ExecSpec {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
-    /// `[rows, cols]` given at create.
-    pub console_size: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Clone)]

@@ -314,6 +314,7 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> Result<i32> {
         workdir: a.workdir,
         user: a.user,
         tty: a.tty && !a.detach,
+        console_size: relay::terminal_size(std::os::fd::AsFd::as_fd(&std::io::stdout())),
     };
     let (session, process) = engine.exec(&a.container, &opts)?;
     if a.detach {

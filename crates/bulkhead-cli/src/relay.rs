@@ -163,7 +163,7 @@ fn write_out(w: &mut impl Write, data: &[u8]) {
     let _ = w.flush();
 }
 
-fn terminal_size(fd: BorrowedFd) -> Option<(u16, u16)> {
+pub fn terminal_size(fd: BorrowedFd) -> Option<(u16, u16)> {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };

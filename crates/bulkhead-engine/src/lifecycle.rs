@@ -36,6 +36,8 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub tty: bool,
+    /// `(rows, cols)` of the client's terminal, set on the pty before the process starts (with `tty`).
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Everything known about one container, for `inspect` and the API's container JSON.
@@ -220,6 +222,7 @@ impl Engine {
                 .unwrap_or_else(|| c.config.workload.process.user.clone()),
             terminal: opts.tty,
             rlimits: c.config.workload.process.rlimits.clone(),
+            console_size: opts.console_size.filter(|_| opts.tty),
         };
         Ok((Session::connect(&c)?, process))
     }

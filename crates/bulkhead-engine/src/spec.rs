@@ -82,6 +82,7 @@ pub fn container_config(
             .iter()
             .map(|u| parse_ulimit(u))
             .collect::<Result<_, _>>()?,
+        console_size: None,
     };
     if !process.cwd.starts_with('/') {
         return Err(invalid(format!(

@@ -134,6 +134,7 @@ fn missing_command() -> ContainerSpec {
                 user: String::new(),
                 terminal: false,
                 rlimits: Vec::new(),
+                console_size: None,
             },
             hostname: "boot".into(),
             readonly_rootfs: false,

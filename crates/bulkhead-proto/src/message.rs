@@ -477,6 +477,7 @@ mod tests {
                     user: String::new(),
                     terminal: false,
                     rlimits: Vec::new(),
+                    console_size: None,
                 },
                 hostname: "x".into(),
                 readonly_rootfs: false,

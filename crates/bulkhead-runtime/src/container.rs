@@ -527,6 +527,9 @@ fn exec_final(
                 .map_err(|e| RuntimeError::io("open", "/dev/ptmx", e))?
                 .into();
             let slave = pty::open_slave(&master)?;
+            if let Some((rows, cols)) = process.console_size {
+                pty::resize_pty(master.as_fd(), rows, cols)?;
+            }
             install_pty(master, slave, chan)?;
         }
     }

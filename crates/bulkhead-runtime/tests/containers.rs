@@ -121,6 +121,7 @@ fn spec(root: &Rootfs, args: &[&str]) -> ContainerSpec {
                 user: String::new(),
                 terminal: false,
                 rlimits: vec![],
+                console_size: None,
             },
             hostname: "testhost".into(),
             readonly_rootfs: false,

@@ -52,6 +52,10 @@ pub struct ProcessSpec {
     pub user: String,
     pub terminal: bool,
     pub rlimits: Vec<Rlimit>,
+    /// `(rows, cols)` of the terminal from its start (a client's size, known before an exec starts),
+    /// so the process never sees a 0x0 terminal; later sizes come as resize messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// A resource limit; `kind` is `RLIMIT_NOFILE` or the short form `nofile`.

@@ -394,8 +394,8 @@ fn docker_exec_output_exit_code_env_workdir_user_and_detach() {
     });
 }
 
-/// Waits for the client's first terminal size and prints it. The size is sent just after the process
-/// starts: a pty starts at 0x0 (docker sets it at creation; bulkhead's protocol has no size there yet).
+/// Waits for the client's first terminal size and prints it. For a container's main process the size is
+/// sent just after the process starts (docker can set it at create; bulkhead's create has no size yet).
 const FIRST_SIZE: &str =
     "while [ \"$(stty size 2>/dev/null)\" != '40 100' ]; do sleep 0.05; done; stty size;";
 
@@ -404,16 +404,15 @@ fn docker_exec_it_on_a_terminal_follows_its_resize() {
     let root = root();
     let server = ApiServer::start(&root);
     let id = root.detached(&[IMAGE, "sleep", "1000"]);
-    let script = format!(
-        "test -t 1 && echo IS-TTY; {FIRST_SIZE} \
-                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size"
-    );
+    // An exec's pty has the client's size before the process starts: the first look shows it.
+    let script = "test -t 1 && echo IS-TTY; echo \"first $(stty size)\"; \
+                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size";
     let mut term = bulkhead_testkit::Terminal::spawn(
-        server.docker(&["exec", "-it", &id, "sh", "-c", &script]),
+        server.docker(&["exec", "-it", &id, "sh", "-c", script]),
         40,
         100,
     );
-    term.wait_for("40 100");
+    term.wait_for("first 40 100");
     term.resize(50, 120);
     let (code, seen) = term.finish();
     assert_eq!(code, Some(0), "{seen:?}");

@@ -67,11 +67,11 @@ async fn create(ctx: &Ctx, req: Request<Incoming>, key: &str) -> ApiResult {
             workdir: config.working_dir.filter(|w| !w.is_empty()),
             user: config.user.filter(|u| !u.is_empty()),
             tty: config.tty.unwrap_or(false),
+            console_size,
         },
         stdin: config.attach_stdin.unwrap_or(false),
         stdout: config.attach_stdout.unwrap_or(false),
         stderr: config.attach_stderr.unwrap_or(false),
-        console_size,
     })?;
     // Docker answers `{"Id": ...}`; the stub's IdResponse spells it "ID", which case-sensitive SDKs miss.
     http::json(StatusCode::CREATED, &serde_json::json!({ "Id": id }))
@@ -100,7 +100,7 @@ async fn start(ctx: &Arc<Ctx>, mut req: Request<Incoming>, id: &str) -> ApiResul
     let hijack = Hijack::take(&mut req);
     let start: Option<ExecStartConfig> = http::read_json(req).await?;
     let start = start.unwrap_or_default();
-    let spec = ctx.execs.get(id)?.spec;
+    let mut spec = ctx.execs.get(id)?.spec;
     let container_id = spec.container_id.clone();
     let container = ctx
         .blocking(move |engine| engine.find(&container_id))
@@ -111,7 +111,10 @@ async fn start(ctx: &Arc<Ctx>, mut req: Request<Incoming>, id: &str) -> ApiResul
             container.config.id
         )));
     }
-    let size = console_size(start.console_size.as_deref())?.or(spec.console_size);
+    // The size at start is the client's latest; the pty has it before the process starts.
+    if let Some(size) = console_size(start.console_size.as_deref())? {
+        spec.options.console_size = Some(size);
+    }
     if start.detach.unwrap_or(false) {
         ctx.execs.begin(id, None)?;
         let ctx2 = ctx.clone();
@@ -127,9 +130,6 @@ async fn start(ctx: &Arc<Ctx>, mut req: Request<Incoming>, id: &str) -> ApiResul
     }
     let (input_tx, input_rx) = hijack::input_channel();
     ctx.execs.begin(id, Some(input_tx.clone()))?;
-    if let (true, Some((rows, cols))) = (spec.options.tty, size) {
-        let _ = input_tx.try_send(Input::Resize { rows, cols });
-    }
     let framing = Framing::for_tty(spec.options.tty);
     let mut relay = Relay::with_input(framing, (input_tx, input_rx));
     relay.stdin = spec.stdin;
