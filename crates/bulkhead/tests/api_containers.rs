@@ -3,7 +3,7 @@
 //! show, filters, update/rename/top/stats, clear 400s for what bulkhead does not do, and containers that
 //! outlive the server.
 
-use bulkhead_testkit::{stderr, vm_lock, ApiServer, Root};
+use bulkhead_testkit::{stderr, stdout, vm_lock, ApiServer, Root};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
@@ -23,6 +23,30 @@ fn names(server: &ApiServer, filters: &[&str]) -> Vec<String> {
     let mut list: Vec<String> = server.docker_ok(&args).lines().map(String::from).collect();
     list.sort();
     list
+}
+
+#[test]
+fn run_prints_output_and_returns_the_exit_code() {
+    let root = Root::with_demo_image(BIN, "busybox");
+    let server = ApiServer::start(&root);
+    let out = server.docker_out(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+    let out = server.docker_out(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo oops >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim(), "oops");
+    assert!(names(&server, &[]).is_empty(), "--rm removed both");
+    // Without --rm the CLI waits for the next exit, and the container stays.
+    let out = server.docker_out(&["run", "--name", "kept", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(names(&server, &["exited=7"]), ["kept"]);
 }
 
 #[test]
@@ -94,7 +118,7 @@ fn wait_reports_exit_codes_and_kill_restart_rm_force() {
         .trim()
         .to_string();
     assert_eq!(server.docker_ok(&["wait", &id]).trim(), "3");
-    assert_eq!(root.ok(&["logs", &id]).trim(), "hi");
+    assert_eq!(server.docker_ok(&["logs", &id]).trim(), "hi");
     assert_eq!(inspect(&server, &id)["State"]["ExitCode"], 3);
 
     let sleeper = server
@@ -259,7 +283,16 @@ fn rename_update_top_stats_and_the_isolation_extension() {
 fn containers_outlive_the_server_and_a_new_server_stops_them() {
     let root = Root::with_demo_image(BIN, "busybox");
     let mut server = ApiServer::start(&root);
-    server.docker_ok(&["run", "-d", "--name", "lasting", "busybox", "sleep", "300"]);
+    server.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lasting",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exec sleep 300",
+    ]);
     let pid = inspect(&server, "lasting")["State"]["Pid"]
         .as_i64()
         .unwrap();
@@ -272,6 +305,7 @@ fn containers_outlive_the_server_and_a_new_server_stops_them() {
     let v = inspect(&server, "lasting");
     assert_eq!(v["State"]["Status"], "running");
     assert_eq!(v["State"]["Pid"], pid);
+    assert_eq!(server.docker_ok(&["logs", "lasting"]).trim(), "started");
     server.docker_ok(&["stop", "-t", "1", "lasting"]);
     assert_eq!(inspect(&server, "lasting")["State"]["Status"], "exited");
 }
@@ -329,17 +363,14 @@ fn vm_docker_isolation_chooses_the_kernel() {
     let host = nix::sys::utsname::uname().unwrap();
     let host = host.release().to_string_lossy().into_owned();
     let kernel_of = |isolation: &str| {
-        let id = server
-            .docker_ok(&["run", "-d", isolation, "busybox", "uname", "-r"])
+        server
+            .docker_ok(&["run", "--rm", isolation, "busybox", "uname", "-r"])
             .trim()
-            .to_string();
-        assert_eq!(server.docker_ok(&["wait", &id]).trim(), "0");
-        let release = root.ok(&["logs", &id]).trim().to_string();
-        server.docker_ok(&["rm", &id]);
-        release
+            .to_string()
     };
     assert_eq!(kernel_of("--isolation=process"), host);
     let guest = kernel_of("--isolation=hyperv");
     assert!(!guest.is_empty());
     assert_ne!(guest, host, "a hyperv container runs the guest kernel");
+    assert!(names(&server, &[]).is_empty(), "--rm removed both");
 }

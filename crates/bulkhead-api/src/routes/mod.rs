@@ -1,12 +1,12 @@
 //! One module per area of the Engine API, each with a `route` function that matches its endpoints.
 
+pub mod archive;
+pub mod attach;
 mod container_create;
 mod container_filters;
 mod container_json;
 mod container_stats;
 pub mod containers;
-pub mod archive;
-pub mod attach;
 pub mod exec;
 pub mod logs;
 pub mod system;
