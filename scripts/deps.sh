@@ -14,6 +14,8 @@ packages=(
   busybox-static
   # tests: real registry, image tools, auth, tty, an independent LZ4 decoder
   docker-registry skopeo umoci openssl bsdutils iproute2 curl python3 lz4
+  # Docker Engine API tests: Debian's docker SDK 5.0.3 (run with /usr/bin/python3) and docker-compose 1.29
+  python3-docker docker-compose
   # benchmarks: peers and timing
   runc podman hyperfine
 )

@@ -66,10 +66,13 @@ async fn dispatch(ctx: Arc<Ctx>, req: Request<Incoming>) -> http::ApiResult {
         return Err(ApiError::unsupported(req.method(), &path));
     };
     match *area {
-        "_ping" | "version" | "info" | "system" | "events" => {
+        "_ping" | "version" | "info" | "system" | "events" | "auth" => {
             routes::system::route(&ctx, req, &segments).await
         }
         "containers" => routes::containers::route(&ctx, req, &segments).await,
+        "images" => routes::images::route(&ctx, req, &segments).await,
+        "networks" => routes::networks::route(&ctx, req, &segments).await,
+        "volumes" => routes::volumes::route(&ctx, req, &segments).await,
         _ => {
             let _ = tail;
             Err(ApiError::unsupported(req.method(), &path))
