@@ -4,7 +4,7 @@
 //! outlive the server.
 
 use bulkhead_testkit::{stderr, stdout, vm_lock, ApiServer, Root};
-use std::time::Duration;
+use std::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
 
@@ -314,16 +314,20 @@ fn containers_outlive_the_server_and_a_new_server_stops_them() {
 fn a_server_killed_mid_create_leaves_no_half_created_container() {
     let root = Root::with_demo_image(BIN, "busybox");
     let mut server = ApiServer::start(&root);
-    // A create through the API takes 20-40 ms here: kills every 4 ms across it land at different
-    // points of it, and each must leave a whole container or none.
-    for delay_ms in (0u64..48).step_by(4) {
+    // One whole create, timed from the client's start: kills spread over 0 to 1.2 times that land
+    // before, during and after the server's part of it, and each must leave a whole container or none.
+    let started = Instant::now();
+    server.docker_ok(&["create", "busybox", "true"]);
+    let whole = started.elapsed();
+    for step in 0..12u32 {
+        let delay = whole * step / 10;
         let mut client = server
             .docker(&["create", "busybox", "true"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("docker create");
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        std::thread::sleep(delay);
         server.kill();
         let _ = client.wait();
         server.restart(&root);
