@@ -44,22 +44,54 @@ impl Ctx {
 #[derive(Default)]
 pub struct PendingAttaches {
     map: Mutex<HashMap<String, Vec<PendingAttach>>>,
+    next_token: std::sync::atomic::AtomicU64,
 }
 
 pub struct PendingAttach {
-    pub stdin: bool,
-    pub deliver: oneshot::Sender<Result<Session, ApiError>>,
+    token: u64,
+    stdin: bool,
+    deliver: oneshot::Sender<Result<Session, ApiError>>,
+}
+
+/// A registered attach: the session arrives on `delivered`; `token` withdraws it.
+pub struct Registration {
+    pub token: u64,
+    pub delivered: oneshot::Receiver<Result<Session, ApiError>>,
 }
 
 impl PendingAttaches {
     /// Registers an attach to container `id` (a full id), answered when the container starts.
-    pub fn register(&self, id: &str, stdin: bool) -> oneshot::Receiver<Result<Session, ApiError>> {
-        let (deliver, receiver) = oneshot::channel();
+    pub fn register(&self, id: &str, stdin: bool) -> Registration {
+        let (deliver, delivered) = oneshot::channel();
+        let token = self
+            .next_token
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.lock()
             .entry(id.to_string())
             .or_default()
-            .push(PendingAttach { stdin, deliver });
-        receiver
+            .push(PendingAttach {
+                token,
+                stdin,
+                deliver,
+            });
+        Registration { token, delivered }
+    }
+
+    /// Takes registration `token` back, for an attach that found its container started by someone
+    /// else. `false` when a `start` of this server has taken it already: its session is on the way, and
+    /// attaching again would come after the held process was released, missing its first output.
+    pub fn withdraw(&self, id: &str, token: u64) -> bool {
+        let mut map = self.lock();
+        let Some(waiting) = map.get_mut(id) else {
+            return false;
+        };
+        let before = waiting.len();
+        waiting.retain(|p| p.token != token);
+        let withdrawn = waiting.len() != before;
+        if waiting.is_empty() {
+            map.remove(id);
+        }
+        withdrawn
     }
 
     fn take(&self, id: &str) -> Vec<PendingAttach> {

@@ -5,7 +5,7 @@
 //! every [`START_POLL`] (later [`SLOW_START_POLL`]), in case another front end (the bulkhead CLI, a
 //! second server) starts it.
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Registration};
 use crate::error::ApiError;
 use crate::hijack::{Connected, Ended, Hijack, Relay, Replay};
 use crate::http::{self, ApiResult, Query};
@@ -15,7 +15,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 const START_POLL: Duration = Duration::from_millis(200);
 /// After this long waiting, the container is looked at every [`SLOW_START_POLL`] only: a client that
@@ -64,9 +63,9 @@ async fn attach(ctx: &Arc<Ctx>, mut req: Request<Incoming>, key: &str) -> ApiRes
         Box::pin(async move { attach_now(&ctx, id, stdin).await })
     } else {
         // Registered before the answer: the client starts the container as soon as it has it.
-        let delivered = ctx.attaches.register(&id, stdin);
+        let registration = ctx.attaches.register(&id, stdin);
         let started_at = container.state.started_at;
-        Box::pin(async move { wait_for_start(&ctx, id, stdin, delivered, started_at).await })
+        Box::pin(async move { wait_for_start(&ctx, id, stdin, registration, started_at).await })
     };
     Ok(hijack.answer(framing, move |client| relay.run(client, connect)))
 }
@@ -88,9 +87,13 @@ async fn wait_for_start(
     ctx: &Ctx,
     id: String,
     stdin: bool,
-    mut delivered: oneshot::Receiver<Result<bulkhead_engine::Session, ApiError>>,
+    registration: Registration,
     started_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Connected, Ended> {
+    let Registration {
+        token,
+        mut delivered,
+    } = registration;
     let mut poll = tokio::time::interval(START_POLL);
     let slow_from = tokio::time::Instant::now() + START_POLL_FAST_FOR;
     loop {
@@ -106,13 +109,18 @@ async fn wait_for_start(
             }
             _ = poll.tick() => {
                 let key = id.clone();
-                match ctx.blocking(move |engine| engine.find(&key)).await {
-                    Ok(c) if c.state.status == Status::Running => {
-                        return attach_now(ctx, id, stdin).await;
-                    }
-                    Ok(c) if c.state.started_at == started_at => {}
-                    _ => return Err(Ended::default()),
+                let found = ctx.blocking(move |engine| engine.find(&key)).await;
+                let unstarted = matches!(&found, Ok(c) if c.state.status != Status::Running
+                    && c.state.started_at == started_at);
+                // Started (running, or already exited) or gone. When a start of this server took the
+                // registration, its session is on the way (or its failure): keep waiting for that.
+                if unstarted || !ctx.attaches.withdraw(&id, token) {
+                    continue;
                 }
+                return match found {
+                    Ok(c) if c.state.status == Status::Running => attach_now(ctx, id, stdin).await,
+                    _ => Err(Ended::default()),
+                };
             }
         }
     }
