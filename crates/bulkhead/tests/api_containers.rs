@@ -271,6 +271,11 @@ fn rename_update_top_stats_and_the_isolation_extension() {
     assert_eq!(status, 409, "refused while it runs");
     server.docker_ok(&["kill", "new"]);
     server.docker_ok(&["wait", "new"]);
+    // A stopped container's stats are dockerd's zeros, not an error.
+    let (status, body) = server.request("GET", "/v1.47/containers/new/stats?stream=0", b"");
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains(r#""read":"0001-01-01T00:00:00Z""#), "{body}");
     let (status, body) =
         server.request("POST", "/v1.47/containers/new/update?isolation=hyperv", b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
