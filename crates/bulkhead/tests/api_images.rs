@@ -84,6 +84,14 @@ fn pull_shows_docker_progress_then_tag_inspect_history_rmi() {
     let gone = server.docker_ok(&["rmi", &reference]);
     assert!(gone.contains("Deleted: sha256:"), "{gone}");
     assert!(image_tags(&server).is_empty());
+    // `docker run` of an image the store lacks pulls it through POST /images/create first.
+    let run = server.docker_out(&["run", "--rm", &reference, "cat", "/etc/motd"]);
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("bulkhead demo image"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(stderr(&run).contains("Pull complete"), "{}", stderr(&run));
     let absent = server.docker_out(&["rmi", "mine:v1"]);
     assert!(!absent.status.success());
     assert!(stderr(&absent).contains("mine:v1"), "{}", stderr(&absent));
@@ -486,10 +494,9 @@ fn events_show_a_container_life_and_stream_new_ones() {
     let _ = follower.wait();
 
     let since = (unix_now() - 1).to_string();
-    // Made by the bulkhead CLI: every front end records into the one log the server reads.
-    root.ok(&["run", "-d", "--name", "ev", "demo", "sh", "-c", "exit 7"]);
-    assert_eq!(root.ok(&["wait", "ev"]).trim(), "7");
-    root.ok(&["rm", "ev"]);
+    server.docker_ok(&["run", "-d", "--name", "ev", "demo", "sh", "-c", "exit 7"]);
+    assert_eq!(server.docker_ok(&["wait", "ev"]).trim(), "7");
+    server.docker_ok(&["rm", "ev"]);
     let until = (unix_now() + 1).to_string();
     let out = server.docker_ok(&[
         "events",
