@@ -239,6 +239,10 @@ fn raw_upload(server: &ApiServer, path: &str, length: u64, body: &[u8]) -> (u16,
 #[test]
 fn malformed_and_oversized_archives_are_refused_and_the_store_is_intact() {
     let root = demo_root();
+    // What a server killed mid-upload left (no process has this pid): removed at the first transfer.
+    let orphan = root.path().join("api-tmp/load-4194305-0.tar");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"partial").unwrap();
     let server = ApiServer::start(&root);
     let before = image_tags(&server);
     let dir = tempfile::tempdir().unwrap();
