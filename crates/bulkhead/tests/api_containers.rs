@@ -3,8 +3,8 @@
 //! show, filters, update/rename/top/stats, clear 400s for what bulkhead does not do, and containers that
 //! outlive the server.
 
-use bulkhead_testkit::{stderr, vm_lock, ApiServer, Root};
-use std::time::Duration;
+use bulkhead_testkit::{stderr, stdout, vm_lock, ApiServer, Root};
+use std::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
 
@@ -23,6 +23,30 @@ fn names(server: &ApiServer, filters: &[&str]) -> Vec<String> {
     let mut list: Vec<String> = server.docker_ok(&args).lines().map(String::from).collect();
     list.sort();
     list
+}
+
+#[test]
+fn run_prints_output_and_returns_the_exit_code() {
+    let root = Root::with_demo_image(BIN, "busybox");
+    let server = ApiServer::start(&root);
+    let out = server.docker_out(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+    let out = server.docker_out(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo oops >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim(), "oops");
+    assert!(names(&server, &[]).is_empty(), "--rm removed both");
+    // Without --rm the CLI waits for the next exit, and the container stays.
+    let out = server.docker_out(&["run", "--name", "kept", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(names(&server, &["exited=7"]), ["kept"]);
 }
 
 #[test]
@@ -94,7 +118,7 @@ fn wait_reports_exit_codes_and_kill_restart_rm_force() {
         .trim()
         .to_string();
     assert_eq!(server.docker_ok(&["wait", &id]).trim(), "3");
-    assert_eq!(root.ok(&["logs", &id]).trim(), "hi");
+    assert_eq!(server.docker_ok(&["logs", &id]).trim(), "hi");
     assert_eq!(inspect(&server, &id)["State"]["ExitCode"], 3);
 
     let sleeper = server
@@ -247,6 +271,11 @@ fn rename_update_top_stats_and_the_isolation_extension() {
     assert_eq!(status, 409, "refused while it runs");
     server.docker_ok(&["kill", "new"]);
     server.docker_ok(&["wait", "new"]);
+    // A stopped container's stats are dockerd's zeros, not an error.
+    let (status, body) = server.request("GET", "/v1.47/containers/new/stats?stream=0", b"");
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains(r#""read":"0001-01-01T00:00:00Z""#), "{body}");
     let (status, body) =
         server.request("POST", "/v1.47/containers/new/update?isolation=hyperv", b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -259,7 +288,16 @@ fn rename_update_top_stats_and_the_isolation_extension() {
 fn containers_outlive_the_server_and_a_new_server_stops_them() {
     let root = Root::with_demo_image(BIN, "busybox");
     let mut server = ApiServer::start(&root);
-    server.docker_ok(&["run", "-d", "--name", "lasting", "busybox", "sleep", "300"]);
+    server.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lasting",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exec sleep 300",
+    ]);
     let pid = inspect(&server, "lasting")["State"]["Pid"]
         .as_i64()
         .unwrap();
@@ -272,6 +310,7 @@ fn containers_outlive_the_server_and_a_new_server_stops_them() {
     let v = inspect(&server, "lasting");
     assert_eq!(v["State"]["Status"], "running");
     assert_eq!(v["State"]["Pid"], pid);
+    assert_eq!(server.docker_ok(&["logs", "lasting"]).trim(), "started");
     server.docker_ok(&["stop", "-t", "1", "lasting"]);
     assert_eq!(inspect(&server, "lasting")["State"]["Status"], "exited");
 }
@@ -280,16 +319,20 @@ fn containers_outlive_the_server_and_a_new_server_stops_them() {
 fn a_server_killed_mid_create_leaves_no_half_created_container() {
     let root = Root::with_demo_image(BIN, "busybox");
     let mut server = ApiServer::start(&root);
-    // A create through the API takes 20-40 ms here: kills every 4 ms across it land at different
-    // points of it, and each must leave a whole container or none.
-    for delay_ms in (0u64..48).step_by(4) {
+    // One whole create, timed from the client's start: kills spread over 0 to 1.2 times that land
+    // before, during and after the server's part of it, and each must leave a whole container or none.
+    let started = Instant::now();
+    server.docker_ok(&["create", "busybox", "true"]);
+    let whole = started.elapsed();
+    for step in 0..12u32 {
+        let delay = whole * step / 10;
         let mut client = server
             .docker(&["create", "busybox", "true"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("docker create");
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        std::thread::sleep(delay);
         server.kill();
         let _ = client.wait();
         server.restart(&root);
@@ -329,17 +372,14 @@ fn vm_docker_isolation_chooses_the_kernel() {
     let host = nix::sys::utsname::uname().unwrap();
     let host = host.release().to_string_lossy().into_owned();
     let kernel_of = |isolation: &str| {
-        let id = server
-            .docker_ok(&["run", "-d", isolation, "busybox", "uname", "-r"])
+        server
+            .docker_ok(&["run", "--rm", isolation, "busybox", "uname", "-r"])
             .trim()
-            .to_string();
-        assert_eq!(server.docker_ok(&["wait", &id]).trim(), "0");
-        let release = root.ok(&["logs", &id]).trim().to_string();
-        server.docker_ok(&["rm", &id]);
-        release
+            .to_string()
     };
     assert_eq!(kernel_of("--isolation=process"), host);
     let guest = kernel_of("--isolation=hyperv");
     assert!(!guest.is_empty());
     assert_ne!(guest, host, "a hyperv container runs the guest kernel");
+    assert!(names(&server, &[]).is_empty(), "--rm removed both");
 }

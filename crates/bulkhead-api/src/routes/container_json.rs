@@ -25,7 +25,7 @@ pub type NetworkNames = HashMap<String, String>;
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true))
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| ZERO_TIME.into())
 }
 

@@ -7,7 +7,7 @@ use chrono::SecondsFormat;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub struct StatsJson {
     read: String,
     preread: String,
@@ -93,6 +93,17 @@ fn cpu(s: &ContainerStats) -> CpuStats {
     }
 }
 
+/// What dockerd answers for a container that is not running: zeros, read at Go's zero time.
+pub fn not_running(id: &str, name: &str) -> StatsJson {
+    StatsJson {
+        read: ZERO_TIME.into(),
+        preread: ZERO_TIME.into(),
+        id: id.to_string(),
+        name: format!("/{name}"),
+        ..StatsJson::default()
+    }
+}
+
 /// The stats object of sample `now` of container `id` (`name` without its `/`), after `previous`.
 pub fn render(
     id: &str,
@@ -100,7 +111,7 @@ pub fn render(
     now: &ContainerStats,
     previous: Option<&ContainerStats>,
 ) -> StatsJson {
-    let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     StatsJson {
         read: time(now.read),
         preread: previous

@@ -402,17 +402,22 @@ async fn top(ctx: &Arc<Ctx>, id: &str, q: &Query) -> ApiResult {
 }
 
 /// `GET /containers/{id}/stats?stream=&one-shot=`: a sample a second while streaming; without
-/// streaming, two samples a second apart (so CPU use can be computed), or one with `one-shot`.
+/// streaming, two samples a second apart (so CPU use can be computed), or one with `one-shot`. A
+/// container that is not running gets dockerd's object of zeros.
 async fn stats(ctx: &Arc<Ctx>, id: &str, q: &Query) -> ApiResult {
     let streaming = q.get("stream").is_none() || q.flag("stream")?;
     let one_shot = q.flag("one-shot")?;
     let probe = id.to_string();
-    let (id, name) = ctx
+    let (id, name, running) = ctx
         .blocking(move |e| {
             let c = e.find(&probe)?;
-            Ok((c.config.id, c.config.name))
+            let running = c.state.status == Status::Running;
+            Ok((c.config.id, c.config.name, running))
         })
         .await?;
+    if !running {
+        return http::json(StatusCode::OK, &container_stats::not_running(&id, &name));
+    }
     let sample = {
         let (ctx, id) = (ctx.clone(), id.clone());
         move || {
