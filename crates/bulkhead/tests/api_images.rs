@@ -308,18 +308,37 @@ fn image_prune_removes_dangling_then_unused_images() {
     assert_blobs_intact(root.path());
 }
 
+/// Bridges and their firewall rules are host-global: a failed test must not leave its network behind.
+struct NetworkCleanup<'a> {
+    server: &'a ApiServer,
+    name: &'a str,
+}
+
+impl Drop for NetworkCleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.server.docker_out(&["rm", "-f", "nc"]);
+        let _ = self.server.docker_out(&["network", "rm", self.name]);
+    }
+}
+
 #[test]
-fn networks_create_ls_inspect_rm_and_refusals() {
-    let root = Root::empty(BIN);
+fn networks_create_ls_inspect_connect_rm_prune_and_refusals() {
+    let root = demo_root();
     let server = ApiServer::start(&root);
     let name = format!("bhapi{}", std::process::id());
+    let _cleanup = NetworkCleanup {
+        server: &server,
+        name: &name,
+    };
+    let octet = std::process::id() % 250;
+    let (subnet, gateway) = (format!("10.238.{octet}.0/24"), format!("10.238.{octet}.1"));
     let id = server.docker_ok(&[
         "network",
         "create",
         "--subnet",
-        "10.213.7.0/24",
+        &subnet,
         "--gateway",
-        "10.213.7.1",
+        &gateway,
         &name,
     ]);
     let listed = server.docker_ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
@@ -341,7 +360,7 @@ fn networks_create_ls_inspect_rm_and_refusals() {
         "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{.Scope}}",
         &name,
     ]);
-    assert_eq!(ipam.trim(), "10.213.7.0/24 10.213.7.1 local");
+    assert_eq!(ipam.trim(), format!("{subnet} {gateway} local"));
     let dup = server.docker_out(&["network", "create", &name]);
     assert!(!dup.status.success());
     assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
@@ -369,7 +388,7 @@ fn networks_create_ls_inspect_rm_and_refusals() {
         "network",
         "create",
         "--subnet",
-        "10.213.8.0/24",
+        &format!("10.239.{octet}.0/24"),
         "--label",
         "team=a",
         &name,
@@ -385,6 +404,29 @@ fn networks_create_ls_inspect_rm_and_refusals() {
     assert_eq!(labelled.trim(), name);
     let labels = server.docker_ok(&["network", "inspect", "--format", "{{json .Labels}}", &name]);
     assert_eq!(labels.trim(), r#"{"team":"a"}"#);
+    // A container connected to it (stopped: the engine's rule) keeps it from prune until disconnected.
+    server.docker_ok(&[
+        "create",
+        "--name",
+        "nc",
+        "--network",
+        "none",
+        "demo",
+        "true",
+    ]);
+    server.docker_ok(&["network", "connect", "--alias", "web", &name, "nc"]);
+    let again = server.docker_out(&["network", "connect", &name, "nc"]);
+    assert!(
+        stderr(&again).contains("already connected"),
+        "{}",
+        stderr(&again)
+    );
+    let kept = server.docker_ok(&["network", "prune", "-f"]);
+    assert!(!kept.contains(&name), "{kept}");
+    let in_use = server.docker_out(&["network", "rm", &name]);
+    assert!(stderr(&in_use).contains("in use"), "{}", stderr(&in_use));
+    server.docker_ok(&["network", "disconnect", &name, "nc"]);
+    server.docker_ok(&["rm", "nc"]);
     let pruned = server.docker_ok(&["network", "prune", "-f"]);
     assert!(pruned.contains(&name), "{pruned}");
     assert_eq!(
