@@ -89,12 +89,33 @@ fn compose(server: &ApiServer, root: &Root, project: &str, args: &[&str]) -> Com
     c
 }
 
+/// The project's network is a host bridge: a failed test must not leave it behind.
+struct ComposeDown<'a> {
+    server: &'a ApiServer,
+    root: &'a Root,
+    project: &'a str,
+}
+
+impl Drop for ComposeDown<'_> {
+    fn drop(&mut self) {
+        let _ = run(
+            compose(self.server, self.root, self.project, &["down", "-t", "0"]),
+            "compose down (cleanup)",
+        );
+    }
+}
+
 #[test]
 fn vm_compose_project_with_a_hyperv_service_up_check_down() {
     let _vm = vm_lock();
     let root = Root::with_demo_image(BIN, "demo");
     let server = ApiServer::start(&root);
     let project = format!("bhsdk{}", std::process::id());
+    let _cleanup = ComposeDown {
+        server: &server,
+        root: &root,
+        project: &project,
+    };
     ok(
         compose(&server, &root, &project, &["up", "-d"]),
         "compose up",
