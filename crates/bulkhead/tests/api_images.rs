@@ -67,6 +67,8 @@ fn pull_shows_docker_progress_then_tag_inspect_history_rmi() {
 
     server.docker_ok(&["tag", &reference, "mine:v1"]);
     assert_eq!(image_id(&server, "mine:v1"), image_id(&server, &reference));
+    let by_name = server.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", "mine"]);
+    assert_eq!(by_name.trim(), "mine:v1");
     let inspect: serde_json::Value =
         serde_json::from_str(&server.docker_ok(&["image", "inspect", "mine:v1"])).unwrap();
     assert_eq!(inspect[0]["Os"], "linux");
