@@ -67,6 +67,8 @@ fn pull_shows_docker_progress_then_tag_inspect_history_rmi() {
 
     server.docker_ok(&["tag", &reference, "mine:v1"]);
     assert_eq!(image_id(&server, "mine:v1"), image_id(&server, &reference));
+    let by_name = server.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", "mine"]);
+    assert_eq!(by_name.trim(), "mine:v1");
     let inspect: serde_json::Value =
         serde_json::from_str(&server.docker_ok(&["image", "inspect", "mine:v1"])).unwrap();
     assert_eq!(inspect[0]["Os"], "linux");
@@ -84,6 +86,14 @@ fn pull_shows_docker_progress_then_tag_inspect_history_rmi() {
     let gone = server.docker_ok(&["rmi", &reference]);
     assert!(gone.contains("Deleted: sha256:"), "{gone}");
     assert!(image_tags(&server).is_empty());
+    // `docker run` of an image the store lacks pulls it through POST /images/create first.
+    let run = server.docker_out(&["run", "--rm", &reference, "cat", "/etc/motd"]);
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("bulkhead demo image"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(stderr(&run).contains("Pull complete"), "{}", stderr(&run));
     let absent = server.docker_out(&["rmi", "mine:v1"]);
     assert!(!absent.status.success());
     assert!(stderr(&absent).contains("mine:v1"), "{}", stderr(&absent));
@@ -231,6 +241,10 @@ fn raw_upload(server: &ApiServer, path: &str, length: u64, body: &[u8]) -> (u16,
 #[test]
 fn malformed_and_oversized_archives_are_refused_and_the_store_is_intact() {
     let root = demo_root();
+    // What a server killed mid-upload left (no process has this pid): removed at the first transfer.
+    let orphan = root.path().join("api-tmp/load-4194305-0.tar");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"partial").unwrap();
     let server = ApiServer::start(&root);
     let before = image_tags(&server);
     let dir = tempfile::tempdir().unwrap();
@@ -296,18 +310,37 @@ fn image_prune_removes_dangling_then_unused_images() {
     assert_blobs_intact(root.path());
 }
 
+/// Bridges and their firewall rules are host-global: a failed test must not leave its network behind.
+struct NetworkCleanup<'a> {
+    server: &'a ApiServer,
+    name: &'a str,
+}
+
+impl Drop for NetworkCleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.server.docker_out(&["rm", "-f", "nc"]);
+        let _ = self.server.docker_out(&["network", "rm", self.name]);
+    }
+}
+
 #[test]
-fn networks_create_ls_inspect_rm_and_refusals() {
-    let root = Root::empty(BIN);
+fn networks_create_ls_inspect_connect_rm_prune_and_refusals() {
+    let root = demo_root();
     let server = ApiServer::start(&root);
     let name = format!("bhapi{}", std::process::id());
+    let _cleanup = NetworkCleanup {
+        server: &server,
+        name: &name,
+    };
+    let octet = std::process::id() % 250;
+    let (subnet, gateway) = (format!("10.238.{octet}.0/24"), format!("10.238.{octet}.1"));
     let id = server.docker_ok(&[
         "network",
         "create",
         "--subnet",
-        "10.213.7.0/24",
+        &subnet,
         "--gateway",
-        "10.213.7.1",
+        &gateway,
         &name,
     ]);
     let listed = server.docker_ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
@@ -329,7 +362,7 @@ fn networks_create_ls_inspect_rm_and_refusals() {
         "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{.Scope}}",
         &name,
     ]);
-    assert_eq!(ipam.trim(), "10.213.7.0/24 10.213.7.1 local");
+    assert_eq!(ipam.trim(), format!("{subnet} {gateway} local"));
     let dup = server.docker_out(&["network", "create", &name]);
     assert!(!dup.status.success());
     assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
@@ -357,7 +390,7 @@ fn networks_create_ls_inspect_rm_and_refusals() {
         "network",
         "create",
         "--subnet",
-        "10.213.8.0/24",
+        &format!("10.239.{octet}.0/24"),
         "--label",
         "team=a",
         &name,
@@ -373,6 +406,29 @@ fn networks_create_ls_inspect_rm_and_refusals() {
     assert_eq!(labelled.trim(), name);
     let labels = server.docker_ok(&["network", "inspect", "--format", "{{json .Labels}}", &name]);
     assert_eq!(labels.trim(), r#"{"team":"a"}"#);
+    // A container connected to it (stopped: the engine's rule) keeps it from prune until disconnected.
+    server.docker_ok(&[
+        "create",
+        "--name",
+        "nc",
+        "--network",
+        "none",
+        "demo",
+        "true",
+    ]);
+    server.docker_ok(&["network", "connect", "--alias", "web", &name, "nc"]);
+    let again = server.docker_out(&["network", "connect", &name, "nc"]);
+    assert!(
+        stderr(&again).contains("already connected"),
+        "{}",
+        stderr(&again)
+    );
+    let kept = server.docker_ok(&["network", "prune", "-f"]);
+    assert!(!kept.contains(&name), "{kept}");
+    let in_use = server.docker_out(&["network", "rm", &name]);
+    assert!(stderr(&in_use).contains("in use"), "{}", stderr(&in_use));
+    server.docker_ok(&["network", "disconnect", &name, "nc"]);
+    server.docker_ok(&["rm", "nc"]);
     let pruned = server.docker_ok(&["network", "prune", "-f"]);
     assert!(pruned.contains(&name), "{pruned}");
     assert_eq!(
@@ -486,10 +542,9 @@ fn events_show_a_container_life_and_stream_new_ones() {
     let _ = follower.wait();
 
     let since = (unix_now() - 1).to_string();
-    // Made by the bulkhead CLI: every front end records into the one log the server reads.
-    root.ok(&["run", "-d", "--name", "ev", "demo", "sh", "-c", "exit 7"]);
-    assert_eq!(root.ok(&["wait", "ev"]).trim(), "7");
-    root.ok(&["rm", "ev"]);
+    server.docker_ok(&["run", "-d", "--name", "ev", "demo", "sh", "-c", "exit 7"]);
+    assert_eq!(server.docker_ok(&["wait", "ev"]).trim(), "7");
+    server.docker_ok(&["rm", "ev"]);
     let until = (unix_now() + 1).to_string();
     let out = server.docker_ok(&[
         "events",

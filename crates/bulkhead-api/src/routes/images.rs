@@ -144,11 +144,13 @@ pub fn labels_match(wanted: &[String], labels: &HashMap<String, String>) -> bool
     })
 }
 
-fn reference_matches(pattern: &str, tags: &[String]) -> bool {
-    tags.iter().any(|t| {
-        let repo = t.rsplit_once(':').map_or(t.as_str(), |(r, _)| r);
-        glob(pattern, t) || glob(pattern, repo)
-    })
+/// Whether a `name:tag` or `name@digest` reference matches the filter, by its whole or by its name.
+fn reference_matches(pattern: &str, reference: &str) -> bool {
+    let name = match reference.split_once('@') {
+        Some((name, _)) => name,
+        None => reference.rsplit_once(':').map_or(reference, |(r, _)| r),
+    };
+    glob(pattern, reference) || glob(pattern, name)
 }
 
 fn filter_images(
@@ -167,14 +169,23 @@ fn filter_images(
             )))
         }
     };
+    let refs = filters.values("reference");
     Ok(images
         .into_iter()
         .filter(|i| dangling.is_none_or(|d| i.repo_tags.is_empty() == d))
-        .filter(|i| {
-            let refs = filters.values("reference");
-            refs.is_empty() || refs.iter().any(|r| reference_matches(r, &i.repo_tags))
-        })
         .filter(|i| labels_match(filters.values("label"), &i.labels))
+        .filter_map(|mut i| {
+            // As dockerd: an image matched by reference shows only its matching names.
+            if !refs.is_empty() {
+                let matching = |t: &String| refs.iter().any(|r| reference_matches(r, t));
+                i.repo_tags.retain(matching);
+                i.repo_digests.retain(matching);
+                if i.repo_tags.is_empty() && i.repo_digests.is_empty() {
+                    return None;
+                }
+            }
+            Some(i)
+        })
         .collect())
 }
 
@@ -545,12 +556,17 @@ mod tests {
 
     #[test]
     fn reference_filter_globs_names_and_tags() {
-        let tags = vec!["localhost:5000/a/b:1.0".to_string()];
-        assert!(reference_matches("localhost:5000/a/b", &tags));
-        assert!(reference_matches("localhost:5000/a/b:1.0", &tags));
-        assert!(reference_matches("*/a/*", &tags));
-        assert!(!reference_matches("b", &tags));
-        assert!(!reference_matches("localhost:5000/a/b:2.0", &tags));
+        let tag = "localhost:5000/a/b:1.0";
+        assert!(reference_matches("localhost:5000/a/b", tag));
+        assert!(reference_matches("localhost:5000/a/b:1.0", tag));
+        assert!(reference_matches("*/a/*", tag));
+        assert!(!reference_matches("b", tag));
+        assert!(!reference_matches("localhost:5000/a/b:2.0", tag));
+        assert!(reference_matches(
+            "localhost:5000/a/b",
+            "localhost:5000/a/b@sha256:0123"
+        ));
+        assert!(!reference_matches("mine", "localhost:5000/a/b@sha256:0123"));
     }
 
     #[test]

@@ -238,14 +238,33 @@ fn create_options(body: NetworkCreateRequest) -> Result<NetworkCreateOptions, Ap
     Ok(opts)
 }
 
-/// Docker clients still send `CheckDuplicate` (always true now: names are unique), which the API
-/// model no longer has; it is taken out before the strict parse.
-async fn create(ctx: &Arc<Ctx>, req: Request<Incoming>) -> ApiResult {
+/// A request body without the fields docker clients send that the 1.47 models lack, for the strict
+/// parse: `CheckDuplicate` (network create; always true now that names are unique) and
+/// `EndpointConfig.GwPriority` (API 1.48, connect), which is refused unless 0.
+async fn body_without_newer_fields(req: Request<Incoming>) -> Result<Vec<u8>, ApiError> {
     let mut value: serde_json::Value = http::read_json(req).await?;
     if let Some(map) = value.as_object_mut() {
         map.remove("CheckDuplicate");
     }
-    let body: NetworkCreateRequest = http::parse_json(value.to_string().as_bytes())?;
+    if let Some(endpoint) = value
+        .get_mut("EndpointConfig")
+        .and_then(|e| e.as_object_mut())
+    {
+        match endpoint.remove("GwPriority") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(p) if p.as_i64() == Some(0) => {}
+            Some(p) => {
+                return Err(ApiError::bad_request(format!(
+                    "EndpointConfig.GwPriority {p} is not supported by bulkhead"
+                )))
+            }
+        }
+    }
+    Ok(value.to_string().into_bytes())
+}
+
+async fn create(ctx: &Arc<Ctx>, req: Request<Incoming>) -> ApiResult {
+    let body: NetworkCreateRequest = http::parse_json(&body_without_newer_fields(req).await?)?;
     let opts = create_options(body)?;
     let record = ctx.blocking(move |e| e.network_create(&opts)).await?;
     http::json(
@@ -264,7 +283,7 @@ fn required_container(container: Option<String>) -> Result<String, ApiError> {
 }
 
 async fn connect(ctx: &Arc<Ctx>, network: String, req: Request<Incoming>) -> ApiResult {
-    let body: NetworkConnectRequest = http::read_json(req).await?;
+    let body: NetworkConnectRequest = http::parse_json(&body_without_newer_fields(req).await?)?;
     let container = required_container(body.container)?;
     let endpoint = body.endpoint_config.unwrap_or_default();
     if endpoint

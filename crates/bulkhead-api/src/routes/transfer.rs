@@ -37,6 +37,9 @@ impl TempFile {
             .create(&dir)
             .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            remove_orphans(&dir);
+        }
         Ok(TempFile(
             dir.join(format!("{what}-{}-{n}.tar", std::process::id())),
         ))
@@ -44,6 +47,22 @@ impl TempFile {
 
     pub fn path(&self) -> &Path {
         &self.0
+    }
+}
+
+/// Removes the files a server that is gone (killed mid-upload) left, named by its pid: done once per
+/// server, at its first transfer.
+fn remove_orphans(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let owner_alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !owner_alive {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
