@@ -16,6 +16,8 @@
 mod ctx;
 mod error;
 mod execs;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod hijack;
 mod http;
 mod router;

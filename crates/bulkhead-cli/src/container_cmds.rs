@@ -75,6 +75,10 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
         user: a.user,
         interactive: a.interactive,
         tty: a.tty,
+        console_size: a
+            .tty
+            .then(|| relay::terminal_size(std::os::fd::AsFd::as_fd(&std::io::stdout())))
+            .flatten(),
         volumes: a.volume,
         mounts: a.mount,
         tmpfs: a.tmpfs,

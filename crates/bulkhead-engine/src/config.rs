@@ -111,6 +111,8 @@ pub struct CreateOptions {
     pub user: Option<String>,
     pub interactive: bool,
     pub tty: bool,
+    /// With `tty`: the terminal's size (rows, columns) from the start, before any resize arrives.
+    pub console_size: Option<(u16, u16)>,
     pub volumes: Vec<String>,
     /// `--mount` values (`type=volume|bind|tmpfs,source=,target=,...`).
     pub mounts: Vec<String>,

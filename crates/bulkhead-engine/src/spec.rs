@@ -82,7 +82,7 @@ pub fn container_config(
             .iter()
             .map(|u| parse_ulimit(u))
             .collect::<Result<_, _>>()?,
-        console_size: None,
+        console_size: opts.console_size.filter(|_| opts.tty),
     };
     if !process.cwd.starts_with('/') {
         return Err(invalid(format!(

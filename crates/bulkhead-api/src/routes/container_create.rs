@@ -295,6 +295,7 @@ fn map_config(c: &ContainerConfig, opts: &mut CreateOptions) -> Result<(), ApiEr
 }
 
 fn map_host(h: &HostConfig, opts: &mut CreateOptions) -> Result<(), ApiError> {
+    opts.console_size = super::exec::console_size(h.console_size.as_deref())?;
     opts.volumes = h.binds.clone().unwrap_or_default();
     opts.mounts = h
         .mounts

@@ -78,7 +78,7 @@ async fn create(ctx: &Ctx, req: Request<Incoming>, key: &str) -> ApiResult {
 }
 
 /// `[rows, cols]`, as docker's `ConsoleSize`.
-fn console_size(size: Option<&[i32]>) -> Result<Option<(u16, u16)>, ApiError> {
+pub(crate) fn console_size(size: Option<&[i32]>) -> Result<Option<(u16, u16)>, ApiError> {
     match size {
         None | Some([0, 0]) => Ok(None),
         Some(&[rows, cols]) => match (u16::try_from(rows), u16::try_from(cols)) {

@@ -222,7 +222,13 @@ async fn inspect(ctx: &Arc<Ctx>, name: String) -> ApiResult {
             last_tag_time: Some(i.metadata.added.clone()),
         }),
     };
-    http::json(StatusCode::OK, &body)
+    // `ContainerConfig` left the API in 1.45, but docker-compose 1.29 reads it when it recreates a
+    // service's container (and fails without it): the image's config, as dockerd gave it for images
+    // not made by `docker commit`.
+    let mut value = serde_json::to_value(&body)
+        .map_err(|e| ApiError::internal(format!("encoding the image: {e}")))?;
+    value["ContainerConfig"] = value["Config"].clone();
+    http::json(StatusCode::OK, &value)
 }
 
 /// Docker's history: newest first, the top entry carrying the image id and tags, sizes from the layers

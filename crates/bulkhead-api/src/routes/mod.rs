@@ -2,8 +2,8 @@
 
 pub mod archive;
 pub mod attach;
-mod container_create;
-mod container_filters;
+pub(crate) mod container_create;
+pub(crate) mod container_filters;
 mod container_json;
 mod container_stats;
 pub mod containers;
