@@ -21,3 +21,16 @@ echo "==> process isolation"
 "$bulkhead" run --rm demo sh -c 'echo "hello from $(hostname), kernel $(uname -r)"'
 echo "==> VM isolation"
 "$bulkhead" run --rm --isolation=vm demo sh -c 'echo "hello from $(hostname), kernel $(uname -r)"'
+echo "==> the same through the Docker Engine API (bulkhead serve) and the docker CLI"
+if command -v docker >/dev/null; then
+  api_dir=$(mktemp -d)
+  "$bulkhead" serve -H "unix://$api_dir/docker.sock" &
+  server=$!
+  trap 'kill "$server" 2>/dev/null; rm -rf "$api_dir" "$tarball"' EXIT
+  export DOCKER_HOST=unix://$api_dir/docker.sock DOCKER_CONFIG=$api_dir/docker-config
+  for _ in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.1; done
+  docker run --rm --isolation=process demo sh -c 'echo "docker CLI, process: kernel $(uname -r)"'
+  docker run --rm --isolation=hyperv demo sh -c 'echo "docker CLI, hyperv: kernel $(uname -r)"'
+else
+  echo "(no docker CLI on this machine: skipped)"
+fi
