@@ -50,6 +50,13 @@ tmp=$(mktemp)
   echo "published-port throughput in process mode >= 0.9x podman's; VM mode and the 9p share measured."
   echo
   bench/net.sh
+  echo
+  echo "## The Docker Engine API (bench/api.sh)"
+  echo
+  echo "Goals (issue 11): the API adds <= 20 % to the direct CLI; through the docker CLI bulkhead is"
+  echo "<= 0.3x podman's Docker-compatible service. Paths interleaved in rotating order."
+  echo
+  bench/api.sh
   if [ -n "${BASELINE:-}" ]; then
     echo
     echo "## Before/after (bench/compare.sh)"

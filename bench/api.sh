@@ -53,6 +53,8 @@ done
 direct_cmd=("$bulkhead" --root "$work/root" run --rm --network none bench true)
 api_cmd=(docker -H "unix://$work/bulkhead.sock" run --rm --network none bench true)
 # podman needs these where root lacks CAP_SYS_RESOURCE (see the developers' guide).
+# The docker CLI's own floor: one Go process and two requests, no container.
+floor_cmd=(docker -H "unix://$work/bulkhead.sock" version)
 podman_cmd=(docker -H "unix://$work/podman.sock" run --rm --network none
             --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$podman_image" true)
 
@@ -69,13 +71,14 @@ run_tool() {
         0) time_one "$work/direct.ns" "${direct_cmd[@]}" ;;
         1) time_one "$work/api.ns" "${api_cmd[@]}" ;;
         2) time_one "$work/podman.ns" "${podman_cmd[@]}" ;;
+        3) time_one "$work/floor.ns" "${floor_cmd[@]}" ;;
     esac
 }
 for ((i = 0; i < warmup; i++)); do
     "${direct_cmd[@]}" >/dev/null; "${api_cmd[@]}" >/dev/null; "${podman_cmd[@]}" >/dev/null
 done
 for ((i = 0; i < runs; i++)); do
-    for ((k = 0; k < 3; k++)); do run_tool $(( (i + k) % 3 )); done
+    for ((k = 0; k < 4; k++)); do run_tool $(( (i + k) % 4 )); done
 done
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -91,7 +94,8 @@ python3 - "$work" "$runs" "$idle" "$busy" "$running" <<'PY'
 import statistics, sys
 work, runs, idle, busy, running = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 names = {"direct": "`bulkhead run --rm`", "api": "`docker run --rm` → bulkhead serve",
-         "podman": "`docker run --rm` → podman system service"}
+         "podman": "`docker run --rm` → podman system service",
+         "floor": "`docker version` → bulkhead serve (the docker CLI's floor)"}
 t = {k: [int(l) / 1e6 for l in open(f"{work}/{k}.ns")] for k in names}
 med = {k: statistics.median(v) for k, v in t.items()}
 print(f"| path (IMAGE true, --network none, {runs} runs) | median ms | min ms | vs direct |")
@@ -101,6 +105,8 @@ for k, label in names.items():
 print()
 print(f"Goals: the API adds {100 * (med['api'] / med['direct'] - 1):.0f} % to the direct CLI (<= 20 %); "
       f"through the docker CLI bulkhead is {med['api'] / med['podman']:.2f}x podman's service (<= 0.3x).")
+print(f"The docker CLI's own process costs {med['floor']:.1f} ms before any container work (`docker version`); "
+      f"`docker run` adds four requests and the wait for the removal (`--rm`) the direct CLI does not wait for.")
 print()
 print(f"`bulkhead serve` resident memory: {idle / 1024:.1f} MiB idle, {busy / 1024:.1f} MiB with "
       f"{running} running containers (after `docker ps` listed them).")

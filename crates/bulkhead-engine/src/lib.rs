@@ -69,6 +69,7 @@ mod seccomp_cache;
 mod session;
 mod spec;
 pub mod state;
+mod state_watch;
 mod volumes;
 
 pub use bulkhead_runtime::NetworkMode;

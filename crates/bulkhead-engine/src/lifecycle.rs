@@ -7,6 +7,7 @@ use crate::images::{PullEvent, PullEvents};
 use crate::isolation::{self, VmSizing};
 use crate::session::Session;
 use crate::state::{ContainerState, Status};
+use crate::state_watch::StateWatch;
 use crate::volumes::{self, MountPlan};
 use crate::{env, events, fsutil, monitor, spec, Engine, EngineError};
 use bulkhead_proto::Message;
@@ -15,6 +16,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// The longest a waiter goes without reading the record again (a change wakes it at once, see
+/// [`StateWatch`]); also how often `wait_for` asks whether its caller still waits.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// How long `rm -f` and `stop` wait for a SIGKILLed container to be recorded as exited.
 const KILL_WAIT: Duration = Duration::from_secs(15);
@@ -300,6 +305,7 @@ impl Engine {
                 error: None,
             })
         };
+        let watch = StateWatch::new(&self.layout.container(&id).dir);
         loop {
             if condition == WaitCondition::Removed {
                 // Only its existence matters: a stat per poll, for many `run --rm` clients at once.
@@ -325,7 +331,7 @@ impl Engine {
             if !keep_waiting() {
                 return Err(EngineError::Cancelled);
             }
-            std::thread::sleep(Duration::from_millis(25));
+            watch.wait(RECHECK);
         }
     }
 
@@ -365,6 +371,7 @@ impl Engine {
     /// Polls until not running; `None` on timeout. A container removed meanwhile (`--rm`) is an error.
     fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<Container>, EngineError> {
         let deadline = Instant::now() + timeout;
+        let watch = StateWatch::new(&self.layout.container(id).dir);
         loop {
             let c = Container::load(&self.layout, id)?;
             if c.state.status != Status::Running {
@@ -373,7 +380,7 @@ impl Engine {
             if Instant::now() >= deadline {
                 return Ok(None);
             }
-            std::thread::sleep(Duration::from_millis(25));
+            watch.wait(RECHECK);
         }
     }
 
