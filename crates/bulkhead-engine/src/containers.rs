@@ -22,11 +22,16 @@ impl Container {
     /// Loads a container and reconciles its state with the processes that really exist.
     pub fn load(layout: &Layout, id: &str) -> Result<Container, EngineError> {
         let paths = layout.container(id);
-        if !paths.config().exists() {
-            return Err(EngineError::NoSuchContainer(id.to_string()));
-        }
-        let config: ContainerConfig = fsutil::read_json(&paths.config())?;
-        let state: ContainerState = fsutil::read_json(&paths.state())?;
+        // A removal renames the directory away at any moment, between the two reads too: a record file
+        // that is not there is a container that is not there.
+        let gone = |e: EngineError| match e {
+            EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                EngineError::NoSuchContainer(id.to_string())
+            }
+            e => e,
+        };
+        let config: ContainerConfig = fsutil::read_json(&paths.config()).map_err(gone)?;
+        let state: ContainerState = fsutil::read_json(&paths.state()).map_err(gone)?;
         let mut c = Container {
             paths,
             config,
