@@ -143,6 +143,17 @@ impl Query {
         }
     }
 
+    /// A time parameter in docker's spellings (RFC 3339, or unix seconds with a fraction); absent or
+    /// empty is `None`.
+    pub fn time(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        match self.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => bulkhead_engine::parse_time(v)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request(format!("{key}: {e}"))),
+        }
+    }
+
     /// The `filters` parameter: a JSON map of name to values, in either of docker's two encodings
     /// (`{"name":["a"]}` and the older `{"name":{"a":true}}`).
     pub fn filters(&self) -> Result<Filters, ApiError> {
@@ -182,6 +193,19 @@ pub struct Filters(pub HashMap<String, Vec<String>>);
 impl Filters {
     pub fn values(&self, name: &str) -> &[String] {
         self.0.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// A boolean filter (`dangling=true|false|1|0`); absent is `None`.
+    pub fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.values(name) {
+            [] => Ok(None),
+            [v] if v == "true" || v == "1" => Ok(Some(true)),
+            [v] if v == "false" || v == "0" => Ok(Some(false)),
+            other => Err(ApiError::bad_request(format!(
+                "invalid filter '{name}={}'",
+                other.join(",")
+            ))),
+        }
     }
 
     /// Refuses a filter name this endpoint does not know, as dockerd does.

@@ -105,11 +105,7 @@ fn mounts(cfg: &bulkhead_engine::ContainerConfig) -> Vec<Value> {
                 target,
                 readonly,
             } => {
-                let volume = source
-                    .parent()
-                    .and_then(|p| p.file_name())
-                    .and_then(|n| n.to_str())
-                    .filter(|n| source.ends_with("_data") && cfg.volumes.iter().any(|v| v == n));
+                let volume = cfg.volume_of(source);
                 json!({
                     "Type": if volume.is_some() { "volume" } else { "bind" },
                     "Name": volume,

@@ -96,6 +96,18 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
 }
 
+impl ContainerConfig {
+    /// The volume a bind mount source is, if it is one of this container's volumes (a volume is mounted
+    /// as a bind of its `<root>/volumes/<name>/_data`): how docker's `Mounts` tell volumes from binds.
+    pub fn volume_of<'a>(&self, source: &'a std::path::Path) -> Option<&'a str> {
+        source
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .filter(|n| source.ends_with("_data") && self.volumes.iter().any(|v| v == n))
+    }
+}
+
 /// Everything `create`/`run` accept, as a front end hands it over. Caller-side input is resolved by the
 /// front end: `env` entries are `KEY=VALUE` (a bare `KEY` removes the image's value, as dockerd does), and
 /// a `seccomp=` security option carries the profile's JSON, not a file name.

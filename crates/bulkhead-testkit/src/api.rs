@@ -79,6 +79,24 @@ impl ApiServer {
         wait_output(child, &format!("docker {args:?}"))
     }
 
+    /// Runs the docker CLI with `input` on its stdin (then closed), to completion, whatever its exit code.
+    pub fn docker_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .docker(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning docker");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(input)
+            .expect("writing docker's stdin");
+        wait_output(child, &format!("docker {args:?}"))
+    }
+
     /// Runs the docker CLI, asserts success, returns stdout.
     pub fn docker_ok(&self, args: &[&str]) -> String {
         let out = self.docker_out(args);

@@ -327,15 +327,7 @@ fn docker_attach_relays_piped_stdin_until_its_end() {
     let root = root();
     let server = ApiServer::start(&root);
     let id = root.detached(&["-i", IMAGE, "sh", "-c", "cat; echo bye"]);
-    let mut child = server
-        .docker(&["attach", &id])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
-    let out = bulkhead_testkit::wait_output(child, "docker attach");
+    let out = server.docker_with_stdin(&["attach", &id], b"hi\n");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nbye\n");
     assert_eq!(
         out.status.code(),
@@ -366,20 +358,7 @@ fn docker_exec_output_exit_code_env_workdir_user_and_detach() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42 /tmp 1000\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
     assert_eq!(out.status.code(), Some(3));
-    let mut piped = server
-        .docker(&["exec", "-i", &id, "cat"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    piped
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"through exec\n")
-        .unwrap();
-    let out = bulkhead_testkit::wait_output(piped, "docker exec -i");
+    let out = server.docker_with_stdin(&["exec", "-i", &id, "cat"], b"through exec\n");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through exec\n");
     server.docker_ok(&[
         "exec",
@@ -394,8 +373,8 @@ fn docker_exec_output_exit_code_env_workdir_user_and_detach() {
     });
 }
 
-/// Waits for the client's first terminal size and prints it. For a container's main process the size is
-/// sent just after the process starts (docker can set it at create; bulkhead's create has no size yet).
+/// Waits for the client's first terminal size and prints it (the create's `ConsoleSize` gives it from the
+/// start; the wait keeps the check independent of how the size arrives).
 const FIRST_SIZE: &str =
     "while [ \"$(stty size 2>/dev/null)\" != '40 100' ]; do sleep 0.05; done; stty size;";
 
@@ -482,20 +461,10 @@ fn docker_run_attaches_before_start_with_and_without_stdin() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     assert_eq!(out.status.code(), Some(4));
-    let mut child = server
-        .docker(&["run", "--rm", "-i", IMAGE, "sh", "-c", "cat; echo end"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"typed early\n")
-        .unwrap();
-    let out = bulkhead_testkit::wait_output(child, "docker run -i");
+    let out = server.docker_with_stdin(
+        &["run", "--rm", "-i", IMAGE, "sh", "-c", "cat; echo end"],
+        b"typed early\n",
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "typed early\nend\n");
     assert_eq!(
         out.status.code(),
@@ -539,20 +508,7 @@ fn docker_start_attaches_before_the_start_with_and_without_stdin() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     assert_eq!(out.status.code(), Some(4));
     let id = root.ok(&["create", "-i", IMAGE, "sh", "-c", "cat; echo end"]);
-    let mut child = server
-        .docker(&["start", "-ai", id.trim()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"typed early\n")
-        .unwrap();
-    let out = bulkhead_testkit::wait_output(child, "docker start -ai");
+    let out = server.docker_with_stdin(&["start", "-ai", id.trim()], b"typed early\n");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "typed early\nend\n");
     assert_eq!(
         out.status.code(),

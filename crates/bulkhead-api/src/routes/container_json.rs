@@ -123,7 +123,7 @@ fn host_config(cfg: &Record) -> HostConfig {
                 target,
                 readonly,
             } => {
-                let source = match volume_name(cfg, source) {
+                let source = match cfg.volume_of(source) {
                     Some(v) if is_anonymous(v) => continue,
                     Some(v) => v.to_string(),
                     None => source.display().to_string(),
@@ -215,14 +215,6 @@ fn is_anonymous(name: &str) -> bool {
 }
 
 /// The volume a bind's source is the content of (`volumes/<name>/_data`), if it is one.
-fn volume_name<'a>(cfg: &Record, source: &'a std::path::Path) -> Option<&'a str> {
-    source
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .filter(|n| source.ends_with("_data") && cfg.volumes.iter().any(|v| v == n))
-}
-
 fn config(cfg: &Record) -> ContainerConfig {
     let p = &cfg.workload.process;
     let exposed: HashMap<String, HashMap<(), ()>> = cfg
@@ -285,7 +277,7 @@ fn mounts(cfg: &Record) -> Vec<MountPoint> {
                 target,
                 readonly,
             } => {
-                let volume = volume_name(cfg, source);
+                let volume = cfg.volume_of(source);
                 MountPoint {
                     typ: Some(if volume.is_some() {
                         MountPointTypeEnum::VOLUME

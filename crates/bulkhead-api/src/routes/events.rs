@@ -3,14 +3,13 @@
 //! (as dockerd); with `until` the stream ends when that time has passed.
 
 use crate::ctx::Ctx;
-use crate::error::ApiError;
 use crate::http::{self, ApiResult, Filters, Query};
 use bollard_stubs::models::{
     EventActor, EventMessage, EventMessageScopeEnum, EventMessageTypeEnum,
 };
 use bulkhead_engine::{Event, EventKind};
 use bytes::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use hyper::StatusCode;
 use serde::Serialize;
 use std::sync::Arc;
@@ -27,22 +26,6 @@ struct Message {
     id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<String>,
-}
-
-/// `SECONDS[.NANOS]` (what the docker CLI sends for `--since 10m` or a date) or RFC 3339.
-fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
-    let bad = || ApiError::bad_request(format!("invalid {name} {value:?}: expected a unix time"));
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
-    let secs: i64 = secs.parse().map_err(|_| bad())?;
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}")[..9].parse().map_err(|_| bad())?
-    };
-    Utc.timestamp_opt(secs, nanos).single().ok_or_else(bad)
 }
 
 fn kind_name(kind: EventKind) -> &'static str {
@@ -121,14 +104,8 @@ pub async fn events(ctx: &Arc<Ctx>, query: &Query) -> ApiResult {
         "volume",
         "label",
     ])?;
-    let since = match query.get("since").filter(|s| !s.is_empty()) {
-        Some(s) => parse_time("since", s)?,
-        None => Utc::now(),
-    };
-    let until = match query.get("until").filter(|s| !s.is_empty()) {
-        Some(u) => Some(parse_time("until", u)?),
-        None => None,
-    };
+    let since = query.time("since")?.unwrap_or_else(Utc::now);
+    let until = query.time("until")?;
     let (tx, body) = http::stream(64);
     let engine = ctx.engine.clone();
     tokio::task::spawn_blocking(move || {
@@ -159,14 +136,15 @@ mod tests {
 
     #[test]
     fn times_as_the_docker_cli_sends_them() {
-        let t = parse_time("since", "1700000000.5").unwrap();
+        let since = |v: &str| Query::parse(Some(&format!("since={v}"))).time("since");
+        let t = since("1700000000.5").unwrap().unwrap();
         assert_eq!(t.timestamp(), 1_700_000_000);
         assert_eq!(t.timestamp_subsec_nanos(), 500_000_000);
         assert_eq!(
-            parse_time("since", "1700000000").unwrap().timestamp(),
+            since("1700000000").unwrap().unwrap().timestamp(),
             1_700_000_000
         );
-        assert!(parse_time("since", "10m").is_err());
+        assert!(since("10m").is_err());
     }
 
     #[test]

@@ -158,17 +158,7 @@ fn filter_images(
     filters: &Filters,
 ) -> Result<Vec<ImageSummary>, ApiError> {
     filters.only(&["dangling", "reference", "label"])?;
-    let dangling = match filters.values("dangling") {
-        [] => None,
-        [v] if v == "true" || v == "1" => Some(true),
-        [v] if v == "false" || v == "0" => Some(false),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "invalid filter 'dangling={}'",
-                other.join(",")
-            )))
-        }
-    };
+    let dangling = filters.flag("dangling")?;
     let refs = filters.values("reference");
     Ok(images
         .into_iter()

@@ -94,28 +94,8 @@ impl LogQuery {
 /// `since`/`until`: unix seconds with an optional fraction (what the docker CLI sends), or RFC 3339.
 /// Zero or empty means no bound.
 fn time(q: &Query, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(value) = q.get(key).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    let bad = || ApiError::bad_request(format!("invalid time {value:?} for {key}"));
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(Some(t.with_timezone(&Utc)));
-    }
-    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
-    let secs: i64 = secs.parse().map_err(|_| bad())?;
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else if frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()) {
-        format!("{frac:0<9}").parse().map_err(|_| bad())?
-    } else {
-        return Err(bad());
-    };
-    if secs == 0 && nanos == 0 {
-        return Ok(None);
-    }
-    DateTime::from_timestamp(secs, nanos)
-        .map(Some)
-        .ok_or_else(bad)
+    Ok(q.time(key)?
+        .filter(|t| t.timestamp() != 0 || t.timestamp_subsec_nanos() != 0))
 }
 
 async fn logs(ctx: &Arc<Ctx>, req: &Request<Incoming>, key: &str) -> ApiResult {

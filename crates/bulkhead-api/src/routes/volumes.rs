@@ -90,17 +90,7 @@ pub fn users(engine: &Engine) -> Result<HashMap<String, i64>, EngineError> {
 async fn list(ctx: &Arc<Ctx>, query: &Query) -> ApiResult {
     let filters = query.filters()?;
     filters.only(&["name", "label", "dangling", "driver"])?;
-    let dangling = match filters.values("dangling") {
-        [] => None,
-        [v] if v == "true" || v == "1" => Some(true),
-        [v] if v == "false" || v == "0" => Some(false),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "invalid filter 'dangling={}'",
-                other.join(",")
-            )))
-        }
-    };
+    let dangling = filters.flag("dangling")?;
     let (volumes, used) = ctx.blocking(|e| Ok((e.volume_list()?, users(e)?))).await?;
     let any = |name: &str, f: &dyn Fn(&str) -> bool| {
         let wanted = filters.values(name);
