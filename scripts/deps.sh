@@ -16,8 +16,9 @@ packages=(
   docker-registry skopeo umoci openssl bsdutils iproute2 curl python3 lz4
   # Docker Engine API tests: Debian's docker SDK 5.0.3 (run with /usr/bin/python3) and docker-compose 1.29
   python3-docker docker-compose
-  # benchmarks: peers and timing
-  runc podman hyperfine
+  # OCI runtime tests and benchmarks: the callers (podman, containerd with its CRI plugin), runc as the
+  # peer, protoc for the CRI protobufs of the test client (k8s-cri's build script)
+  runc podman containerd protobuf-compiler hyperfine
 )
 missing=()
 for p in "${packages[@]}"; do

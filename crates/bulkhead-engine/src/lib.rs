@@ -106,5 +106,7 @@ pub use bulkhead_proto::introspect::{ContainerStats, InterfaceStats, PathStat, P
 pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;
-pub use bulkhead_runtime::{MountSpec, ProcessSpec, Resources};
+pub use bulkhead_runtime::{
+    IdMap, MountSpec, ProcessSpec, Resources, Rlimit, SeccompPolicy, SecuritySpec, Workload,
+};
 pub use bulkhead_vm::{Accel, AccelKind, Confinement, Kernel};
