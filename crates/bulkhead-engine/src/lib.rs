@@ -66,6 +66,7 @@ pub mod network_dns;
 mod network_ops;
 mod networks;
 mod policy;
+pub mod relay;
 mod seccomp_cache;
 mod session;
 mod spec;

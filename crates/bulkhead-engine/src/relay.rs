@@ -1,8 +1,11 @@
-//! The terminal relay: moves a session's frames to and from this process's stdio until the process
+//! The terminal relay, shared by the front ends (the CLI's run/attach/exec, the OCI runtime's relay process):
+//! moves a session's frames to and from this process's stdio until the process
 //! exits, with the local terminal in raw mode for `-t`, its size sent on start and on SIGWINCH, and
 //! docker's signal proxy (signals this process gets are passed on to the container's process).
 
-use bulkhead_engine::{EngineError, ExitStatus, Message, ProcessSpec, ProtoError, Session};
+use crate::{EngineError, Message, Session};
+use bulkhead_proto::{ExitStatus, ProtoError};
+use bulkhead_runtime::ProcessSpec;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
