@@ -38,10 +38,21 @@ pub fn exec(
         Ok(stream) => stream,
         Err(status) => return Ok(status),
     };
+    started_exec(session, stream, stdin, process.terminal)
+}
+
+/// Relays an exec session that has started (`stream` from [`Session::start_exec`]) until its process
+/// exits.
+pub fn started_exec(
+    mut session: Session,
+    stream: u32,
+    stdin: bool,
+    tty: bool,
+) -> Result<ExitStatus, EngineError> {
     if !stdin {
         session.send(&Message::StdinClose { stream })?;
     }
-    Relay { session }.run(stream, stdin, process.terminal)
+    Relay { session }.run(stream, stdin, tty)
 }
 
 /// Starts `process` as an exec session and leaves it running (`exec -d`); its output is dropped.
