@@ -11,6 +11,7 @@
 //! - `session.rs`: a front end's protocol connection to a monitor (attach, exec, signals);
 //!   `introspect.rs` top, stats and archives (docker cp) of a running container, through its agent.
 //! - `config.rs`, `spec.rs`, `env.rs`: what a container is, and how options become a runtime spec;
+//!   `bundle.rs` a container on a caller's root filesystem directory (an OCI bundle) instead of an image;
 //!   `etc_files.rs` its `/etc/hosts` and `/etc/resolv.conf`.
 //! - `volumes/`: named and anonymous volumes, `-v`/`--mount` parsing, copy-up from the image.
 //! - `network_dns/`: the name responder of a user-defined network, run by the monitors on it.
@@ -44,6 +45,7 @@
 //! reboot never loses a container; `create` renames a complete container into place as its last step,
 //! so one killed midway leaves none.
 
+mod bundle;
 mod config;
 mod containers;
 mod disk;
@@ -75,6 +77,7 @@ mod state_watch;
 mod volumes;
 
 pub use bulkhead_runtime::NetworkMode;
+pub use bundle::BundleCreate;
 pub use config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
 pub use containers::Container;
 pub use docker_time::parse_time;

@@ -146,6 +146,7 @@ pub fn container_config(
             .map(|(k, v)| (k.clone(), v.clone()))
             .chain(opts.labels.clone())
             .collect(),
+        rootfs_dir: None,
     };
     isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;
@@ -169,6 +170,7 @@ pub fn runtime_spec(
         cgroup_name: String::new(),
         etc_hosts: files.hosts,
         resolv_conf: files.resolv_conf,
+        root_share: config.rootfs_dir.is_some(),
     };
     if let Some(netns) = netns {
         spec.workload.network = NetworkMode::Namespace(netns.to_path_buf());

@@ -493,6 +493,7 @@ mod tests {
             cgroup_name: "bulkhead/x".into(),
             etc_hosts: String::new(),
             resolv_conf: String::new(),
+            root_share: false,
         }
     }
 

@@ -134,6 +134,7 @@ fn spec(root: &Rootfs, args: &[&str]) -> ContainerSpec {
         cgroup_name: format!("bulkhead-test/{id}"),
         etc_hosts: "127.0.0.1 localhost testhost\n".into(),
         resolv_conf: "nameserver 192.0.2.1\n".into(),
+        root_share: false,
     }
 }
 

@@ -38,6 +38,10 @@ pub struct ContainerSpec {
     pub etc_hosts: String,
     /// Content written to the container's `/etc/resolv.conf`.
     pub resolv_conf: String,
+    /// VM guest only: the root is a directory the host shares over virtio-9p (a bundle container's,
+    /// `bulkhead_proto::vm::ROOT_SHARE_TAG`), not the image's and the container's disks.
+    #[serde(default)]
+    pub root_share: bool,
 }
 
 /// A process to run inside the container (the init process or an exec).
