@@ -107,6 +107,7 @@ pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;
 pub use bulkhead_runtime::{
-    IdMap, MountSpec, ProcessSpec, Resources, Rlimit, SeccompPolicy, SecuritySpec, Workload,
+    IdMap, MountSpec, NamespaceKind, NamespacePath, ProcessSpec, Resources, Rlimit, SeccompPolicy,
+    SecuritySpec, Workload,
 };
 pub use bulkhead_vm::{Accel, AccelKind, Confinement, Kernel};

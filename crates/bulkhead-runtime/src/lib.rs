@@ -26,8 +26,8 @@ mod test_child;
 mod users;
 
 pub use bulkhead_spec::{
-    ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
-    SecuritySpec, Workload,
+    ContainerSpec, IdMap, MountSpec, NamespaceKind, NamespacePath, NetworkMode, ProcessSpec,
+    Resources, Rlimit, SeccompPolicy, SecuritySpec, Workload,
 };
 pub use cgroups::CgroupVersion;
 pub use container::{exit_code, spawn, Container, ExecProcess, Stdio};

@@ -130,6 +130,8 @@ fn spec(root: &Rootfs, args: &[&str]) -> ContainerSpec {
             userns: None,
             security: SecuritySpec::default(),
             resources: Resources::default(),
+            sysctls: Default::default(),
+            join_namespaces: Vec::new(),
         },
         cgroup_name: format!("bulkhead-test/{id}"),
         etc_hosts: "127.0.0.1 localhost testhost\n".into(),
