@@ -16,11 +16,13 @@ mod container;
 mod container_fs;
 mod error;
 mod mount_api;
+mod namespaces;
 mod network;
 mod process_setup;
 mod pty;
 mod safe_path;
 mod seccomp;
+mod sysctls;
 #[cfg(test)]
 mod test_child;
 mod users;
