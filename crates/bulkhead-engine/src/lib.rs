@@ -111,7 +111,7 @@ pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;
 pub use bulkhead_runtime::{
-    bring_loopback_up, IdMap, MountSpec, ProcessSpec, Resources, Rlimit, SeccompPolicy,
-    SecuritySpec, Workload,
+    bring_loopback_up, IdMap, MountSpec, NamespaceKind, NamespacePath, ProcessSpec, Resources,
+    Rlimit, SeccompPolicy, SecuritySpec, Workload,
 };
 pub use bulkhead_vm::{Accel, AccelKind, Confinement, Kernel};

@@ -118,6 +118,8 @@ pub fn container_config(
             userns: parse_userns(opts.userns.as_deref())?,
             security: parse_security(opts)?,
             resources,
+            sysctls: Default::default(),
+            join_namespaces: Vec::new(),
         },
         open_stdin: opts.interactive,
         stop_signal: opts
@@ -338,6 +340,8 @@ fn parse_security(opts: &CreateOptions) -> Result<SecuritySpec, EngineError> {
             SeccompPolicy::Default
         },
         no_new_privileges: false,
+        masked_paths: None,
+        readonly_paths: None,
     };
     for o in &opts.security_opt {
         let (key, value) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));

@@ -145,6 +145,8 @@ fn missing_command() -> ContainerSpec {
             userns: None,
             security: SecuritySpec::default(),
             resources: Resources::default(),
+            sysctls: Default::default(),
+            join_namespaces: Vec::new(),
         },
         cgroup_name: "container".into(),
         etc_hosts: String::new(),

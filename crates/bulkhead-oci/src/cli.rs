@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
 
 #[derive(Parser, Debug)]
-#[command(name = "bulkhead-runc", version, about = "bulkhead's OCI runtime (runc's command line)")]
+#[command(
+    name = "bulkhead-runc",
+    version,
+    about = "bulkhead's OCI runtime (runc's command line)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,

@@ -15,8 +15,7 @@ pub fn init(global: &GlobalOpts) -> Log {
     if global.debug {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        let filter =
-            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::DEBUG);
+        let filter = tracing_subscriber::filter::Targets::new().with_default(tracing::Level::DEBUG);
         let _ = tracing_subscriber::registry()
             .with(filter)
             .with(

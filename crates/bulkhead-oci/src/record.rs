@@ -47,8 +47,11 @@ impl Record {
             }
             Err(e) => return Err(e).context(self.dir.display().to_string()),
         }
-        nix::unistd::mkfifo(&self.fifo(), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .with_context(|| format!("making {}", self.fifo().display()))
+        nix::unistd::mkfifo(
+            &self.fifo(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .with_context(|| format!("making {}", self.fifo().display()))
     }
 
     pub fn id(&self) -> &str {

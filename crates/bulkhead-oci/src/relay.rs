@@ -181,10 +181,7 @@ fn attach(spec: &RelaySpec) -> Result<bulkhead_engine::ExitStatus> {
     Ok(relay::attached(session, true, spec.tty)?)
 }
 
-fn start_exec(
-    spec: &RelaySpec,
-    opts: &ExecOptions,
-) -> Result<(bulkhead_engine::Session, u32)> {
+fn start_exec(spec: &RelaySpec, opts: &ExecOptions) -> Result<(bulkhead_engine::Session, u32)> {
     let engine = Engine::open(spec.engine.clone())?;
     let (mut session, process) = engine.exec(&spec.name, opts)?;
     match session.start_exec(&process)? {

@@ -63,7 +63,11 @@ pub fn state(record: &Record, relay: &RelayInfo, container: Option<&Container>) 
     State {
         oci_version: OCI_VERSION,
         id: record.id().to_string(),
-        pid: if status == Status::Stopped { 0 } else { relay.pid },
+        pid: if status == Status::Stopped {
+            0
+        } else {
+            relay.pid
+        },
         status,
         bundle: relay.bundle.clone(),
         rootfs: relay.rootfs.clone(),

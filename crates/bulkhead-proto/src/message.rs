@@ -489,6 +489,8 @@ mod tests {
                     ..SecuritySpec::default()
                 },
                 resources: Resources::default(),
+                sysctls: Default::default(),
+                join_namespaces: Vec::new(),
             },
             cgroup_name: "bulkhead/x".into(),
             etc_hosts: String::new(),

@@ -72,7 +72,10 @@ pub fn create(ctx: &Ctx, a: &CreateArgs) -> Result<Pid> {
     let annotations = bundle::annotations(spec);
     let sandbox = isolation::is_sandbox(&annotations);
     let requested = isolation::requested(&annotations, ctx.vm_default)?;
-    let tty = spec.process().as_ref().is_some_and(|p| p.terminal().unwrap_or(false));
+    let tty = spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal().unwrap_or(false));
     if tty && a.console_socket.is_none() && !nix::unistd::isatty(0).unwrap_or(false) {
         bail!(
             "the bundle asks for a terminal (process.terminal) but no --console-socket was given and \
@@ -92,7 +95,11 @@ pub fn create(ctx: &Ctx, a: &CreateArgs) -> Result<Pid> {
             namespaces: namespaces.clone(),
             console_socket: a.console_socket.clone(),
             tty,
-            job: if sandbox { Job::Sandbox } else { Job::Container },
+            job: if sandbox {
+                Job::Sandbox
+            } else {
+                Job::Container
+            },
         })?;
         let info = RelayInfo {
             pid: pid.as_raw(),
@@ -110,8 +117,7 @@ pub fn create(ctx: &Ctx, a: &CreateArgs) -> Result<Pid> {
                 // A new network namespace is the relay's, so a pod's other containers (which CRI
                 // points at /proc/<pid>/ns/net) join the same one.
                 if namespaces.net == Ns::New {
-                    workload.network =
-                        NetworkMode::Namespace(format!("/proc/{pid}/ns/net").into());
+                    workload.network = NetworkMode::Namespace(format!("/proc/{pid}/ns/net").into());
                 }
                 ctx.engine()?.create_bundle(&BundleCreate {
                     name: a.id.clone(),

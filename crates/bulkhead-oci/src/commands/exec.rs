@@ -15,7 +15,9 @@ pub fn exec(ctx: &Ctx, a: &liboci_cli::Exec) -> Result<u8> {
     refuse_unsupported(a)?;
     let loaded = ctx.load(&a.container_id)?;
     if loaded.container.is_none() {
-        bail!("cannot exec in a pod sandbox: bulkhead holds its namespaces without running its image");
+        bail!(
+            "cannot exec in a pod sandbox: bulkhead holds its namespaces without running its image"
+        );
     }
     if loaded.status() != Status::Running {
         bail!("cannot exec in a stopped container");
@@ -64,9 +66,15 @@ fn refuse_unsupported(a: &liboci_cli::Exec) -> Result<()> {
     let refused = [
         (a.process_label.is_some(), "--process-label (no SELinux)"),
         (a.apparmor.is_some(), "--apparmor (no AppArmor)"),
-        (!a.cap.is_empty(), "--cap (an exec has the container's capabilities)"),
+        (
+            !a.cap.is_empty(),
+            "--cap (an exec has the container's capabilities)",
+        ),
         (a.preserve_fds > 0, "--preserve-fds (stdio is relayed)"),
-        (a.cgroup.is_some(), "--cgroup (an exec runs in the container's cgroup)"),
+        (
+            a.cgroup.is_some(),
+            "--cgroup (an exec runs in the container's cgroup)",
+        ),
         (!a.additional_gids.is_empty(), "--additional-gids"),
     ];
     if let Some((_, what)) = refused.iter().find(|(set, _)| *set) {
@@ -80,7 +88,11 @@ fn from_process_file(path: &std::path::Path) -> Result<ExecOptions> {
     let p: Process = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a runtime-spec process", path.display()))?;
     let user = p.user();
-    if user.additional_gids().as_ref().is_some_and(|g| !g.is_empty()) {
+    if user
+        .additional_gids()
+        .as_ref()
+        .is_some_and(|g| !g.is_empty())
+    {
         bail!("process.user.additionalGids of an exec is not supported by bulkhead-runc");
     }
     Ok(ExecOptions {

@@ -27,7 +27,11 @@ pub fn list(ctx: &Ctx, a: &liboci_cli::List) -> Result<()> {
     match a.format.as_str() {
         "json" => writeln!(out, "{}", serde_json::to_string(&states)?)?,
         "table" => {
-            writeln!(out, "{:<24} {:<8} {:<10} {:<60} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+            writeln!(
+                out,
+                "{:<24} {:<8} {:<10} {:<60} {:<31} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            )?;
             for s in &states {
                 writeln!(
                     out,

@@ -12,7 +12,10 @@ pub fn spec(a: &liboci_cli::Spec) -> Result<()> {
         bail!("File {} exists. Remove it first", path.display());
     }
     let spec = if a.rootless {
-        Spec::rootless(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+        Spec::rootless(
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
     } else {
         Spec::default()
     };
