@@ -86,13 +86,13 @@ fn host_kernel() -> String {
 }
 
 /// Runs the bundle container `name` (created in `dir`) once, then checks what every mode must do: the
-/// file it wrote is in the caller's directory, isolation cannot change, and `rm` removes the container
-/// but leaves every file of the directory, and no mount of it behind.
-fn run_and_remove(root: &Root, name: &str, dir: &Path) -> String {
+/// file it wrote is in the caller's directory, its isolation cannot change (to `other`), and `rm`
+/// removes the container but leaves every file of the directory, and no mount of it behind.
+fn run_and_remove(root: &Root, name: &str, dir: &Path, other: &str) -> String {
     let out = root.ok(&["start", "-a", name]);
     let written = std::fs::read_to_string(dir.join("written")).expect("the container's file");
     assert_eq!(written.trim(), "from the container", "{out}");
-    let refused = root.bh(&["update", "--isolation=vm", name]);
+    let refused = root.bh(&["update", "--isolation", other, name]);
     let why = common::stderr(&refused);
     assert!(
         !refused.status.success() && why.contains("bundle"),
@@ -147,33 +147,47 @@ fn a_directory_rootfs_runs_in_process_mode_and_stays_the_callers() {
         !c.paths.disk().exists(),
         "a bundle container has no writable disk"
     );
-    let out = run_and_remove(&root, "bundle-p", dir.path());
+    let out = run_and_remove(&root, "bundle-p", dir.path(), "vm");
     let motd = std::fs::read_to_string(dir.path().join("etc/motd")).expect("motd");
     assert_eq!(out, format!("{}\n{motd}", host_kernel()));
 }
 
-#[test]
-fn a_readonly_directory_rootfs_refuses_writes() {
+/// A read-only root refuses the container's writes. The root need not have the files the generated
+/// /etc files are bound over (the demo rootfs has no /etc/hosts): they are made empty, on the host, in
+/// both modes (a VM's guest could not, on a share QEMU serves read-only).
+fn readonly_root_refuses_writes(isolation: Isolation) {
     let root = Root::empty();
     let dir = unpacked_rootfs();
     let engine = engine(&root);
-    let script = "touch /written 2>&1 || echo refused";
+    let script = "touch /written 2>&1 || echo refused; cat /etc/hostname";
     engine
         .create_bundle(&bundle(
             "bundle-ro",
             dir.path(),
             workload(script, true),
-            Isolation::Process,
+            isolation,
         ))
         .expect("create_bundle");
     let out = root.ok(&["start", "-a", "bundle-ro"]);
     assert!(
-        out.contains("Read-only file system") && out.contains("refused"),
+        out.contains("Read-only file system") && out.contains("refused\nbundle\n"),
         "{out}"
     );
     assert!(!dir.path().join("written").exists());
     root.ok(&["rm", "bundle-ro"]);
     assert!(dir.path().join("bin/busybox").exists());
+    assert_eq!(std::fs::read(dir.path().join("etc/hosts")).unwrap(), b"");
+}
+
+#[test]
+fn a_readonly_directory_rootfs_refuses_writes() {
+    readonly_root_refuses_writes(Isolation::Process);
+}
+
+#[test]
+fn vm_a_readonly_directory_rootfs_refuses_writes() {
+    let _vm = vm_lock();
+    readonly_root_refuses_writes(Isolation::Vm);
 }
 
 /// With `process_allowed` in force, a bundle with no image name matches no pattern: it gets a VM, and an
@@ -244,7 +258,7 @@ fn vm_a_directory_rootfs_is_the_guests_root_share() {
             Isolation::Vm,
         ))
         .expect("create_bundle");
-    let out = run_and_remove(&root, "bundle-vm", dir.path());
+    let out = run_and_remove(&root, "bundle-vm", dir.path(), "process");
     let guest = out.lines().next().unwrap_or_default();
     assert!(!guest.is_empty(), "{out}");
     assert_ne!(guest, host_kernel(), "the VM must run the guest kernel");
