@@ -102,11 +102,9 @@ fn run_and_remove(root: &Root, name: &str, dir: &Path, other: &str) -> String {
     root.ok(&["rm", name]);
     assert!(root.all_ids().is_empty());
     assert_eq!(listing(dir), before, "rm must leave the caller's directory");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let ours = root.path().to_string_lossy().to_string();
-    assert!(
-        !mounts.contains(&ours),
-        "a mount below the root is left:\n{mounts}"
+    assert_eq!(
+        common::host::host_mounts_mentioning(root.path()),
+        Vec::<String>::new()
     );
     out
 }
@@ -188,6 +186,94 @@ fn a_readonly_directory_rootfs_refuses_writes() {
 fn vm_a_readonly_directory_rootfs_refuses_writes() {
     let _vm = vm_lock();
     readonly_root_refuses_writes(Isolation::Vm);
+}
+
+/// `rm -f` of a running bundle container whose monitor was killed (so nothing unmounted its root):
+/// the bind goes, and not one file of the caller's directory with it.
+#[test]
+fn rm_after_a_killed_monitor_leaves_the_directory() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let root = Root::empty();
+    let dir = unpacked_rootfs();
+    let engine = engine(&root);
+    let c = engine
+        .create_bundle(&bundle(
+            "bundle-k",
+            dir.path(),
+            workload("sleep 1000", false),
+            Isolation::Process,
+        ))
+        .expect("create_bundle");
+    root.ok(&["start", "bundle-k"]);
+    let monitor = root.state(c.id())["monitor_pid"].as_i64().unwrap() as i32;
+    kill(Pid::from_raw(monitor), Signal::SIGKILL).unwrap();
+    while common::host::alive(monitor.into()) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let before = listing(dir.path());
+    assert!(!common::host::host_mounts_mentioning(root.path()).is_empty());
+    root.ok(&["rm", "-f", "bundle-k"]);
+    assert_eq!(listing(dir.path()), before);
+    assert_eq!(
+        common::host::host_mounts_mentioning(root.path()),
+        Vec::<String>::new()
+    );
+}
+
+/// A network namespace made with `ip netns add`, holding a veth pair; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("bh-bundle-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("running ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                common::stderr(&out)
+            );
+        };
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name);
+        ip(&[
+            "-n", &ns.0, "link", "add", "bundle0", "type", "veth", "peer", "name", "bundle1",
+        ]);
+        ns
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// The network a bundle names is joined as it is (as CRI hands over a pod's): no bridge, no veth.
+#[test]
+fn a_bundle_joins_the_network_namespace_it_names() {
+    let root = Root::empty();
+    let dir = unpacked_rootfs();
+    let netns = Netns::new();
+    let engine = engine(&root);
+    let mut w = workload("cat /proc/net/dev", false);
+    w.network = bulkhead_engine::NetworkMode::Namespace(netns.path().into());
+    let c = engine
+        .create_bundle(&bundle("bundle-net", dir.path(), w, Isolation::Process))
+        .expect("create_bundle");
+    assert!(c.config.networks.is_empty() && c.config.ports.is_empty());
+    let out = root.ok(&["start", "-a", "bundle-net"]);
+    assert_eq!(
+        common::interfaces(&out),
+        ["bundle0", "bundle1", "lo"],
+        "{out}"
+    );
+    root.ok(&["rm", "bundle-net"]);
 }
 
 /// With `process_allowed` in force, a bundle with no image name matches no pattern: it gets a VM, and an
