@@ -94,6 +94,9 @@ impl Mode for VmMode {
         // The guest's own network namespace holds `lo` and the NICs its init configured, and serves this
         // one container, so the container shares it rather than paying for a new one.
         spec.workload.network = NetworkMode::Host;
+        // Namespaces to join are the host's (a pod's, through its relay): the guest is the container's
+        // own kernel, whose fresh IPC and UTS namespaces the container gets instead.
+        spec.workload.join_namespaces.clear();
         // The guest's only tenant gets one cgroup level under the root: every level is a cgroup the guest
         // kernel creates at each start.
         spec.cgroup_name = "container".to_string();
