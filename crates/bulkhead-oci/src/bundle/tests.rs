@@ -208,11 +208,11 @@ fn namespaces() {
     assert_eq!(w.network, NetworkMode::Host);
     assert_eq!(
         w.join_namespaces[0].path,
-        std::path::Path::new("/proc/1/ns/ipc")
+        std::path::Path::new("/proc/self/ns/ipc")
     );
     assert_eq!(
         w.join_namespaces[1].path,
-        std::path::Path::new("/proc/1/ns/uts")
+        std::path::Path::new("/proc/self/ns/uts")
     );
     for (namespaces, expected) in [
         (
