@@ -68,6 +68,7 @@ pub mod monitor;
 pub mod network_dns;
 mod network_ops;
 mod networks;
+mod pause;
 mod policy;
 pub mod relay;
 mod seccomp_cache;

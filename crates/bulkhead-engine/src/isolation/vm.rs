@@ -190,6 +190,10 @@ impl Mode for VmMode {
         found
     }
 
+    fn host_cgroup(&self, id: &str) -> String {
+        cgroup_name(id)
+    }
+
     fn agent_name(&self) -> &'static str {
         "the VM guest"
     }
