@@ -407,6 +407,8 @@ fn vm_bound_files_are_copies_and_a_read_only_root_gets_its_mount_points() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(!staging.exists(), "{} stayed", staging.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(staging.to_str().unwrap()), "{mounts}");
     root.ok(&["rm", "bundle-files"]);
     assert!(dir.path().join("work/sub").is_dir());
 }

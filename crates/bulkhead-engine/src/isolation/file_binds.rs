@@ -2,9 +2,9 @@
 //! and sharing a file's parent would show the guest the caller's other files there (podman binds
 //! `/etc/hosts` from its userdata directory, next to the bundle's `config.json`). So each start copies
 //! every bound file into one staging directory of the container's run directory,
-//! `<run>/file-binds/<index>/<name>`, and the guest gets that directory as one more share, after the
-//! shared directories; its runtime binds each copy onto its target. The copy is taken at start: writes
-//! in the guest change the copy, never the host's file.
+//! `<run>/file-binds/<index>/<name>` (a bounded tmpfs of its own), and the guest gets that directory
+//! as one more share, after the shared directories; its runtime binds each copy onto its target. The
+//! copy is taken at start: writes in the guest change the copy, never the host's file.
 
 use bulkhead_proto::vm::{file_bind_path, share_path};
 use bulkhead_runtime::MountSpec;
@@ -21,6 +21,11 @@ const STAGING_DIR: &str = "file-binds";
 /// The largest file a start copies: the run directory is a tmpfs, so RAM (hosts, resolv.conf and
 /// hostname files are a few hundred bytes).
 const MAX_FILE_BYTES: u64 = 16 << 20;
+/// What the guest may add to the copies (a CRI termination message takes at most 4 KiB).
+const GUEST_GROWTH: u64 = 1 << 20;
+/// The staging tmpfs's files: the copies, their directories, and what the guest adds.
+const MAX_INODES: u64 = 1024;
+const PAGE: u64 = 4096;
 /// A copied file's name when the source names none (a path ending in `..`).
 const UNNAMED: &str = "file";
 
@@ -180,6 +185,10 @@ pub(super) fn stage(run: &Path, plan: &BindPlan) -> Result<Option<PathBuf>, File
     let mut builder = DirBuilder::new();
     builder.mode(0o700);
     builder.create(&dir).map_err(staging(&dir))?;
+    mount_staging(&dir, plan).map_err(|e| FileBindError::Staging {
+        path: dir.clone(),
+        source: e.into(),
+    })?;
     let copied = plan
         .files()
         .enumerate()
@@ -198,9 +207,44 @@ pub(super) fn stage(run: &Path, plan: &BindPlan) -> Result<Option<PathBuf>, File
     }
 }
 
+/// Mounts a tmpfs of its own on the staging directory `dir`: the run directory's tmpfs is the host's
+/// RAM, and a writable copy is the guest's to write, so what it may take is bounded: the copies (a page
+/// each at least) and [`GUEST_GROWTH`] more, in at most [`MAX_INODES`] files.
+fn mount_staging(dir: &Path, plan: &BindPlan) -> Result<(), nix::Error> {
+    let copies: u64 = plan
+        .files()
+        .map(|(source, _)| {
+            let bytes = std::fs::metadata(source).map_or(0, |m| m.len());
+            bytes.min(MAX_FILE_BYTES).next_multiple_of(PAGE) + PAGE
+        })
+        .sum();
+    let options = format!(
+        "size={},nr_inodes={MAX_INODES},mode=0700",
+        copies + GUEST_GROWTH
+    );
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(options.as_str()),
+    )
+}
+
 /// Removes `run`'s staging directory, if any: at tear-down, and left by a crash.
 pub(super) fn remove(run: &Path) -> Result<(), FileBindError> {
     let dir = staging_dir(run);
+    // Its tmpfs first (detached: QEMU may still be going away); none is there after a crash's reboot.
+    match nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(FileBindError::Staging {
+                path: dir,
+                source: e.into(),
+            })
+        }
+    }
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(FileBindError::Staging {
             path: dir,
@@ -359,6 +403,12 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&hosts).unwrap(),
             "127.0.0.1 localhost\n"
+        );
+        // On a tmpfs of its own, which bounds what the guest can write to host RAM.
+        let big = vec![0u8; 2 << 20];
+        assert!(
+            std::fs::write(&copy, big).is_err(),
+            "the staging tmpfs is bounded"
         );
 
         // A fifo (named or reached through a symlink) is refused without opening it, which would
