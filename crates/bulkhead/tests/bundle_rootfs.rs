@@ -2,7 +2,8 @@
 //! (an OCI bundle's rootfs: here the demo image's busybox unpacked into a temp dir), created through the
 //! engine's `create_bundle` as the OCI runtime front end does, then started, updated and removed with the
 //! real `bulkhead` binary. In both modes the container's writes land in the caller's directory, and `rm`
-//! leaves the directory as it is.
+//! leaves the directory as it is. VM mode also takes binds of single files (as OCI callers send them),
+//! as copies.
 
 mod common;
 
