@@ -13,7 +13,7 @@ pub const IMAGE_DISK: &str = "/dev/vda";
 pub const WRITABLE_DISK: &str = "/dev/vdb";
 /// Where the guest mounts the host directories shared with it (volumes and binds), one virtio-9p share
 /// each: share `i` has the mount tag [`share_tag`]`(i)` and is mounted at [`share_path`]`(i)`, and the
-/// container spec names that path as the bind's source.
+/// container spec names that path (or a [`file_bind_path`] in it) as the bind's source.
 pub const SHARES_DIR: &str = "/shares";
 
 /// The virtio-9p mount tag of share `index`.
