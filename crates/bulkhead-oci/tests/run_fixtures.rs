@@ -114,6 +114,7 @@ fn run(name: &str, script: &str) -> (i32, String, String) {
         cgroup_name: format!("bulkhead-test/{id}"),
         etc_hosts: "generated hosts\n".into(),
         resolv_conf: "generated resolv.conf\n".into(),
+        root_share: false,
     };
     let (out_r, out_w) = nix::unistd::pipe().unwrap();
     let (err_r, err_w) = nix::unistd::pipe().unwrap();
