@@ -1,8 +1,9 @@
 //! Container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait, inspect, exec, update.
 
 use crate::args::*;
-use crate::{format, inspect, relay};
+use crate::{format, inspect};
 use anyhow::{bail, Context, Result};
+use bulkhead_engine::relay;
 use bulkhead_engine::{
     logs, CreateOptions, Engine, EngineError, ExecOptions, ExitStatus, Isolation, LogOptions,
     PullSettings, Resources, StartMode, WaitCondition,

@@ -11,7 +11,6 @@ mod inspect;
 mod introspect_cmds;
 mod network_cmds;
 mod pull_progress;
-mod relay;
 mod system_cmds;
 mod volume_cmds;
 

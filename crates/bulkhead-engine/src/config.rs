@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The isolation level of a container; switchable while it is stopped.
@@ -94,6 +95,10 @@ pub struct ContainerConfig {
     /// The image's labels overlaid by the caller's `--label`s, as docker.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// A bundle container's root filesystem: a directory the caller prepared and owns (an OCI bundle's
+    /// rootfs), used as it is in place of an image and a writable disk (`image_id` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_dir: Option<PathBuf>,
 }
 
 impl ContainerConfig {

@@ -11,6 +11,7 @@
 //! - `session.rs`: a front end's protocol connection to a monitor (attach, exec, signals);
 //!   `introspect.rs` top, stats and archives (docker cp) of a running container, through its agent.
 //! - `config.rs`, `spec.rs`, `env.rs`: what a container is, and how options become a runtime spec;
+//!   `bundle.rs` a container on a caller's root filesystem directory (an OCI bundle) instead of an image;
 //!   `etc_files.rs` its `/etc/hosts` and `/etc/resolv.conf`.
 //! - `volumes/`: named and anonymous volumes, `-v`/`--mount` parsing, copy-up from the image.
 //! - `network_dns/`: the name responder of a user-defined network, run by the monitors on it.
@@ -44,6 +45,7 @@
 //! reboot never loses a container; `create` renames a complete container into place as its last step,
 //! so one killed midway leaves none.
 
+mod bundle;
 mod config;
 mod containers;
 mod disk;
@@ -66,6 +68,7 @@ pub mod network_dns;
 mod network_ops;
 mod networks;
 mod policy;
+pub mod relay;
 mod seccomp_cache;
 mod session;
 mod spec;
@@ -74,6 +77,7 @@ mod state_watch;
 mod volumes;
 
 pub use bulkhead_runtime::NetworkMode;
+pub use bundle::BundleCreate;
 pub use config::{ContainerConfig, CreateOptions, Isolation, VmOptions};
 pub use containers::Container;
 pub use docker_time::parse_time;
@@ -107,6 +111,7 @@ pub use bulkhead_proto::{ExitStatus, Message, ProtoError};
 pub use bulkhead_registry::PullEvent as RegistryEvent;
 pub use bulkhead_runtime::cgroups::CgroupVersion;
 pub use bulkhead_runtime::{
-    IdMap, MountSpec, ProcessSpec, Resources, Rlimit, SeccompPolicy, SecuritySpec, Workload,
+    bring_loopback_up, IdMap, MountSpec, NamespaceKind, NamespacePath, ProcessSpec, Resources,
+    Rlimit, SeccompPolicy, SecuritySpec, Workload,
 };
 pub use bulkhead_vm::{Accel, AccelKind, Confinement, Kernel};

@@ -431,6 +431,13 @@ impl Engine {
         let mut state: ContainerState = fsutil::read_json(&c.paths.state())?;
         crate::state::reconcile(&mut state);
         if let Some(iso) = isolation {
+            if c.config.rootfs_dir.is_some() && iso != c.config.isolation {
+                return Err(EngineError::InvalidOption(format!(
+                    "container {} runs on its caller's root filesystem directory (an OCI bundle), \
+                     whose isolation is fixed when it is created: create it again with {iso} isolation",
+                    c.config.name
+                )));
+            }
             if state.status == Status::Running {
                 return Err(wrong_state(
                     &c,
@@ -505,6 +512,13 @@ impl Engine {
 
     /// Refuses `isolation` for `c` when the policy requires a VM for its image.
     fn check_policy(&self, c: &Container, isolation: Isolation) -> Result<(), EngineError> {
+        if c.config.rootfs_dir.is_some() {
+            let (subject, names) = crate::bundle::policy_subject(&c.config.image);
+            self.config
+                .policy
+                .decide(subject, || names, Some(isolation))?;
+            return Ok(());
+        }
         let names = || {
             let known = self
                 .store
@@ -638,7 +652,7 @@ fn wrong_state(c: &Container, what: &str) -> EngineError {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), EngineError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), EngineError> {
     if crate::docker_names::is_valid(name, 128)
         && !(name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()))
     {

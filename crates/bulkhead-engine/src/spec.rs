@@ -118,6 +118,8 @@ pub fn container_config(
             userns: parse_userns(opts.userns.as_deref())?,
             security: parse_security(opts)?,
             resources,
+            sysctls: Default::default(),
+            join_namespaces: Vec::new(),
         },
         open_stdin: opts.interactive,
         stop_signal: opts
@@ -146,6 +148,7 @@ pub fn container_config(
             .map(|(k, v)| (k.clone(), v.clone()))
             .chain(opts.labels.clone())
             .collect(),
+        rootfs_dir: None,
     };
     isolation::mode(isolation).check(&config)?;
     parse_signal(&config.stop_signal)?;
@@ -169,6 +172,7 @@ pub fn runtime_spec(
         cgroup_name: String::new(),
         etc_hosts: files.hosts,
         resolv_conf: files.resolv_conf,
+        root_share: config.rootfs_dir.is_some(),
     };
     if let Some(netns) = netns {
         spec.workload.network = NetworkMode::Namespace(netns.to_path_buf());
@@ -336,6 +340,8 @@ fn parse_security(opts: &CreateOptions) -> Result<SecuritySpec, EngineError> {
             SeccompPolicy::Default
         },
         no_new_privileges: false,
+        masked_paths: None,
+        readonly_paths: None,
     };
     for o in &opts.security_opt {
         let (key, value) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));

@@ -89,7 +89,8 @@ pub fn reconcile(state: &mut ContainerState) -> bool {
     true
 }
 
-fn alive(pid: Option<i32>, start: Option<u64>) -> bool {
+/// Whether `pid` runs and is the process that started at `start` (not a reuse of its pid).
+pub fn alive(pid: Option<i32>, start: Option<u64>) -> bool {
     match pid {
         Some(pid) if pid > 0 => start_time(pid).is_some_and(|t| start.is_none_or(|s| s == t)),
         _ => false,

@@ -1,13 +1,14 @@
 //! The guest's own filesystems before the container's: a tmpfs root in place of the initramfs, the
-//! kernel's pseudo filesystems the runtime needs, and the host's shared directories (virtio-9p).
+//! kernel's pseudo filesystems the runtime needs, and the host's shared directories (virtio-9p), a bundle
+//! container's root among them.
 
 use crate::error::{io_err, GuestError};
-use bulkhead_proto::vm::{share_path, share_tag, INIT};
+use bulkhead_proto::vm::{share_path, share_tag, INIT, ROOT_SHARE_TAG};
 use bulkhead_runtime::{ContainerSpec, MountSpec};
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, chroot};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Moves PID 1 onto a fresh tmpfs root, like `switch_root`. The initramfs itself is the kernel's
 /// `rootfs`, which `pivot_root(2)` refuses to move away from (EINVAL), and the runtime pivots into the
@@ -74,6 +75,46 @@ pub(crate) fn mount_pseudo_filesystems() -> Result<(), GuestError> {
 /// (125 pages), which this asks for. Measured with a 256 MiB file under TCG (bench/share-read.sh): the
 /// kernel's default of 128 KiB read at about 40% of the throughput of the cap.
 const SHARE_MSIZE: u32 = 512_000;
+
+/// Where a bundle container's root directory (the host's 9p share [`ROOT_SHARE_TAG`]) is mounted.
+const ROOT_SHARE_DIR: &str = "/run/bulkhead-root";
+
+/// Mounts a bundle container's root directory, which the host shares in place of the two disks, and
+/// returns where: 9P2000.L over virtio as the other shares, `cache=mmap` so that the container can map
+/// its files shared and writable (a root holds databases; the default `cache=none` maps read-only),
+/// nosuid and nodev (the runtime's own bind of the root lifts nosuid, as for a root on the disks),
+/// read-only for a read-only root.
+pub(crate) fn mount_root_share(readonly: bool) -> Result<PathBuf, GuestError> {
+    let target = Path::new(ROOT_SHARE_DIR);
+    fs::create_dir_all(target).map_err(io_err("creating", target))?;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if readonly {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let options =
+        format!("trans=virtio,version=9p2000.L,msize={SHARE_MSIZE},access=client,cache=mmap");
+    mount(
+        Some(ROOT_SHARE_TAG),
+        target,
+        Some("9p"),
+        flags,
+        Some(options.as_str()),
+    )
+    .map_err(|source| GuestError::Share {
+        tag: ROOT_SHARE_TAG.to_string(),
+        target: ROOT_SHARE_DIR.to_string(),
+        source,
+    })?;
+    Ok(target.to_path_buf())
+}
+
+/// Unmounts the root share, if [`mount_root_share`] mounted it (9p writes through: nothing to flush).
+pub(crate) fn unmount_root_share() -> Result<(), nix::Error> {
+    match umount2(ROOT_SHARE_DIR, MntFlags::UMOUNT_NOFOLLOW) {
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => Ok(()),
+        other => other,
+    }
+}
 
 /// Mounts each share the container binds (the host numbered them in the spec's order) at its path:
 /// 9P2000.L over virtio, `access=client` so this kernel checks the container's users against the owners

@@ -3,7 +3,8 @@
 //! `lo`, opens the agent's virtio-serial port (module `port`), mounts the host directories the container
 //! binds (virtio-9p shares), configures the NICs `Start` lists (module `nic`),
 //! assembles the container rootfs from the two disks (the image's erofs and
-//! the container's ext4) with `bulkhead-runtime`, serves the container with `bulkhead-agent`, then
+//! the container's ext4) with `bulkhead-runtime` (or mounts a bundle container's root directory, a 9p
+//! share, when the spec says `root_share`), serves the container with `bulkhead-agent`, then
 //! unmounts, syncs and powers off. Asked to `Export` instead of `Start`, it streams the changes on the
 //! writable disk to the host as a layer tar (module `export`) and powers off.
 //!
@@ -89,12 +90,16 @@ fn receive_request(port: &File) -> Result<Message, GuestError> {
 
 fn serve_container(port: &File, spec: ContainerSpec) -> Result<(), GuestError> {
     filesystems::mount_shares(&spec)?;
-    let rootfs = bulkhead_runtime::rootfs::assemble(
-        Path::new(IMAGE_DISK),
-        Path::new(WRITABLE_DISK),
-        Path::new(ROOTFS_DIR),
-    )
-    .map_err(GuestError::Rootfs)?;
+    let rootfs = if spec.root_share {
+        filesystems::mount_root_share(spec.workload.readonly_rootfs)?
+    } else {
+        bulkhead_runtime::rootfs::assemble(
+            Path::new(IMAGE_DISK),
+            Path::new(WRITABLE_DISK),
+            Path::new(ROOTFS_DIR),
+        )
+        .map_err(GuestError::Rootfs)?
+    };
     Message::Hello {
         version: bulkhead_proto::VERSION,
     }
@@ -112,13 +117,17 @@ fn serve_container(port: &File, spec: ContainerSpec) -> Result<(), GuestError> {
     Ok(())
 }
 
-/// Unmounts the container rootfs and its disks and syncs, so the writable disk is left clean.
+/// Unmounts the container rootfs (its disks, or the root share) and syncs, so the writable disk is left
+/// clean.
 fn unmount_container() {
     nix::unistd::sync();
     if let Err(e) = bulkhead_runtime::rootfs::disassemble(Path::new(ROOTFS_DIR)) {
         console(&format!(
             "bulkhead guest: unmounting the container rootfs: {e}"
         ));
+    }
+    if let Err(e) = filesystems::unmount_root_share() {
+        console(&format!("bulkhead guest: unmounting the root share: {e}"));
     }
     nix::unistd::sync();
 }

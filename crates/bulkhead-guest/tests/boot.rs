@@ -60,8 +60,10 @@ fn boots_serves_reports_and_powers_off() {
         netns: None,
         kernel: kernel.vmlinux,
         initramfs,
-        rootfs_artifact: erofs,
-        writable_disk: ext4.clone(),
+        root: bulkhead_vm::VmRoot::Disks {
+            artifact: erofs,
+            writable: ext4.clone(),
+        },
         memory_mib: 256,
         vcpus: 1,
         accel: accel.kind,
@@ -143,9 +145,12 @@ fn missing_command() -> ContainerSpec {
             userns: None,
             security: SecuritySpec::default(),
             resources: Resources::default(),
+            sysctls: Default::default(),
+            join_namespaces: Vec::new(),
         },
         cgroup_name: "container".into(),
         etc_hosts: String::new(),
         resolv_conf: String::new(),
+        root_share: false,
     }
 }

@@ -489,10 +489,13 @@ mod tests {
                     ..SecuritySpec::default()
                 },
                 resources: Resources::default(),
+                sysctls: Default::default(),
+                join_namespaces: Vec::new(),
             },
             cgroup_name: "bulkhead/x".into(),
             etc_hosts: String::new(),
             resolv_conf: String::new(),
+            root_share: false,
         }
     }
 

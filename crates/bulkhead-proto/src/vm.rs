@@ -25,3 +25,7 @@ pub fn share_tag(index: usize) -> String {
 pub fn share_path(index: usize) -> String {
     format!("{SHARES_DIR}/{index}")
 }
+
+/// The virtio-9p mount tag of a bundle container's root directory, which the guest mounts as the
+/// container root in place of the two disks (its spec says so: `ContainerSpec::root_share`).
+pub const ROOT_SHARE_TAG: &str = "root";

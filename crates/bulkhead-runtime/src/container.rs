@@ -26,11 +26,13 @@ use crate::cgroups::{devices, Cgroup};
 use crate::channel::{self, Channel, Message};
 use crate::container_fs;
 use crate::error::RuntimeError;
+use crate::namespaces::Joins;
 use crate::network;
 use crate::process_setup::{self, Confinement};
 use crate::pty;
 use crate::seccomp;
-use bulkhead_spec::{ContainerSpec, MountSpec, NetworkMode, ProcessSpec};
+use crate::sysctls;
+use bulkhead_spec::{ContainerSpec, MountSpec, NamespaceKind, NetworkMode, ProcessSpec};
 
 /// Standard streams of a container process.
 #[derive(Debug)]
@@ -176,6 +178,18 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
             )));
         }
     }
+    let security = &spec.workload.security;
+    for path in [&security.masked_paths, &security.readonly_paths]
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if !path.starts_with('/') {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "masked or read-only path {path:?} is not absolute"
+            )));
+        }
+    }
     validate_process(&spec.workload.process)
 }
 
@@ -248,6 +262,8 @@ fn kill_and_reap(pid: Pid) {
 pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
     validate(spec)?;
     let confinement = confinement(spec)?;
+    let joins = Joins::open(&spec.workload.join_namespaces)?;
+    sysctls::check(&spec.workload, &joins)?;
     container_fs::ensure_etc_mount_points(spec)?;
     let stdio = prepare_stdio(stdio)?;
     let cgroup = Cgroup::create(&spec.cgroup_name)?;
@@ -261,22 +277,45 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         return Err(e);
     }
     let (parent_chan, child_chan) = channel::pair()?;
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
+    if !joins.joins(NamespaceKind::Uts) {
+        flags |= libc::CLONE_NEWUTS;
+    }
+    if !joins.joins(NamespaceKind::Ipc) {
+        flags |= libc::CLONE_NEWIPC;
+    }
     if spec.workload.network == NetworkMode::None {
         flags |= libc::CLONE_NEWNET;
     }
     if spec.workload.userns.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
-    let pid = match raw_clone(flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong) {
-        Ok(Some(pid)) => pid,
+    let entered = match joins.enter() {
+        Ok(entered) => entered,
+        Err(e) => {
+            let _ = cgroup.destroy();
+            return Err(e);
+        }
+    };
+    let cloned = match raw_clone(flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong) {
         Ok(None) => {
             drop(parent_chan);
             run_child(&child_chan, || {
                 init_process(spec, &stdio, &confinement, &child_chan)
             })
         }
+        // The caller goes back to its own namespaces whatever happened.
+        Ok(Some(pid)) => match entered.leave() {
+            Ok(()) => Ok(pid),
+            Err(e) => {
+                kill_and_reap(pid);
+                Err(e)
+            }
+        },
+        Err(e) => entered.leave().and(Err(e)),
+    };
+    let pid = match cloned {
+        Ok(pid) => pid,
         Err(e) => {
             let _ = cgroup.destroy();
             return Err(e);

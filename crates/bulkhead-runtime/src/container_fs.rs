@@ -1,7 +1,7 @@
 //! The container's filesystem view, built by the init process in its new mount
-//! namespace: the rootfs bind-mounted on itself, /proc, read-only /sys, a minimal /dev,
-//! the generated /etc files, user mounts, masked and read-only paths, then pivot_root
-//! with the old root detached.
+//! namespace: the rootfs bind-mounted on itself, /proc (through which the sysctls are
+//! written), read-only /sys, a minimal /dev, the generated /etc files, user mounts, masked
+//! and read-only paths, then pivot_root with the old root detached.
 //! Every target is resolved inside the root (see [`crate::safe_path`]); flags are set on a mount
 //! through its descriptor, recursively where a subtree must not escape them ([`crate::mount_api`]).
 
@@ -16,9 +16,11 @@ use crate::error::RuntimeError;
 use crate::mount_api::{self, NODEV, NOEXEC, NOSUID, RDONLY};
 use crate::pty;
 use crate::safe_path::{ensure_file, fd_path, mkdir_all, open_in_root, write_file};
+use crate::sysctls;
 use bulkhead_spec::{ContainerSpec, MountSpec};
 
-/// runc's default masked paths: hidden behind /dev/null (files) or an empty read-only tmpfs.
+/// runc's default masked paths (for a spec that gives none): hidden behind /dev/null (files) or an
+/// empty read-only tmpfs.
 const MASKED_PATHS: [&str; 12] = [
     "/proc/acpi",
     "/proc/asound",
@@ -34,7 +36,7 @@ const MASKED_PATHS: [&str; 12] = [
     "/sys/devices/virtual/powercap",
 ];
 
-/// runc's default read-only paths.
+/// runc's default read-only paths (for a spec that gives none).
 const READONLY_PATHS: [&str; 5] = [
     "/proc/bus",
     "/proc/fs",
@@ -125,6 +127,7 @@ pub(crate) fn build(
         None,
         "/proc",
     )?;
+    sysctls::write(&root, &spec.workload.sysctls)?;
     mount_sys(&root, privileged)?;
     let pty = mount_dev(&root, terminal)?;
     mount_etc_files(&root, spec)?;
@@ -132,7 +135,16 @@ pub(crate) fn build(
         mount_user(&root, m)?;
     }
     if !privileged {
-        mask_paths(&root)?;
+        let security = &spec.workload.security;
+        let masked = security.masked_paths.as_ref().map_or_else(
+            || MASKED_PATHS.to_vec(),
+            |p| p.iter().map(String::as_str).collect(),
+        );
+        let readonly = security.readonly_paths.as_ref().map_or_else(
+            || READONLY_PATHS.to_vec(),
+            |p| p.iter().map(String::as_str).collect(),
+        );
+        mask_paths(&root, &masked, &readonly)?;
     }
     if spec.workload.readonly_rootfs {
         let current_root = open_in_root(root.as_fd(), "/", libc::O_PATH | libc::O_DIRECTORY, 0)
@@ -172,11 +184,23 @@ pub(crate) fn ensure_etc_mount_points(spec: &ContainerSpec) -> Result<(), Runtim
 /// Bind-mounts /etc/hostname, /etc/hosts and /etc/resolv.conf, generated for this run, over the image's
 /// files, as docker does: the writable layer is not rewritten at every start (in a VM guest the first
 /// ext4 write of a boot alone costs ~50 ms under binary translation). Each file is staged on the
-/// container's /dev tmpfs, bound, and unlinked there, so only its mount keeps it.
+/// container's /dev tmpfs, bound, and unlinked there, so only its mount keeps it. A file the spec
+/// mounts itself (an OCI caller's /etc/hosts) is left to that mount: nothing can be mounted over an
+/// unlinked file.
 fn mount_etc_files(root: &OwnedFd, spec: &ContainerSpec) -> Result<(), RuntimeError> {
     let dev = open_in_root(root.as_fd(), "/dev", libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| RuntimeError::sys("reopening /dev", e))?;
+    let mounted_by_spec = |target: &str| {
+        spec.workload.mounts.iter().any(|m| match m {
+            MountSpec::Bind { target: t, .. } | MountSpec::Tmpfs { target: t, .. } => {
+                Path::new(t) == Path::new(target)
+            }
+        })
+    };
     for (name, content) in etc_files(spec) {
+        if mounted_by_spec(&format!("/etc/{name}")) {
+            continue;
+        }
         let staged_name = format!(".etc-{name}");
         let staged_path = format!("/dev/{staged_name}");
         write_file(root.as_fd(), &staged_path, &content)?;
@@ -433,12 +457,12 @@ fn verified_dev_null(root: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
     })
 }
 
-/// Hides [`MASKED_PATHS`] (files behind the verified /dev/null, directories behind an empty tmpfs)
-/// and makes [`READONLY_PATHS`] read-only with everything below them. Each mount is cloned, given
+/// Hides `masked` paths (files behind the verified /dev/null, directories behind an empty tmpfs)
+/// and makes `readonly` ones read-only with everything below them. Each mount is cloned, given
 /// its flags and attached through descriptors.
-fn mask_paths(root: &OwnedFd) -> Result<(), RuntimeError> {
+fn mask_paths(root: &OwnedFd, masked: &[&str], readonly: &[&str]) -> Result<(), RuntimeError> {
     let null = verified_dev_null(root)?;
-    for path in MASKED_PATHS {
+    for &path in masked {
         let target = match open_in_root(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW, 0) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,
@@ -461,7 +485,7 @@ fn mask_paths(root: &OwnedFd) -> Result<(), RuntimeError> {
             mount_api::bind_with_flags(&null, &target, false, RDONLY | NOSUID | NOEXEC, path)?;
         }
     }
-    for path in READONLY_PATHS {
+    for &path in readonly {
         let target = match open_in_root(root.as_fd(), path, libc::O_PATH | libc::O_NOFOLLOW, 0) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,

@@ -50,6 +50,8 @@ pub enum RuntimeError {
         path: PathBuf,
         reason: String,
     },
+    #[error("sysctl {key:?}: {reason}")]
+    Sysctl { key: String, reason: String },
     #[error("setup channel with the container process: {0}")]
     Channel(String),
 }

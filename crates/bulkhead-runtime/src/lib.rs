@@ -16,18 +16,20 @@ mod container;
 mod container_fs;
 mod error;
 mod mount_api;
+mod namespaces;
 mod network;
 mod process_setup;
 mod pty;
 mod safe_path;
 mod seccomp;
+mod sysctls;
 #[cfg(test)]
 mod test_child;
 mod users;
 
 pub use bulkhead_spec::{
-    ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec, Resources, Rlimit, SeccompPolicy,
-    SecuritySpec, Workload,
+    ContainerSpec, IdMap, MountSpec, NamespaceKind, NamespacePath, NetworkMode, ProcessSpec,
+    Resources, Rlimit, SeccompPolicy, SecuritySpec, Workload,
 };
 pub use cgroups::CgroupVersion;
 pub use container::{exit_code, spawn, Container, ExecProcess, Stdio};

@@ -92,7 +92,8 @@ pub(crate) fn read_db(path: &Path) -> Result<String, RuntimeError> {
 
 /// Resolves `user` (`""`, `name`, `uid`, `name:group`, `uid:gid`) docker-style: a numeric
 /// uid missing from passwd is accepted with gid 0; supplementary groups come from
-/// /etc/group membership unless a group is given explicitly.
+/// /etc/group membership unless a group is given explicitly. `uid:gid:g1,g2` (an OCI process's user)
+/// is taken as given: numeric ids, exactly these supplementary groups.
 pub(crate) fn resolve(user: &str, passwd: &str, group: &str) -> Result<ExecUser, RuntimeError> {
     let unknown = |reason: String| RuntimeError::UnknownUser {
         user: user.to_string(),
@@ -102,6 +103,9 @@ pub(crate) fn resolve(user: &str, passwd: &str, group: &str) -> Result<ExecUser,
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
+    if let Some((gid, groups)) = group_part.and_then(|g| g.split_once(':')) {
+        return resolve_oci(user_part, gid, groups, passwd).map_err(unknown);
+    }
     let user_part = if user_part.is_empty() { "0" } else { user_part };
     let numeric_uid = user_part.parse::<u32>().ok();
     let entry = parse_passwd(passwd).find(|e| match numeric_uid {
@@ -141,6 +145,30 @@ pub(crate) fn resolve(user: &str, passwd: &str, group: &str) -> Result<ExecUser,
     })
 }
 
+/// The `uid:gid:g1,g2` form; only the home directory comes from passwd.
+fn resolve_oci(uid: &str, gid: &str, groups: &str, passwd: &str) -> Result<ExecUser, String> {
+    let number = |s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| format!("{s:?} is not a numeric id (uid:gid:groups takes numbers)"))
+    };
+    let uid = number(uid)?;
+    let additional_gids = groups
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(number)
+        .collect::<Result<Vec<_>, _>>()?;
+    let home = parse_passwd(passwd)
+        .find(|e| e.uid == uid)
+        .map_or("/", |e| e.home)
+        .to_string();
+    Ok(ExecUser {
+        uid,
+        gid: number(gid)?,
+        additional_gids,
+        home,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +190,14 @@ mod tests {
         let numeric = resolve("4242:7", PASSWD, GROUP).unwrap();
         assert_eq!((numeric.uid, numeric.gid), (4242, 7));
         assert_eq!(resolve("4242", PASSWD, GROUP).unwrap().gid, 0);
+        let oci = resolve("1000:5:10,29", PASSWD, GROUP).unwrap();
+        assert_eq!(
+            (oci.uid, oci.gid, oci.home.as_str()),
+            (1000, 5, "/home/alice")
+        );
+        assert_eq!(oci.additional_gids, vec![10, 29]);
+        let none = resolve("7:7:", PASSWD, GROUP).unwrap();
+        assert_eq!((none.home.as_str(), none.additional_gids.len()), ("/", 0));
     }
 
     #[test]
@@ -171,5 +207,7 @@ mod tests {
             Err(RuntimeError::UnknownUser { .. })
         ));
         assert!(resolve("alice:nogroup", PASSWD, GROUP).is_err());
+        assert!(resolve("alice:1:2", PASSWD, GROUP).is_err());
+        assert!(resolve("1:1:wheel", PASSWD, GROUP).is_err());
     }
 }

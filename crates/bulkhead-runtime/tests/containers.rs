@@ -12,8 +12,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bulkhead_runtime::{
-    cgroups, exit_code, rootfs, spawn, ContainerSpec, IdMap, MountSpec, NetworkMode, ProcessSpec,
-    Resources, RuntimeError, SecuritySpec, Stdio, Workload,
+    cgroups, exit_code, rootfs, spawn, ContainerSpec, IdMap, MountSpec, NamespaceKind,
+    NamespacePath, NetworkMode, ProcessSpec, Resources, RuntimeError, SecuritySpec, Stdio,
+    Workload,
 };
 use nix::sys::wait::waitpid;
 
@@ -130,10 +131,13 @@ fn spec(root: &Rootfs, args: &[&str]) -> ContainerSpec {
             userns: None,
             security: SecuritySpec::default(),
             resources: Resources::default(),
+            sysctls: Default::default(),
+            join_namespaces: Vec::new(),
         },
         cgroup_name: format!("bulkhead-test/{id}"),
         etc_hosts: "127.0.0.1 localhost testhost\n".into(),
         resolv_conf: "nameserver 192.0.2.1\n".into(),
+        root_share: false,
     }
 }
 
@@ -573,6 +577,221 @@ fn cleanup_after_everything(image: &Image) {
     }
 }
 
+/// Kernel parameters land in the container's namespaces only; those of the host are refused by name.
+fn sysctls(image: &Image) {
+    let root = Rootfs::new(image);
+    let host_shmmax = fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let host_port = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    let mut s = sh(
+        &root,
+        "cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_unprivileged_port_start \
+         /proc/sys/kernel/domainname /proc/sys/fs/mqueue/msg_max",
+    );
+    s.workload.sysctls = [
+        ("kernel.shmmax", "123456789"),
+        ("net/ipv4/ip_unprivileged_port_start", "99"),
+        ("kernel.domainname", "example.org"),
+        ("fs.mqueue.msg_max", "20"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let out = run_ok(&s);
+    assert_eq!(
+        out.stdout, "123456789\n99\nexample.org\n20\n",
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        host_shmmax
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap(),
+        host_port
+    );
+    let refused = |sysctl: &str, tweak: &dyn Fn(&mut ContainerSpec)| {
+        let mut s = sh(&root, "true");
+        s.workload.sysctls = [(sysctl.to_string(), "1".to_string())].into();
+        tweak(&mut s);
+        let err = run(&s).err().expect("sysctl must be refused").to_string();
+        assert!(err.contains(&format!("sysctl {sysctl:?}")), "{err}");
+        err
+    };
+    let err = refused("vm.swappiness", &|_| {});
+    assert!(err.contains("not in a separate kernel namespace"), "{err}");
+    refused("kernel.hostname", &|_| {});
+    let err = refused("net.ipv4.ip_forward", &|s| {
+        s.workload.network = NetworkMode::Host
+    });
+    assert!(err.contains("shares this namespace with the host"), "{err}");
+    refused("kernel.shmmni", &|s| {
+        s.workload.join_namespaces = vec![NamespacePath {
+            kind: NamespaceKind::Ipc,
+            path: "/proc/self/ns/ipc".into(),
+        }]
+    });
+    refused("kernel.msgmax/../../x", &|_| {});
+}
+
+/// A process holding new IPC and UTS namespaces, as the OCI front end's relay does; killed on drop.
+struct NamespaceHolder(std::process::Child);
+
+impl NamespaceHolder {
+    fn new() -> NamespaceHolder {
+        let child = Command::new("unshare")
+            .args([
+                "--ipc",
+                "--uts",
+                "sh",
+                "-c",
+                "hostname podhost; exec sleep 60",
+            ])
+            .spawn()
+            .expect("unshare (util-linux)");
+        let holder = NamespaceHolder(child);
+        // Wait until it runs sleep in its namespaces, with its hostname set.
+        for _ in 0..200 {
+            let comm = fs::read_to_string(format!("/proc/{}/comm", holder.pid())).unwrap();
+            if comm == "sleep\n" {
+                return holder;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the namespace holder never started");
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn ns(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{name}", self.pid()))
+    }
+}
+
+impl Drop for NamespaceHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// IPC and UTS namespaces given by path are joined (not unshared), and the caller stays in its own.
+fn joined_namespaces(image: &Image) {
+    let root = Rootfs::new(image);
+    let holder = NamespaceHolder::new();
+    let ours = |name: &str| fs::read_link(format!("/proc/self/ns/{name}")).unwrap();
+    let before = (ours("ipc"), ours("uts"));
+    let mut s = sh(
+        &root,
+        "hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; cat /proc/sys/kernel/shmmni",
+    );
+    s.workload.hostname = String::new();
+    s.workload.join_namespaces = vec![
+        NamespacePath {
+            kind: NamespaceKind::Ipc,
+            path: holder.ns("ipc"),
+        },
+        NamespacePath {
+            kind: NamespaceKind::Uts,
+            path: holder.ns("uts"),
+        },
+    ];
+    s.workload.sysctls = [("kernel.shmmni".to_string(), "1234".to_string())].into();
+    let out = run_ok(&s);
+    let expected = format!(
+        "podhost\n{}\n{}\n1234\n",
+        fs::read_link(holder.ns("ipc")).unwrap().display(),
+        fs::read_link(holder.ns("uts")).unwrap().display()
+    );
+    assert_eq!(out.stdout, expected, "{}", out.stderr);
+    assert_eq!((ours("ipc"), ours("uts")), before);
+    // The container's hostname is set in the namespace it joined.
+    s.workload.hostname = "fromspec".into();
+    s.workload.sysctls.clear();
+    assert!(run_ok(&s).stdout.starts_with("fromspec\n"));
+    let holder_hostname = Command::new("nsenter")
+        .arg(format!("--uts={}", holder.ns("uts").display()))
+        .arg("hostname")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&holder_hostname.stdout),
+        "fromspec\n"
+    );
+    // A path that is no namespace, or one of another kind, fails before anything runs.
+    s.workload.join_namespaces[0].path = "/etc/hostname".into();
+    let err = run(&s).err().expect("not a namespace").to_string();
+    assert!(
+        err.contains("joining the ipc namespace /etc/hostname"),
+        "{err}"
+    );
+    s.workload.join_namespaces[0].path = holder.ns("uts");
+    assert!(run(&s).is_err());
+    assert_eq!((ours("ipc"), ours("uts")), before);
+}
+
+/// Masked and read-only paths given by the spec replace docker's lists.
+fn masked_and_readonly_paths(image: &Image) {
+    let root = Rootfs::new(image);
+    let script = "cat /etc/data.txt; ls /home | wc -l; touch /tmp/x 2>/dev/null || echo rotmp; \
+                  grep -c -E ' /proc/(keys|sys) ' /proc/self/mountinfo";
+    let mut s = sh(&root, script);
+    let out = run_ok(&s);
+    assert_eq!(out.stdout, "not a program\n1\n2\n", "{}", out.stderr);
+    s.workload.security.masked_paths = Some(vec!["/etc/data.txt".into(), "/home".into()]);
+    s.workload.security.readonly_paths = Some(vec!["/tmp".into(), "/no/such/path".into()]);
+    let out = run_ok(&s);
+    assert_eq!(out.stdout, "0\nrotmp\n0\n", "{}", out.stderr);
+    s.workload.security.masked_paths = Some(vec!["relative".into()]);
+    let err = run(&s).err().expect("relative path").to_string();
+    assert!(err.contains("\"relative\" is not absolute"), "{err}");
+}
+
+/// An OCI user (`uid:gid:groups`) and binds of single files (as CRI makes for /etc/hosts).
+fn oci_user_and_file_binds(image: &Image) {
+    let root = Rootfs::new(image);
+    let files = image
+        .dir
+        .path()
+        .join(format!("files{}", COUNTER.fetch_add(1, Ordering::SeqCst)));
+    fs::create_dir_all(&files).unwrap();
+    fs::write(files.join("hosts"), "10.0.0.1 pod\n").unwrap();
+    fs::write(files.join("log"), "").unwrap();
+    // Written by the container's user 1000.
+    fs::set_permissions(
+        files.join("log"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let mut s = sh(
+        &root,
+        "id -u; id -g; id -G; echo $HOME; cat /etc/hosts; echo x > /dev/termination-log; \
+         echo y > /etc/hosts || echo ro",
+    );
+    s.workload.process.user = "1000:1000:50,60".into();
+    s.workload.mounts = vec![
+        MountSpec::Bind {
+            source: files.join("hosts"),
+            target: "/etc/hosts".into(),
+            readonly: true,
+        },
+        MountSpec::Bind {
+            source: files.join("log"),
+            target: "/dev/termination-log".into(),
+            readonly: false,
+        },
+    ];
+    let out = run_ok(&s);
+    assert_eq!(
+        out.stdout, "1000\n1000\n1000 50 60\n/home/user\n10.0.0.1 pod\nro\n",
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_to_string(files.join("log")).unwrap(), "x\n");
+}
+
 type Test = fn(&Image);
 
 fn main() {
@@ -593,6 +812,10 @@ fn main() {
         ("exec_joins_the_container", exec_joins_the_container),
         ("pty_gives_a_terminal", pty_gives_a_terminal),
         ("user_namespace", user_namespace),
+        ("sysctls", sysctls),
+        ("joined_namespaces", joined_namespaces),
+        ("masked_and_readonly_paths", masked_and_readonly_paths),
+        ("oci_user_and_file_binds", oci_user_and_file_binds),
         ("cleanup_after_everything", cleanup_after_everything),
     ];
     let image = build_image();

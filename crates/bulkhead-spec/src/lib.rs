@@ -4,6 +4,7 @@
 //! (and re-exports it), `bulkhead-proto` carries it in `Start`, `Exec` and `Update` frames. It is its own
 //! crate so that the protocol can name these types without linking the runtime (libseccomp, nix).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,31 @@ pub struct Workload {
     pub userns: Option<IdMap>,
     pub security: SecuritySpec,
     pub resources: Resources,
+    /// Kernel parameters (`kernel.shmmax`, or `kernel/shmmax`) written under /proc/sys in the container's
+    /// namespaces before it starts. Only namespaced ones are accepted (as runc): IPC ones (`kernel.shm*`,
+    /// `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`), `kernel.domainname`, and `net.*` when the container
+    /// does not share the host's network namespace.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// Namespaces the container joins instead of getting new ones (a pod's, handed over by path). Process
+    /// isolation only: under VM isolation the guest kernel is the pod's own and the host's paths mean
+    /// nothing there, so the VM backend leaves them out.
+    #[serde(default)]
+    pub join_namespaces: Vec<NamespacePath>,
+}
+
+/// A namespace to join: a `/proc/PID/ns/KIND` file or a bind mount of one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespacePath {
+    pub kind: NamespaceKind,
+    pub path: PathBuf,
+}
+
+/// The namespace kinds a container may join by path (the network namespace is [`NetworkMode::Namespace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamespaceKind {
+    Ipc,
+    Uts,
 }
 
 /// Everything needed to start a container's init process.
@@ -38,6 +64,10 @@ pub struct ContainerSpec {
     pub etc_hosts: String,
     /// Content written to the container's `/etc/resolv.conf`.
     pub resolv_conf: String,
+    /// VM guest only: the root is a directory the host shares over virtio-9p (a bundle container's,
+    /// `bulkhead_proto::vm::ROOT_SHARE_TAG`), not the image's and the container's disks.
+    #[serde(default)]
+    pub root_share: bool,
 }
 
 /// A process to run inside the container (the init process or an exec).
@@ -48,7 +78,8 @@ pub struct ProcessSpec {
     pub env: Vec<String>,
     /// Absolute path inside the container; created if missing.
     pub cwd: String,
-    /// `""`, `name`, `uid`, `name:group` or `uid:gid`, resolved with the container's /etc files.
+    /// `""`, `name`, `uid`, `name:group` or `uid:gid`, resolved with the container's /etc files; or
+    /// `uid:gid:gid1,gid2` (an OCI process's user: the supplementary groups given, not looked up).
     pub user: String,
     pub terminal: bool,
     pub rlimits: Vec<Rlimit>,
@@ -109,6 +140,14 @@ pub struct SecuritySpec {
     pub seccomp: SeccompPolicy,
     /// Only meaningful for privileged containers: others always get no_new_privs.
     pub no_new_privileges: bool,
+    /// Paths hidden from the container (files behind /dev/null, directories behind an empty read-only
+    /// tmpfs); `None`: docker's list. Not applied to privileged containers.
+    #[serde(default)]
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths made read-only with everything below them; `None`: docker's list. Not applied to privileged
+    /// containers.
+    #[serde(default)]
+    pub readonly_paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -33,10 +33,8 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// The initramfs whose `/init` is the agent.
     pub initramfs: PathBuf,
-    /// The image's erofs artifact, attached read-only (guest `bulkhead_proto::vm::IMAGE_DISK`).
-    pub rootfs_artifact: PathBuf,
-    /// The container's writable ext4 image (guest `bulkhead_proto::vm::WRITABLE_DISK`).
-    pub writable_disk: PathBuf,
+    /// What the guest's container root is made of.
+    pub root: VmRoot,
     pub memory_mib: u32,
     pub vcpus: u32,
     pub accel: AccelKind,
@@ -53,7 +51,43 @@ pub struct VmConfig {
     pub shares: Vec<Share>,
 }
 
-/// A host directory the guest sees (a volume's data or a bind source).
+/// The container root a VM gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmRoot {
+    /// The image's erofs `artifact`, attached read-only (guest `bulkhead_proto::vm::IMAGE_DISK`), and the
+    /// container's `writable` ext4 image (guest `bulkhead_proto::vm::WRITABLE_DISK`).
+    Disks {
+        artifact: PathBuf,
+        writable: PathBuf,
+    },
+    /// A host directory the guest mounts as the root, over virtio-9p with the mount tag
+    /// `bulkhead_proto::vm::ROOT_SHARE_TAG` (a bundle container's rootfs, which its caller prepared).
+    Share(Share),
+}
+
+impl VmRoot {
+    /// The virtio devices it takes.
+    pub fn devices(&self) -> usize {
+        match self {
+            VmRoot::Disks { .. } => 2,
+            VmRoot::Share(_) => 1,
+        }
+    }
+}
+
+impl VmConfig {
+    /// Every directory QEMU serves over 9p, as the jail shows them at `files::jail_share_path(i)`: the
+    /// shares in order, then the root's if it is one.
+    pub fn served_directories(&self) -> Vec<Share> {
+        let root = match &self.root {
+            VmRoot::Share(share) => Some(share.clone()),
+            VmRoot::Disks { .. } => None,
+        };
+        self.shares.iter().cloned().chain(root).collect()
+    }
+}
+
+/// A host directory the guest sees (a volume's data, a bind source, or a bundle's root).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     pub host: PathBuf,
@@ -74,11 +108,15 @@ pub enum VmError {
     EarlyExit { status: String, log: String },
     #[error(
         "{shares} shared directories and {nics} network interfaces are more than a VM takes: QEMU's \
-         microvm has {} virtio-mmio slots, and the disks and the agent's port use {}",
-        qemu::VIRTIO_MMIO_SLOTS,
-        qemu::FIXED_DEVICES
+         microvm has {} virtio-mmio slots, and the root ({root} devices) and the agent's port use the \
+         rest",
+        qemu::VIRTIO_MMIO_SLOTS
     )]
-    TooManyDevices { shares: usize, nics: usize },
+    TooManyDevices {
+        shares: usize,
+        nics: usize,
+        root: usize,
+    },
 }
 
 /// A running QEMU process and the stream to its guest agent. Dropping it kills QEMU.
@@ -109,19 +147,19 @@ impl Vm {
     /// wait for the guest to boot: the agent answers the handshake once it is up.
     pub fn launch(cfg: &VmConfig) -> Result<Vm, VmError> {
         fs::create_dir_all(&cfg.run_dir).map_err(io_err("creating", &cfg.run_dir))?;
-        let image =
-            File::open(&cfg.rootfs_artifact).map_err(io_err("opening", &cfg.rootfs_artifact))?;
-        let writable = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&cfg.writable_disk)
-            .map_err(io_err("opening", &cfg.writable_disk))?;
-        let writable_ro =
-            File::open(&cfg.writable_disk).map_err(io_err("opening", &cfg.writable_disk))?;
-        let disk_len = writable
-            .metadata()
-            .map_err(io_err("reading", &cfg.writable_disk))?
-            .len();
+        let null = || File::open("/dev/null").map_err(io_err("opening", Path::new("/dev/null")));
+        let disks = match &cfg.root {
+            VmRoot::Disks { artifact, writable } => RootFiles::open(artifact, writable)?,
+            // The descriptors keep their numbers; QEMU is given none of these.
+            VmRoot::Share(_) => RootFiles {
+                image: null()?,
+                writable: null()?,
+                writable_ro: null()?,
+                // No disk bounds what QEMU writes in the caller's directory: its filesystem does, as
+                // for a process container on it.
+                max_file_bytes: libc::RLIM_INFINITY,
+            },
+        };
         let (stream, guest_end) =
             UnixStream::pair().map_err(io_err("creating the agent socket for", &cfg.run_dir))?;
         let pipe = || {
@@ -130,15 +168,19 @@ impl Vm {
         };
         let (console_r, console_w) = pipe()?;
         let (stderr_r, stderr_w) = pipe()?;
-        let null = || File::open("/dev/null").map_err(io_err("opening", Path::new("/dev/null")));
         let logs = LogPump::start(vec![
             (console_r, console_log(&cfg.run_dir)),
             (stderr_r, qemu_log(&cfg.run_dir)),
         ])
         .map_err(io_err("starting the log thread for", &cfg.run_dir))?;
         let mut fds: Vec<OwnedFd> = vec![null()?.into(), null()?.into(), stderr_w];
-        fds.extend([image.into(), writable.into(), guest_end.into(), console_w]);
-        fds.push(writable_ro.into());
+        fds.extend([
+            disks.image.into(),
+            disks.writable.into(),
+            guest_end.into(),
+            console_w,
+        ]);
+        fds.push(disks.writable_ro.into());
         debug_assert_eq!(fds.len(), qemu::FIRST_TAP_FD);
         let wiring = match &cfg.netns {
             Some(netns) => network::wire(netns),
@@ -157,7 +199,8 @@ impl Vm {
                 return Err(e.into());
             }
         };
-        if qemu::FIXED_DEVICES + cfg.shares.len() + wiring.nics.len() > qemu::VIRTIO_MMIO_SLOTS {
+        let devices = cfg.root.devices() + qemu::AGENT_DEVICES + cfg.shares.len();
+        if devices + wiring.nics.len() > qemu::VIRTIO_MMIO_SLOTS {
             let nics = wiring.nics.len();
             drop(wiring);
             if let Some(netns) = &cfg.netns {
@@ -169,10 +212,12 @@ impl Vm {
             return Err(VmError::TooManyDevices {
                 shares: cfg.shares.len(),
                 nics,
+                root: cfg.root.devices(),
             });
         }
         let args = qemu::args(cfg, &wiring.nics);
         fds.extend(wiring.taps);
+        let served = cfg.served_directories();
         let spawned = jail::spawn(JailSpec {
             args,
             fds,
@@ -183,8 +228,8 @@ impl Vm {
             cgroup: &cfg.cgroup,
             memory_mib: cfg.memory_mib.into(),
             cpus: cfg.cpus,
-            max_file_bytes: disk_len,
-            shares: &cfg.shares,
+            max_file_bytes: disks.max_file_bytes,
+            shares: &served,
         });
         match spawned {
             Ok(jailed) => Ok(Vm {
@@ -311,6 +356,35 @@ impl Vm {
         };
         self.status = Some(status);
         Ok(Some(status))
+    }
+}
+
+/// The files of a disk root, opened by the host for QEMU (which opens nothing of the host by path).
+struct RootFiles {
+    image: File,
+    writable: File,
+    /// The writable disk again, read-only (see `qemu::WRITABLE_RO_FD`).
+    writable_ro: File,
+    /// The largest file QEMU may write: the writable disk.
+    max_file_bytes: u64,
+}
+
+impl RootFiles {
+    fn open(artifact: &Path, disk: &Path) -> Result<RootFiles, VmError> {
+        let image = File::open(artifact).map_err(io_err("opening", artifact))?;
+        let writable = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(disk)
+            .map_err(io_err("opening", disk))?;
+        let writable_ro = File::open(disk).map_err(io_err("opening", disk))?;
+        let max_file_bytes = writable.metadata().map_err(io_err("reading", disk))?.len();
+        Ok(RootFiles {
+            image,
+            writable,
+            writable_ro,
+            max_file_bytes,
+        })
     }
 }
 

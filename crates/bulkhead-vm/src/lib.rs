@@ -13,7 +13,9 @@
 //! - exposes exactly two disks: the image's erofs artifact, attached `readonly=on` and shared by every VM
 //!   of that image (a guest can corrupt only its page cache view, never the file), and the container's own
 //!   writable ext4 image, which the host treats as hostile data after the VM ran: it never mounts it, and
-//!   takes its content back for process mode only as a tar from an export VM (`bulkhead-engine`);
+//!   takes its content back for process mode only as a tar from an export VM (`bulkhead-engine`); a
+//!   bundle container's VM gets no disk but its caller's root directory, served by QEMU's 9p server like
+//!   the shared directories below;
 //! - gives the VM no shared host directory, no PCI bus, no option ROMs, no ACPI tables, and a network
 //!   device only for an interface of the network namespace it was handed ([`network`]): a tap inside that
 //!   namespace, so the guest reaches exactly what the namespace's veth reaches;
@@ -53,7 +55,7 @@ mod tsc;
 
 pub use accel::{Accel, AccelChoice, AccelKind};
 pub use cache::default_cache_dir;
-pub use host::{Vm, VmConfig, VmError};
+pub use host::{Vm, VmConfig, VmError, VmRoot};
 pub use io_error::IoError;
 pub use jail::{Confinement, JailError};
 pub use kernel::Kernel;

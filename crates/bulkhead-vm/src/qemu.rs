@@ -1,5 +1,6 @@
 //! Turns a [`VmConfig`] into the QEMU command line: a `microvm` machine with no firmware, no PCI, no
 //! ACPI; two virtio-blk disks (the image's read-only erofs artifact and the container's writable ext4),
+//! or for a bundle container one virtio-9p device serving its root directory,
 //! one virtio-9p device per shared host directory (volumes and binds), one virtio-serial port for the
 //! agent, the serial console written to a pipe, and one virtio-net device per interface of the
 //! container's network namespace, on a tap there ([`crate::network`]). QEMU runs in a jail
@@ -8,10 +9,10 @@
 //! descriptors the host opened, at the numbers below. The guest kernel command line is tuned for boot time (see `bench/vm-floor.sh`).
 
 use crate::accel::AccelKind;
-use crate::host::VmConfig;
+use crate::host::{VmConfig, VmRoot};
 use crate::jail::files::{jail_share_path, JAIL_INITRAMFS, JAIL_KERNEL};
 use bulkhead_proto::nic::{format_mac, GuestNic};
-use bulkhead_proto::vm::{share_tag, AGENT_PORT, INIT};
+use bulkhead_proto::vm::{share_tag, AGENT_PORT, INIT, ROOT_SHARE_TAG};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -33,8 +34,9 @@ pub const CONSOLE_FD: usize = 6;
 pub const WRITABLE_RO_FD: usize = 7;
 /// The virtio devices microvm can take (its virtio-mmio transports).
 pub const VIRTIO_MMIO_SLOTS: usize = 8;
-/// The devices every VM has: two disks and the agent's virtio-serial device.
-pub const FIXED_DEVICES: usize = 3;
+/// The devices every VM has besides its root ([`crate::host::VmRoot::devices`]): the agent's
+/// virtio-serial device.
+pub const AGENT_DEVICES: usize = 1;
 /// The first tap device; the next interface's is at 9, and so on.
 pub const FIRST_TAP_FD: usize = 8;
 
@@ -129,28 +131,43 @@ pub fn args(cfg: &VmConfig, nics: &[GuestNic]) -> Vec<OsString> {
         kernel_cmdline(cfg.accel),
     ]);
     // Each descriptor goes into an fd set of its own number; QEMU opens `/dev/fdset/N` by duplicating it.
-    for (fd, set) in [
+    let disks = matches!(cfg.root, VmRoot::Disks { .. });
+    let disk_fds = [
         (IMAGE_FD, IMAGE_FD),
         (WRITABLE_FD, WRITABLE_FD),
         (WRITABLE_RO_FD, WRITABLE_FD),
-        (CONSOLE_FD, CONSOLE_FD),
-    ] {
+    ];
+    let fd_sets = disk_fds
+        .iter()
+        .filter(|_| disks)
+        .chain(&[(CONSOLE_FD, CONSOLE_FD)]);
+    for (fd, set) in fd_sets {
         args.extend(["-add-fd".to_string(), format!("fd={fd},set={set}")]);
     }
-    // The guest names the disks by the order they are attached in: the image's first (IMAGE_DISK), the
-    // writable one second (WRITABLE_DISK), see `bulkhead_proto::vm`.
-    // The image artifact is shared by every VM of the image: read-only opens take only a shared lock, so
-    // any number of VMs attach it concurrently while a writer is refused ("Failed to get write lock").
-    args.extend([
-        "-drive".to_string(),
-        drive("image", IMAGE_FD, true),
-        "-device".to_string(),
-        "virtio-blk-device,drive=image".to_string(),
-        "-drive".to_string(),
-        drive("writable", WRITABLE_FD, false),
-        "-device".to_string(),
-        "virtio-blk-device,drive=writable".to_string(),
-    ]);
+    match &cfg.root {
+        // The guest names the disks by the order they are attached in: the image's first (IMAGE_DISK),
+        // the writable one second (WRITABLE_DISK), see `bulkhead_proto::vm`.
+        // The image artifact is shared by every VM of the image: read-only opens take only a shared
+        // lock, so any number of VMs attach it concurrently while a writer is refused ("Failed to get
+        // write lock").
+        VmRoot::Disks { .. } => args.extend([
+            "-drive".to_string(),
+            drive("image", IMAGE_FD, true),
+            "-device".to_string(),
+            "virtio-blk-device,drive=image".to_string(),
+            "-drive".to_string(),
+            drive("writable", WRITABLE_FD, false),
+            "-device".to_string(),
+            "virtio-blk-device,drive=writable".to_string(),
+        ]),
+        // Served like the shares below, and bound in the jail after them.
+        VmRoot::Share(share) => args.extend([
+            "-fsdev".to_string(),
+            fsdev("root", cfg.shares.len(), share.readonly),
+            "-device".to_string(),
+            format!("virtio-9p-device,fsdev=root,mount_tag={ROOT_SHARE_TAG}"),
+        ]),
+    }
     // Two ports (0 is reserved for a console) instead of 31: the guest sets up queues for fewer ports.
     args.extend([
         "-device".to_string(),
@@ -168,7 +185,7 @@ pub fn args(cfg: &VmConfig, nics: &[GuestNic]) -> Vec<OsString> {
     for (i, share) in cfg.shares.iter().enumerate() {
         args.extend([
             "-fsdev".to_string(),
-            fsdev(i, share.readonly),
+            fsdev(&format!("fs{i}"), i, share.readonly),
             "-device".to_string(),
             format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", share_tag(i)),
         ]);
@@ -189,16 +206,16 @@ pub fn args(cfg: &VmConfig, nics: &[GuestNic]) -> Vec<OsString> {
     args.into_iter().map(OsString::from).collect()
 }
 
-/// QEMU's 9p server for share `i`, on the jail's bind of the directory. `passthrough`: files carry the
+/// QEMU's 9p server `id` for the directory the jail binds as share `i`. `passthrough`: files carry the
 /// guest's real owners and modes on the host, so a volume reads back the same in process mode after a
 /// switch (QEMU holds CAP_CHOWN, CAP_DAC_OVERRIDE and CAP_FOWNER for it, see
 /// `jail::SHARE_CAPABILITIES`); `mapped-xattr` would hide them in xattrs that process mode does not read,
 /// and `none` would leave every file owned by this VM's jail uid, which the next VM's uid cannot write.
 /// QEMU's local backend opens every path component `O_NOFOLLOW` below the share's root and leaves
 /// symlinks to the guest to resolve, so no symlink in the share leads QEMU out of it.
-fn fsdev(i: usize, readonly: bool) -> String {
+fn fsdev(id: &str, i: usize, readonly: bool) -> String {
     format!(
-        "local,id=fs{i},path={},security_model=passthrough,readonly={}",
+        "local,id={id},path={},security_model=passthrough,readonly={}",
         jail_share_path(i).display(),
         if readonly { "on" } else { "off" }
     )
@@ -221,8 +238,10 @@ mod tests {
         VmConfig {
             kernel: "/k/vmlinux".into(),
             initramfs: "/k/init.cpio".into(),
-            rootfs_artifact: "/img/a,b.erofs".into(),
-            writable_disk: "/run/c/upper.ext4".into(),
+            root: VmRoot::Disks {
+                artifact: "/img/a,b.erofs".into(),
+                writable: "/run/c/upper.ext4".into(),
+            },
             memory_mib: 256,
             vcpus: 2,
             accel: AccelKind::Tcg,
@@ -280,6 +299,29 @@ mod tests {
         assert!(joined.contains("path=/shares/1,security_model=passthrough,readonly=on"));
         assert!(joined.contains("virtio-9p-device,fsdev=fs1,mount_tag=share1"));
         assert!(!joined.contains("/var/lib/vol") && !joined.contains("/srv/ro"));
+    }
+
+    #[test]
+    fn a_directory_root_is_a_9p_share_after_the_others_and_no_disk() {
+        let mut cfg = config();
+        cfg.root = VmRoot::Share(crate::host::Share {
+            host: "/var/lib/containers/c/merged".into(),
+            readonly: true,
+        });
+        cfg.shares = vec![crate::host::Share {
+            host: "/srv/data".into(),
+            readonly: false,
+        }];
+        let joined = strings(args(&cfg, &[])).join(" ");
+        assert!(joined.contains(
+            "-fsdev local,id=root,path=/shares/1,security_model=passthrough,readonly=on"
+        ));
+        assert!(joined.contains("virtio-9p-device,fsdev=root,mount_tag=root"));
+        assert!(joined.contains("path=/shares/0,security_model=passthrough,readonly=off"));
+        assert!(!joined.contains("virtio-blk") && !joined.contains("set=3"));
+        assert!(joined.contains("-add-fd fd=6,set=6"));
+        assert!(!joined.contains("/var/lib/containers"));
+        assert_eq!(cfg.served_directories().len(), 2);
     }
 
     #[test]

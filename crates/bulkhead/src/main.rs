@@ -20,6 +20,13 @@ fn main() -> ExitCode {
         let code = bulkhead_engine::monitor::launch::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    if args
+        .first()
+        .is_some_and(|a| bulkhead_oci::is_runtime_name(a))
+    {
+        // The OCI runtime (runc's command line), called through a `bulkhead-runc` link.
+        return bulkhead_oci::main();
+    }
     bulkhead_cli::main(serve_api)
 }
 

@@ -15,10 +15,31 @@ use crate::{EngineError, Isolation};
 use bulkhead_proto::nic::GuestNic;
 use bulkhead_runtime::ContainerSpec;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use disk_export::ExportError;
 pub use vm::VmSizing;
+
+/// Where a run's root filesystem comes from.
+pub(crate) enum RootSource {
+    /// The image's erofs artifact (this path) under the container's writable disk.
+    Image(PathBuf),
+    /// A directory the caller prepared and owns (a bundle container's `rootfs_dir`), used as it is.
+    Directory(PathBuf),
+}
+
+impl RootSource {
+    /// The root of `config`'s runs; an image's artifact is built or found by `artifact`.
+    pub(crate) fn of(
+        config: &ContainerConfig,
+        artifact: impl FnOnce() -> Result<PathBuf, EngineError>,
+    ) -> Result<RootSource, EngineError> {
+        Ok(match &config.rootfs_dir {
+            Some(dir) => RootSource::Directory(dir.clone()),
+            None => RootSource::Image(artifact()?),
+        })
+    }
+}
 
 /// One isolation level.
 pub(crate) trait Mode: Sync {
@@ -34,6 +55,7 @@ pub(crate) trait Mode: Sync {
     /// Makes the container's writable disk fit for a run in this mode, before anything runs: VM mode
     /// records that a guest is about to own the disk's bytes, process mode takes back a disk a VM wrote
     /// (the host kernel never mounts one) by replacing it with a host-written copy of its content.
+    /// Only for a root from an image: a bundle container has no disk.
     fn prepare_disk(
         &self,
         root: &Path,
@@ -49,7 +71,7 @@ pub(crate) trait Mode: Sync {
         &self,
         config: &ContainerConfig,
         paths: &ContainerPaths,
-        artifact: &Path,
+        root: &RootSource,
         netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError>;
 

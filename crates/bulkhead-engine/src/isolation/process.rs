@@ -1,13 +1,16 @@
 //! Process isolation: the container shares the host kernel. The monitor assembles the root filesystem on
-//! the host (erofs image artifact + ext4 writable disk + overlay, on loop devices) and forks the agent,
-//! which runs the container in new namespaces under a host cgroup.
+//! the host (erofs image artifact + ext4 writable disk + overlay, on loop devices; or a bind of a bundle
+//! container's directory) and forks the agent, which runs the container in new namespaces under a host
+//! cgroup.
 
-use super::{disk_export, Endpoint, Mode, VmSizing};
+use super::{disk_export, Endpoint, Mode, RootSource, VmSizing};
 use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::EngineError;
 use bulkhead_runtime::{rootfs, ContainerSpec, NetworkMode};
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
@@ -58,15 +61,19 @@ impl Mode for ProcessMode {
         &self,
         config: &ContainerConfig,
         paths: &ContainerPaths,
-        artifact: &Path,
+        root: &RootSource,
         netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
         let netns = netns
             .map(|path| std::fs::File::open(path).map_err(EngineError::io(path)))
             .transpose()?;
         let mnt = paths.mnt();
-        let root = assemble(artifact, &paths.disk(), &mnt).inspect_err(|_| {
-            let _ = rootfs::disassemble(&mnt);
+        let root = match root {
+            RootSource::Image(artifact) => assemble(artifact, &paths.disk(), &mnt),
+            RootSource::Directory(dir) => bind_directory(dir, &mnt),
+        }
+        .inspect_err(|_| {
+            let _ = release_root(&mnt);
         })?;
         let (ours, theirs) = UnixStream::pair().map_err(EngineError::io("socketpair"))?;
         // SAFETY: the monitor is single-threaded here (see `Mode::launch`); the child only runs the agent
@@ -122,10 +129,68 @@ impl Mode for ProcessMode {
         config: &ContainerConfig,
         paths: &ContainerPaths,
     ) -> Result<(), EngineError> {
-        rootfs::disassemble(&paths.mnt())?;
+        release_root(&paths.mnt())?;
         let _ = bulkhead_runtime::cgroups::cleanup(&host_cgroup_name(&config.id));
         Ok(())
     }
+}
+
+/// Where a bundle container's directory is bound, below the container's `mnt`.
+const BUNDLE_ROOT: &str = "bundle";
+
+/// Binds a bundle container's root directory (the caller's) at `<mnt>/bundle` for the runtime:
+/// recursively, as runc takes a rootfs with the mounts the caller made below it, and private, so that
+/// nothing mounted below the bind (the runtime mounts in its own namespace anyway) reaches the caller's
+/// tree or the other way round.
+fn bind_directory(dir: &Path, mnt: &Path) -> Result<PathBuf, EngineError> {
+    let target = mnt.join(BUNDLE_ROOT);
+    std::fs::create_dir_all(&target).map_err(EngineError::io(&target))?;
+    let what = |step: &str| format!("{step} of {} at {}", dir.display(), target.display());
+    mount(
+        Some(dir),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(EngineError::sys(what("bind")))?;
+    mount(
+        None::<&str>,
+        &target,
+        None::<&str>,
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(EngineError::sys(what("making private the bind")))?;
+    Ok(target)
+}
+
+/// Unmounts whatever [`ProcessMode::launch`] mounted below `mnt`: a bundle's bind (detached, with the
+/// caller's mounts below it; never a removal of what is in it, which is the caller's) and an image
+/// root's overlay and disks. Idempotent, and a no-op for what was never mounted.
+fn release_root(mnt: &Path) -> Result<(), EngineError> {
+    let bundle = mnt.join(BUNDLE_ROOT);
+    loop {
+        match umount2(&bundle, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+            // Again, in case something was mounted over it more than once.
+            Ok(()) => continue,
+            Err(Errno::EINVAL | Errno::ENOENT) => break,
+            Err(e) => {
+                return Err(EngineError::Sys {
+                    what: format!("unmounting {}", bundle.display()),
+                    source: e,
+                })
+            }
+        }
+    }
+    // Only an empty directory goes: had the unmount not happened, this fails rather than delete.
+    match std::fs::remove_dir(&bundle) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(EngineError::io(&bundle)(e))
+        }
+        _ => {}
+    }
+    Ok(rootfs::disassemble(mnt)?)
 }
 
 /// Closes every fd above stderr except `keep`. The agent must not hold the monitor's listening socket or
@@ -169,7 +234,7 @@ impl Endpoint for ForkedAgent {
         let _ = waitpid(self.pid, None);
         // The agent destroys the cgroup itself; a killed agent leaves it to us.
         let _ = bulkhead_runtime::cgroups::cleanup(&self.cgroup);
-        rootfs::disassemble(&self.mnt)?;
+        release_root(&self.mnt)?;
         Ok(())
     }
 }

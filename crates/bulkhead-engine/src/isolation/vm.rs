@@ -1,10 +1,11 @@
 //! VM isolation: the container runs in its own QEMU microVM with its own guest kernel. The VM gets the
-//! image's erofs artifact (read-only) and the container's writable disk as virtio-blk disks, each bind
+//! image's erofs artifact (read-only) and the container's writable disk as virtio-blk disks (a bundle
+//! container: its root directory as a virtio-9p share instead), each bind
 //! and volume as a virtio-9p share, and the agent (the guest's PID 1) is reached over virtio-serial. Given a network namespace, the VM
 //! takes its interfaces over (`bulkhead_vm::network`: a tap per interface, mirrored with tc) and the
 //! guest gives its NICs their names, addresses, MTU and route, which the container shares.
 
-use super::{Endpoint, Mode};
+use super::{Endpoint, Mode, RootSource};
 use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::layout::ContainerPaths;
@@ -12,7 +13,7 @@ use crate::EngineError;
 use bulkhead_proto::vm::share_path;
 use bulkhead_runtime::{ContainerSpec, MountSpec, NetworkMode, Resources, SeccompPolicy};
 use bulkhead_vm::host::Share;
-use bulkhead_vm::{AccelChoice, Vm, VmConfig};
+use bulkhead_vm::{AccelChoice, Vm, VmConfig, VmRoot};
 use serde::Serialize;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -24,7 +25,8 @@ const MIB: u64 = 1 << 20;
 const EXIT_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Shared directories (virtio-9p devices) one VM takes: microvm's 8 virtio-mmio transports less the two
-/// disks, the agent's serial device and a network device.
+/// disks, the agent's serial device and a network device. A bundle container's root share takes the
+/// disks' place: one slot instead of two.
 const MAX_SHARES: usize = 4;
 
 pub(crate) struct VmMode;
@@ -63,10 +65,11 @@ impl Mode for VmMode {
             )));
         }
         let shared = shared.len();
-        if shared > MAX_SHARES {
+        let most = MAX_SHARES + usize::from(config.rootfs_dir.is_some());
+        if shared > most {
             return Err(EngineError::InvalidOption(format!(
-                "{shared} volumes and binds are more than a VM takes ({MAX_SHARES}): QEMU's microvm \
-                 has 8 virtio-mmio slots, and the disks, the agent's port and the network use the rest"
+                "{shared} volumes and binds are more than a VM takes ({most}): QEMU's microvm \
+                 has 8 virtio-mmio slots, and the root, the agent's port and the network use the rest"
             )));
         }
         if config.network_mode.starts_with("container:") {
@@ -127,17 +130,21 @@ impl Mode for VmMode {
         &self,
         config: &ContainerConfig,
         paths: &ContainerPaths,
-        artifact: &Path,
+        root: &RootSource,
         netns: Option<&Path>,
     ) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
-        let vm = boot(
-            config,
-            &paths.run,
-            artifact,
-            &paths.disk(),
-            shares(config),
-            netns,
-        )?;
+        let root = match root {
+            RootSource::Image(artifact) => VmRoot::Disks {
+                artifact: artifact.clone(),
+                writable: paths.disk(),
+            },
+            // Read-only in QEMU's server too, so not even a compromised guest kernel writes it.
+            RootSource::Directory(dir) => VmRoot::Share(Share {
+                host: dir.clone(),
+                readonly: config.workload.readonly_rootfs,
+            }),
+        };
+        let vm = boot(config, &paths.run, root, shares(config), netns)?;
         let stream = vm
             .stream()
             .try_clone()
@@ -220,14 +227,13 @@ fn shares(config: &ContainerConfig) -> Vec<Share> {
         .collect()
 }
 
-/// Boots `config`'s VM with `artifact` and `disk` as its disks, `shares` as 9p shares, the interfaces of
-/// `netns` and its run files in `run_dir`: the container's own run, or (with no shares and no network)
-/// the export VM that takes its disk back for process mode.
+/// Boots `config`'s VM on `root`, with `shares` as 9p shares, the interfaces of `netns` and its run
+/// files in `run_dir`: the container's own run, or (on its disks, with no shares and no network) the
+/// export VM that takes its disk back for process mode.
 pub(super) fn boot(
     config: &ContainerConfig,
     run_dir: &Path,
-    artifact: &Path,
-    disk: &Path,
+    root: VmRoot,
     shares: Vec<Share>,
     netns: Option<&Path>,
 ) -> Result<Vm, EngineError> {
@@ -240,8 +246,7 @@ pub(super) fn boot(
     Ok(Vm::launch(&VmConfig {
         kernel: kernel.vmlinux.clone(),
         initramfs,
-        rootfs_artifact: artifact.to_path_buf(),
-        writable_disk: disk.to_path_buf(),
+        root,
         memory_mib: guest_memory_mib(&sizing)?,
         vcpus: sizing.vcpus,
         accel: accel.kind,

@@ -15,7 +15,7 @@ mod socket;
 
 use crate::config::ContainerConfig;
 use crate::containers::Container;
-use crate::isolation::{self, Endpoint, Mode};
+use crate::isolation::{self, Endpoint, Mode, RootSource};
 use crate::layout::Layout;
 use crate::logs::{self, Stream};
 use crate::networks::attach::{self, Attached};
@@ -211,14 +211,21 @@ impl<'a> Monitor<'a> {
     }
 
     fn start_backend(&mut self) -> Result<(Box<dyn Endpoint>, UnixStream), EngineError> {
-        let store = crate::engine::open_store(self.layout.root(), self.max_unpacked_bytes)?;
-        let image = store.resolve(&self.container.config.image_id)?;
-        let artifact = store.rootfs_artifact(&image)?;
+        // A bundle container's root is its caller's directory: no image store, no disk.
+        let root = RootSource::of(&self.container.config, || {
+            let store = crate::engine::open_store(self.layout.root(), self.max_unpacked_bytes)?;
+            let image = store.resolve(&self.container.config.image_id)?;
+            Ok(store.rootfs_artifact(&image)?)
+        })?;
         let t0 = Instant::now();
-        if let Err(e) = self
-            .mode
-            .prepare_disk(self.layout.root(), self.container, &artifact)
-        {
+        let prepared = match &root {
+            RootSource::Image(artifact) => {
+                self.mode
+                    .prepare_disk(self.layout.root(), self.container, artifact)
+            }
+            RootSource::Directory(_) => Ok(()),
+        };
+        if let Err(e) = prepared {
             // The client that started us attaches meanwhile; it is to hear why the start failed.
             if self.attach_first {
                 let _ = self.wait_for_attach();
@@ -240,7 +247,7 @@ impl<'a> Monitor<'a> {
         let launched = self.mode.launch(
             &self.container.config,
             &self.container.paths,
-            &artifact,
+            &root,
             netns.as_deref(),
         );
         let (mut backend, mut agent) = match launched {

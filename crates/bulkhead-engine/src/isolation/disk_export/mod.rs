@@ -77,8 +77,10 @@ pub(super) fn take_back(
     let mut vm = super::vm::boot(
         &container.config,
         &run_dir,
-        artifact,
-        &disk,
+        bulkhead_vm::VmRoot::Disks {
+            artifact: artifact.to_path_buf(),
+            writable: disk.clone(),
+        },
         Vec::new(),
         None,
     )

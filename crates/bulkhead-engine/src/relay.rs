@@ -1,8 +1,11 @@
-//! The terminal relay: moves a session's frames to and from this process's stdio until the process
+//! The terminal relay, shared by the front ends (the CLI's run/attach/exec, the OCI runtime's relay process):
+//! moves a session's frames to and from this process's stdio until the process
 //! exits, with the local terminal in raw mode for `-t`, its size sent on start and on SIGWINCH, and
 //! docker's signal proxy (signals this process gets are passed on to the container's process).
 
-use bulkhead_engine::{EngineError, ExitStatus, Message, ProcessSpec, ProtoError, Session};
+use crate::{EngineError, Message, Session};
+use bulkhead_proto::{ExitStatus, ProtoError};
+use bulkhead_runtime::ProcessSpec;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -35,10 +38,21 @@ pub fn exec(
         Ok(stream) => stream,
         Err(status) => return Ok(status),
     };
+    started_exec(session, stream, stdin, process.terminal)
+}
+
+/// Relays an exec session that has started (`stream` from [`Session::start_exec`]) until its process
+/// exits.
+pub fn started_exec(
+    mut session: Session,
+    stream: u32,
+    stdin: bool,
+    tty: bool,
+) -> Result<ExitStatus, EngineError> {
     if !stdin {
         session.send(&Message::StdinClose { stream })?;
     }
-    Relay { session }.run(stream, stdin, process.terminal)
+    Relay { session }.run(stream, stdin, tty)
 }
 
 /// Starts `process` as an exec session and leaves it running (`exec -d`); its output is dropped.
