@@ -12,10 +12,11 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ImageSpec, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
-    PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    ExecSyncRequest, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PullImageRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest,
 };
 pub use k8s_cri::v1::{ContainerState, ContainerStatus};
 use tokio::runtime::Runtime;
@@ -103,12 +104,7 @@ impl Cri {
             annotations: pairs(spec.annotations),
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: NamespaceMode::Pod as i32,
-                        pid: NamespaceMode::Container as i32,
-                        ipc: NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
+                    namespace_options: Some(namespaces()),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -157,6 +153,15 @@ impl Cri {
             image: Some(image_spec(image)),
             command: command.iter().map(|s| s.to_string()).collect(),
             log_path: format!("{name}.log"),
+            // The kubelet repeats the pod's namespace modes per container; without them (all POD)
+            // containerd would have the container join the sandbox's PID namespace.
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let request = CreateContainerRequest {
@@ -296,6 +301,17 @@ impl Cri {
             }
         }
         lines
+    }
+}
+
+/// A plain pod's namespaces, as the kubelet sets them: the pod's network and IPC, a PID namespace per
+/// container (no `shareProcessNamespace`).
+fn namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
     }
 }
 
