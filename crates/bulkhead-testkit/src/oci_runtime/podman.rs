@@ -1,7 +1,9 @@
 //! Debian's podman 4.3 as root with every directory of its own in a scratch dir (storage root, run root,
 //! temp dir, containers.conf), the `vfs` storage driver (no overlay mounts to leak), cgroupfs as the
 //! cgroup manager and a file as its event log (no systemd here). Containers get `--network none`: podman's
-//! default bridge network would add a host bridge and firewall rules outside the scratch dir.
+//! default bridge network would add a host bridge and firewall rules outside the scratch dir. The
+//! runtime keeps its default root (podman passes no `--root`; `--runtime-flag root=...` is lost on
+//! podman 4.3's cleanup path, which then never deletes the runtime's containers).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
