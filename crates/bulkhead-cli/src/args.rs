@@ -48,6 +48,10 @@ pub enum Command {
     Kill(KillArgs),
     /// Stop and start containers again.
     Restart(StopArgs),
+    /// Freeze the processes of running containers (their VMs, in VM isolation).
+    Pause(NamesArgs),
+    /// Thaw paused containers.
+    Unpause(NamesArgs),
     /// Remove containers.
     Rm(RmArgs),
     /// List containers.

@@ -198,6 +198,18 @@ pub fn kill(engine: &Engine, a: KillArgs) -> Result<i32> {
     })
 }
 
+pub fn pause(engine: &Engine, a: NamesArgs, paused: bool) -> Result<i32> {
+    each(&a.containers, |key| {
+        if paused {
+            engine.pause(key)?;
+        } else {
+            engine.unpause(key)?;
+        }
+        println!("{key}");
+        Ok(())
+    })
+}
+
 pub fn rm(engine: &Engine, a: RmArgs) -> Result<i32> {
     each(&a.containers, |key| {
         engine.remove(key, a.force, a.volumes)?;

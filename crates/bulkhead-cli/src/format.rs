@@ -65,7 +65,8 @@ pub fn status(s: &ContainerState) -> String {
                 .started_at
                 .map(|t| (Utc::now() - t).num_seconds())
                 .unwrap_or(0);
-            format!("Up {}", duration(since))
+            let paused = if s.paused { " (Paused)" } else { "" };
+            format!("Up {}{paused}", duration(since))
         }
         Status::Exited => {
             let when = s.finished_at.map(ago).unwrap_or_default();

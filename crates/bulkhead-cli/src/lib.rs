@@ -94,6 +94,8 @@ fn dispatch(cli: Cli, serve: ServeFn) -> anyhow::Result<i32> {
         Command::Stop(a) => container_cmds::stop(engine, a),
         Command::Kill(a) => container_cmds::kill(engine, a),
         Command::Restart(a) => container_cmds::restart(engine, a),
+        Command::Pause(a) => container_cmds::pause(engine, a, true),
+        Command::Unpause(a) => container_cmds::pause(engine, a, false),
         Command::Rm(a) => container_cmds::rm(engine, a),
         Command::Ps(a) => container_cmds::ps(engine, a),
         Command::Logs(a) => container_cmds::logs(engine, a),

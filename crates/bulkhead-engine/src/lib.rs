@@ -33,7 +33,8 @@
 //! containers/<id>/rw.img      the writable layer: an ext4 disk image used by both isolation modes
 //! templates/rw-<size>.img     a formatted empty writable layer, cloned sparsely for each container
 //! containers/<id>/container.log  stdout/stderr, one JSON record per chunk, with timestamps
-//! containers/<id>/mnt/        process mode: lower (image erofs), rw (rw.img), rootfs (overlay)
+//! containers/<id>/mnt/        process mode: lower (image erofs), rw (rw.img), rootfs (overlay);
+//!                             a bundle container: bundle (a bind of its caller's rootfs directory)
 //! volumes/<name>/_data        a volume's content; volumes/<name>/volume.json its record
 //! networks/<id>/network.json  a bridge network (the default `bridge` is made on first use)
 //! networks/<id>/endpoints/<container-id>.json  a container running on it (name, aliases, address)
@@ -67,6 +68,7 @@ pub mod monitor;
 pub mod network_dns;
 mod network_ops;
 mod networks;
+mod pause;
 mod policy;
 pub mod relay;
 mod seccomp_cache;

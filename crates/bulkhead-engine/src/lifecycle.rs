@@ -238,6 +238,7 @@ impl Engine {
         if c.state.status != Status::Running {
             return Err(wrong_state(&c, "cannot be signalled"));
         }
+        refuse_paused(&c)?;
         signal_container(&self.layout, &c, signal)
     }
 
@@ -247,6 +248,7 @@ impl Engine {
         if c.state.status != Status::Running {
             return Ok(c);
         }
+        refuse_paused(&c)?;
         let signal = spec::parse_signal(&c.config.stop_signal)?;
         let grace = Duration::from_secs(timeout.unwrap_or(c.config.stop_timeout));
         let stopped = |done: Container| {
@@ -396,6 +398,10 @@ impl Engine {
         if c.state.status == Status::Running {
             if !force {
                 return Err(wrong_state(&c, "stop it first or force the removal"));
+            }
+            if c.state.paused {
+                // A frozen process cannot die.
+                crate::pause::freeze(&c, false)?;
             }
             let _ = signal_container(&self.layout, &c, Signal::SIGKILL);
             match self.wait_exit(c.id(), KILL_WAIT) {
@@ -644,7 +650,18 @@ fn signal_container(
     sent
 }
 
-fn wrong_state(c: &Container, what: &str) -> EngineError {
+/// docker's rule: a paused container is unpaused before it is stopped or killed.
+fn refuse_paused(c: &Container) -> Result<(), EngineError> {
+    if c.state.paused {
+        return Err(wrong_state(
+            c,
+            "it is paused: unpause it before stop or kill",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn wrong_state(c: &Container, what: &str) -> EngineError {
     EngineError::WrongState {
         id: c.config.id.clone(),
         status: c.state.status.to_string(),

@@ -45,6 +45,9 @@ pub struct ContainerState {
     /// an export VM). Set before QEMU starts, so a crash still counts.
     #[serde(default)]
     pub disk_vm_written: bool,
+    /// Frozen by `pause` (its cgroup, or its VM's): running, but not scheduled until `unpause`.
+    #[serde(default)]
+    pub paused: bool,
     /// VM mode: how QEMU is confined, as the monitor checked it before reporting the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jail: Option<bulkhead_vm::Confinement>,

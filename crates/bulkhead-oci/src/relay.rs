@@ -116,7 +116,13 @@ fn child(spec: &RelaySpec, ready: OwnedFd) -> i32 {
         (_, None) => attach(spec),
     };
     match outcome {
-        Ok(status) => status.code.clamp(0, 255),
+        Ok(status) => {
+            // Why the engine (not the process) ended the run: the caller shows the container's stderr.
+            if let Some(reason) = &status.reason {
+                let _ = writeln!(std::io::stderr(), "bulkhead-runc: {reason}");
+            }
+            status.code.clamp(0, 255)
+        }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "bulkhead-runc: {e:#}");
             125

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 pub enum Status {
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -21,6 +22,7 @@ impl std::fmt::Display for Status {
         f.write_str(match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -35,6 +37,7 @@ pub fn of(record: &Record, relay: &RelayInfo, container: Option<&Container>) -> 
     match engine {
         None if record.started() => Status::Running,
         None | Some(EngineStatus::Created) => Status::Created,
+        Some(EngineStatus::Running) if container.is_some_and(|c| c.state.paused) => Status::Paused,
         Some(EngineStatus::Running) => Status::Running,
         Some(EngineStatus::Exited) => Status::Stopped,
     }

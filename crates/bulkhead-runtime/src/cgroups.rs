@@ -25,8 +25,11 @@ use devices::DeviceRule;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// cpuacct only accounts (for stats); it is often mounted with cpu, and then both name one directory.
-const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "devices"];
+/// `freezer` for pause/resume.
+const V1_CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "devices", "freezer"];
 const CFS_PERIOD_US: u64 = 100_000;
+/// How many 10 ms polls a freeze or thaw may take to settle.
+const FREEZE_POLLS: u64 = 500;
 /// How many rounds of SIGKILL/rmdir are attempted while tearing a cgroup down.
 const TEARDOWN_ROUNDS: u32 = 200;
 
@@ -282,6 +285,43 @@ impl Cgroup {
             write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// Freezes (pause) or thaws (resume) every process in the cgroup, and waits until the kernel says
+    /// it is done (v1 passes through FREEZING; v2 reports `frozen` in cgroup.events).
+    pub fn freeze(&self, frozen: bool) -> Result<(), RuntimeError> {
+        let (file, value, done) = match self.version {
+            CgroupVersion::V2 => (
+                self.dir("")?.join("cgroup.freeze"),
+                if frozen { "1" } else { "0" },
+                self.dir("")?.join("cgroup.events"),
+            ),
+            CgroupVersion::V1 => {
+                let state = self.dir("freezer")?.join("freezer.state");
+                (
+                    state.clone(),
+                    if frozen { "FROZEN" } else { "THAWED" },
+                    state,
+                )
+            }
+        };
+        write_file(&file, value)?;
+        let settled = |content: &str| match self.version {
+            CgroupVersion::V2 => content
+                .lines()
+                .any(|l| l == if frozen { "frozen 1" } else { "frozen 0" }),
+            CgroupVersion::V1 => content.trim() == value,
+        };
+        for _ in 0..FREEZE_POLLS {
+            if settled(&read_file(&done)?) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(RuntimeError::Cgroup {
+            path: done,
+            reason: format!("still not {value} after {} ms", FREEZE_POLLS * 10),
+        })
     }
 
     /// Number of OOM kills that happened in the cgroup.

@@ -730,6 +730,13 @@ fn joined_namespaces(image: &Image) {
     s.workload.join_namespaces[0].path = holder.ns("uts");
     assert!(run(&s).is_err());
     assert_eq!((ours("ipc"), ours("uts")), before);
+    // The caller's own (an OCI spec without an ipc entry: the host's).
+    let mut s = sh(&root, "readlink /proc/self/ns/ipc");
+    s.workload.join_namespaces = vec![NamespacePath {
+        kind: NamespaceKind::Ipc,
+        path: "/proc/self/ns/ipc".into(),
+    }];
+    assert_eq!(run_ok(&s).stdout, format!("{}\n", before.0.display()));
 }
 
 /// Masked and read-only paths given by the spec replace docker's lists.

@@ -205,4 +205,30 @@ mod tests {
         let bad = serde_json::json!({ "Compiled": "not base64!" });
         assert!(serde_json::from_value::<SeccompPolicy>(bad).is_err());
     }
+
+    #[test]
+    fn records_without_the_oci_fields_still_load() {
+        let old = serde_json::json!({
+            "process": {"args": ["sh"], "env": [], "cwd": "/", "user": "", "terminal": false, "rlimits": []},
+            "hostname": "h", "readonly_rootfs": false, "mounts": [], "network": "None", "userns": null,
+            "security": {"privileged": false, "cap_add": [], "cap_drop": [], "seccomp": "Default",
+                         "no_new_privileges": false},
+            "resources": {"memory_bytes": null, "cpus": null, "pids_limit": null}
+        });
+        let w: Workload = serde_json::from_value(old).unwrap();
+        assert!(w.sysctls.is_empty() && w.join_namespaces.is_empty());
+        assert_eq!(
+            (w.security.masked_paths, w.security.readonly_paths),
+            (None, None)
+        );
+        let join = NamespacePath {
+            kind: NamespaceKind::Uts,
+            path: "/proc/7/ns/uts".into(),
+        };
+        let json = serde_json::to_value(&join).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "Uts", "path": "/proc/7/ns/uts"})
+        );
+    }
 }

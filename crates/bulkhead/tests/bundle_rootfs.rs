@@ -86,13 +86,13 @@ fn host_kernel() -> String {
 }
 
 /// Runs the bundle container `name` (created in `dir`) once, then checks what every mode must do: the
-/// file it wrote is in the caller's directory, isolation cannot change, and `rm` removes the container
-/// but leaves every file of the directory, and no mount of it behind.
-fn run_and_remove(root: &Root, name: &str, dir: &Path) -> String {
+/// file it wrote is in the caller's directory, its isolation cannot change (to `other`), and `rm`
+/// removes the container but leaves every file of the directory, and no mount of it behind.
+fn run_and_remove(root: &Root, name: &str, dir: &Path, other: &str) -> String {
     let out = root.ok(&["start", "-a", name]);
     let written = std::fs::read_to_string(dir.join("written")).expect("the container's file");
     assert_eq!(written.trim(), "from the container", "{out}");
-    let refused = root.bh(&["update", "--isolation=vm", name]);
+    let refused = root.bh(&["update", "--isolation", other, name]);
     let why = common::stderr(&refused);
     assert!(
         !refused.status.success() && why.contains("bundle"),
@@ -102,11 +102,9 @@ fn run_and_remove(root: &Root, name: &str, dir: &Path) -> String {
     root.ok(&["rm", name]);
     assert!(root.all_ids().is_empty());
     assert_eq!(listing(dir), before, "rm must leave the caller's directory");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let ours = root.path().to_string_lossy().to_string();
-    assert!(
-        !mounts.contains(&ours),
-        "a mount below the root is left:\n{mounts}"
+    assert_eq!(
+        common::host::host_mounts_mentioning(root.path()),
+        Vec::<String>::new()
     );
     out
 }
@@ -147,33 +145,135 @@ fn a_directory_rootfs_runs_in_process_mode_and_stays_the_callers() {
         !c.paths.disk().exists(),
         "a bundle container has no writable disk"
     );
-    let out = run_and_remove(&root, "bundle-p", dir.path());
+    let out = run_and_remove(&root, "bundle-p", dir.path(), "vm");
     let motd = std::fs::read_to_string(dir.path().join("etc/motd")).expect("motd");
     assert_eq!(out, format!("{}\n{motd}", host_kernel()));
 }
 
-#[test]
-fn a_readonly_directory_rootfs_refuses_writes() {
+/// A read-only root refuses the container's writes. The root need not have the files the generated
+/// /etc files are bound over (the demo rootfs has no /etc/hosts): they are made empty, on the host, in
+/// both modes (a VM's guest could not, on a share QEMU serves read-only).
+fn readonly_root_refuses_writes(isolation: Isolation) {
     let root = Root::empty();
     let dir = unpacked_rootfs();
     let engine = engine(&root);
-    let script = "touch /written 2>&1 || echo refused";
+    let script = "touch /written 2>&1 || echo refused; cat /etc/hostname";
     engine
         .create_bundle(&bundle(
             "bundle-ro",
             dir.path(),
             workload(script, true),
-            Isolation::Process,
+            isolation,
         ))
         .expect("create_bundle");
     let out = root.ok(&["start", "-a", "bundle-ro"]);
     assert!(
-        out.contains("Read-only file system") && out.contains("refused"),
+        out.contains("Read-only file system") && out.contains("refused\nbundle\n"),
         "{out}"
     );
     assert!(!dir.path().join("written").exists());
     root.ok(&["rm", "bundle-ro"]);
     assert!(dir.path().join("bin/busybox").exists());
+    assert_eq!(std::fs::read(dir.path().join("etc/hosts")).unwrap(), b"");
+}
+
+#[test]
+fn a_readonly_directory_rootfs_refuses_writes() {
+    readonly_root_refuses_writes(Isolation::Process);
+}
+
+#[test]
+fn vm_a_readonly_directory_rootfs_refuses_writes() {
+    let _vm = vm_lock();
+    readonly_root_refuses_writes(Isolation::Vm);
+}
+
+/// `rm -f` of a running bundle container whose monitor was killed (so nothing unmounted its root):
+/// the bind goes, and not one file of the caller's directory with it.
+#[test]
+fn rm_after_a_killed_monitor_leaves_the_directory() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let root = Root::empty();
+    let dir = unpacked_rootfs();
+    let engine = engine(&root);
+    let c = engine
+        .create_bundle(&bundle(
+            "bundle-k",
+            dir.path(),
+            workload("sleep 1000", false),
+            Isolation::Process,
+        ))
+        .expect("create_bundle");
+    root.ok(&["start", "bundle-k"]);
+    let monitor = root.state(c.id())["monitor_pid"].as_i64().unwrap() as i32;
+    kill(Pid::from_raw(monitor), Signal::SIGKILL).unwrap();
+    while common::host::alive(monitor.into()) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let before = listing(dir.path());
+    assert!(!common::host::host_mounts_mentioning(root.path()).is_empty());
+    root.ok(&["rm", "-f", "bundle-k"]);
+    assert_eq!(listing(dir.path()), before);
+    assert_eq!(
+        common::host::host_mounts_mentioning(root.path()),
+        Vec::<String>::new()
+    );
+}
+
+/// A network namespace made with `ip netns add`, holding a veth pair; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("bh-bundle-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("running ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                common::stderr(&out)
+            );
+        };
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name);
+        ip(&[
+            "-n", &ns.0, "link", "add", "bundle0", "type", "veth", "peer", "name", "bundle1",
+        ]);
+        ns
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// The network a bundle names is joined as it is (as CRI hands over a pod's): no bridge, no veth.
+#[test]
+fn a_bundle_joins_the_network_namespace_it_names() {
+    let root = Root::empty();
+    let dir = unpacked_rootfs();
+    let netns = Netns::new();
+    let engine = engine(&root);
+    let mut w = workload("cat /proc/net/dev", false);
+    w.network = bulkhead_engine::NetworkMode::Namespace(netns.path().into());
+    let c = engine
+        .create_bundle(&bundle("bundle-net", dir.path(), w, Isolation::Process))
+        .expect("create_bundle");
+    assert!(c.config.networks.is_empty() && c.config.ports.is_empty());
+    let out = root.ok(&["start", "-a", "bundle-net"]);
+    assert_eq!(
+        common::interfaces(&out),
+        ["bundle0", "bundle1", "lo"],
+        "{out}"
+    );
+    root.ok(&["rm", "bundle-net"]);
 }
 
 /// With `process_allowed` in force, a bundle with no image name matches no pattern: it gets a VM, and an
@@ -244,7 +344,7 @@ fn vm_a_directory_rootfs_is_the_guests_root_share() {
             Isolation::Vm,
         ))
         .expect("create_bundle");
-    let out = run_and_remove(&root, "bundle-vm", dir.path());
+    let out = run_and_remove(&root, "bundle-vm", dir.path(), "process");
     let guest = out.lines().next().unwrap_or_default();
     assert!(!guest.is_empty(), "{out}");
     assert_ne!(guest, host_kernel(), "the VM must run the guest kernel");

@@ -58,11 +58,12 @@ pub fn inspect(d: &ContainerDetails, names: &NetworkNames, size: bool) -> Contai
         state: Some(ContainerState {
             status: Some(match st.status {
                 Status::Created => ContainerStateStatusEnum::CREATED,
+                Status::Running if st.paused => ContainerStateStatusEnum::PAUSED,
                 Status::Running => ContainerStateStatusEnum::RUNNING,
                 Status::Exited => ContainerStateStatusEnum::EXITED,
             }),
             running: Some(running),
-            paused: Some(false),
+            paused: Some(st.paused),
             restarting: Some(false),
             oom_killed: Some(st.oom_killed),
             dead: Some(false),
@@ -439,7 +440,11 @@ pub fn summary(c: &Container, names: &NetworkNames, size: bool) -> ContainerSumm
         size_rw: if size { size_rw(c) } else { None },
         size_root_fs: None,
         labels: Some(cfg.labels.clone().into_iter().collect()),
-        state: Some(st.status.to_string()),
+        state: Some(if st.paused {
+            "paused".into()
+        } else {
+            st.status.to_string()
+        }),
         status: Some(status_line(c, Utc::now())),
         host_config: Some(ContainerSummaryHostConfig {
             network_mode: Some(network_mode(cfg)),
@@ -458,6 +463,7 @@ fn status_line(c: &Container, now: DateTime<Utc>) -> String {
     let since = |t: Option<DateTime<Utc>>| human_duration(now - t.unwrap_or(now));
     match st.status {
         Status::Created => "Created".into(),
+        Status::Running if st.paused => format!("Up {} (Paused)", since(st.started_at)),
         Status::Running => format!("Up {}", since(st.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",

@@ -40,6 +40,8 @@ pub async fn route(ctx: &Arc<Ctx>, req: Request<Incoming>, segments: &[&str]) ->
         (&Method::POST, ["containers", id, "stop"]) => stop(ctx, id, &q).await,
         (&Method::POST, ["containers", id, "restart"]) => restart(ctx, id, &q).await,
         (&Method::POST, ["containers", id, "kill"]) => kill(ctx, id, &q).await,
+        (&Method::POST, ["containers", id, "pause"]) => pause(ctx, id, true).await,
+        (&Method::POST, ["containers", id, "unpause"]) => pause(ctx, id, false).await,
         (&Method::POST, ["containers", id, "wait"]) => wait(ctx, id, &q).await,
         (&Method::DELETE, ["containers", id]) => remove(ctx, id, &q).await,
         (&Method::POST, ["containers", id, "update"]) => update(ctx, req, id, &q).await,
@@ -226,6 +228,14 @@ async fn kill(ctx: &Arc<Ctx>, id: &str, q: &Query) -> ApiResult {
     let signal = signal(q)?.unwrap_or(nix::sys::signal::Signal::SIGKILL);
     let id = id.to_string();
     ctx.blocking(move |e| e.kill(&id, signal)).await?;
+    http::empty(StatusCode::NO_CONTENT)
+}
+
+/// Freezes or thaws the container; 409 unless it is running (and not already so).
+async fn pause(ctx: &Arc<Ctx>, id: &str, paused: bool) -> ApiResult {
+    let id = id.to_string();
+    ctx.blocking(move |e| if paused { e.pause(&id) } else { e.unpause(&id) }.map(drop))
+        .await?;
     http::empty(StatusCode::NO_CONTENT)
 }
 

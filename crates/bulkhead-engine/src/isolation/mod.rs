@@ -80,6 +80,10 @@ pub(crate) trait Mode: Sync {
     /// this mode refuses them unless the caller insists.
     fn confined_privileges(&self, config: &ContainerConfig) -> Vec<String>;
 
+    /// The host cgroup that holds what runs the container (its processes, or its VM): what `pause`
+    /// freezes.
+    fn host_cgroup(&self, id: &str) -> String;
+
     /// Who is at the other end of the agent stream, for messages ("the VM guest").
     fn agent_name(&self) -> &'static str;
 

@@ -116,6 +116,10 @@ impl Mode for ProcessMode {
         Vec::new()
     }
 
+    fn host_cgroup(&self, id: &str) -> String {
+        host_cgroup_name(id)
+    }
+
     fn agent_name(&self) -> &'static str {
         "the container agent"
     }

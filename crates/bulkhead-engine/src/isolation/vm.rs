@@ -94,6 +94,9 @@ impl Mode for VmMode {
         // The guest's own network namespace holds `lo` and the NICs its init configured, and serves this
         // one container, so the container shares it rather than paying for a new one.
         spec.workload.network = NetworkMode::Host;
+        // Namespaces to join are the host's (a pod's, through its relay): the guest is the container's
+        // own kernel, whose fresh IPC and UTS namespaces the container gets instead.
+        spec.workload.join_namespaces.clear();
         // The guest's only tenant gets one cgroup level under the root: every level is a cgroup the guest
         // kernel creates at each start.
         spec.cgroup_name = "container".to_string();
@@ -139,10 +142,13 @@ impl Mode for VmMode {
                 writable: paths.disk(),
             },
             // Read-only in QEMU's server too, so not even a compromised guest kernel writes it.
-            RootSource::Directory(dir) => VmRoot::Share(Share {
-                host: dir.clone(),
-                readonly: config.workload.readonly_rootfs,
-            }),
+            RootSource::Directory(dir) => {
+                ensure_etc_mount_points(dir)?;
+                VmRoot::Share(Share {
+                    host: dir.clone(),
+                    readonly: config.workload.readonly_rootfs,
+                })
+            }
         };
         let vm = boot(config, &paths.run, root, shares(config), netns)?;
         let stream = vm
@@ -182,6 +188,10 @@ impl Mode for VmMode {
             }
         }
         found
+    }
+
+    fn host_cgroup(&self, id: &str) -> String {
+        cgroup_name(id)
     }
 
     fn agent_name(&self) -> &'static str {
@@ -256,6 +266,45 @@ pub(super) fn boot(
         shares,
         netns: netns.map(Path::to_path_buf),
     })?)
+}
+
+/// The files the runtime binds the generated /etc files over (as docker's init layer has them).
+const ETC_MOUNT_POINTS: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+
+/// Makes the missing [`ETC_MOUNT_POINTS`] (empty) in a bundle's root directory before its VM starts, on
+/// the host, as process mode's runtime does: a guest cannot make them in a read-only root, which QEMU
+/// serves read-only. Paths resolve inside the directory (a symlinked `/etc` stays in it) and nothing
+/// existing is replaced or followed out.
+fn ensure_etc_mount_points(dir: &Path) -> Result<(), EngineError> {
+    use bulkhead_runtime::open_in_root;
+    use nix::errno::Errno;
+    use std::os::fd::AsFd;
+    let root = std::fs::File::open(dir).map_err(EngineError::io(dir))?;
+    let failed = |what: &str, name: &str| {
+        let what = format!("{what} {} in the bundle's root", dir.join(name).display());
+        move |source| EngineError::Sys { what, source }
+    };
+    match nix::sys::stat::mkdirat(
+        Some(std::os::fd::AsRawFd::as_raw_fd(&root)),
+        "etc",
+        nix::sys::stat::Mode::from_bits_truncate(0o755),
+    ) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(failed("creating", "etc")(e)),
+    }
+    for name in ETC_MOUNT_POINTS {
+        match open_in_root(root.as_fd(), name, libc::O_PATH, 0) {
+            Ok(_) => continue,
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(failed("opening", name)(e)),
+        }
+        let create = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW;
+        match open_in_root(root.as_fd(), name, create, 0o644) {
+            Ok(_) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(failed("creating", name)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// QEMU's cgroup: one per container, next to the process mode's `bulkhead/<id>`.

@@ -585,6 +585,7 @@ fn record_exit(container: &mut Container, code: i32, oom: bool, reason: Option<S
         s.finished_at = Some(Utc::now());
         s.jail = None;
         s.network = None;
+        s.paused = false;
         if reason.is_some() {
             s.error = reason;
         }

@@ -89,8 +89,9 @@ pub(super) fn namespaces(linux: Option<&Linux>, relay_pid: i32) -> Result<Namesp
                 Some(path) => absolute(name, path)?,
                 None => PathBuf::from(format!("/proc/{relay_pid}/ns/{name}")),
             },
-            // The host's: that of the first process of this (the runtime's) pid namespace.
-            None => PathBuf::from(format!("/proc/1/ns/{name}")),
+            // The host's: the runtime's own, which the container then keeps (the path is opened by
+            // the runtime, on the host).
+            None => PathBuf::from(format!("/proc/self/ns/{name}")),
         };
         join.push(NamespacePath { kind, path });
     }

@@ -126,11 +126,12 @@ pub(super) fn enum_name<T: serde::Serialize>(value: &T) -> String {
     }
 }
 
-/// The container's capabilities as the runtime expresses them: every default dropped, the bounding set
-/// added. The runtime gives its processes one set as bounding, permitted and effective, and clears
-/// inheritable and ambient (docker's behaviour since CVE-2022-24769); a spec asking for other
-/// combinations is refused rather than given more or fewer capabilities than it says.
-/// Returns `(cap_drop, cap_add)`.
+/// The container's capabilities as the runtime expresses them: every default dropped, the permitted set
+/// added. The runtime gives its processes one set as bounding, permitted and effective, clears
+/// inheritable and ambient (docker's behaviour since CVE-2022-24769: a non-root user keeps no
+/// capability across execve), and always sets no_new_privs, so no execve gains a capability the bounding
+/// set would otherwise have limited. Permitted is thus what the process can use: effective ones it
+/// already holds, the others it could raise itself. Returns `(cap_drop, cap_add)`.
 pub(super) fn capabilities(p: &Process) -> Result<(Vec<String>, Vec<String>), BundleError> {
     let drop_all = vec!["ALL".to_string()];
     let Some(caps) = p.capabilities() else {
@@ -143,20 +144,20 @@ pub(super) fn capabilities(p: &Process) -> Result<(Vec<String>, Vec<String>), Bu
     let effective = set(caps.effective());
     let permitted = set(caps.permitted());
     let ambient = set(caps.ambient());
-    for (field, other) in [("effective", &effective), ("permitted", &permitted)] {
-        if *other != bounding {
-            return Err(BundleError::unsupported(
+    for (field, subset, of, superset) in [
+        ("effective", &effective, "permitted", &permitted),
+        ("permitted", &permitted, "bounding", &bounding),
+        ("ambient", &ambient, "permitted", &permitted),
+    ] {
+        if !subset.is_subset(superset) {
+            let extra: BTreeSet<String> = subset.difference(superset).cloned().collect();
+            return Err(BundleError::invalid(
                 format!("process.capabilities.{field}"),
-                format!(
-                    "{field} [{}] differs from bounding [{}]: bulkhead gives a container one set \
-                     as bounding, permitted and effective",
-                    join(other),
-                    join(&bounding)
-                ),
+                format!("[{}] not in the {of} set", join(&extra)),
             ));
         }
     }
-    // Root's capabilities come from the bounding set at every execve; ambient ones would only carry
+    // Root's capabilities come from the permitted set at every execve; ambient ones would only carry
     // capabilities across execve for another user, which the runtime does not do.
     if !ambient.is_empty() && p.user().uid() != 0 {
         return Err(BundleError::unsupported(
@@ -168,13 +169,7 @@ pub(super) fn capabilities(p: &Process) -> Result<(Vec<String>, Vec<String>), Bu
             ),
         ));
     }
-    if !ambient.is_subset(&bounding) {
-        return Err(BundleError::invalid(
-            "process.capabilities.ambient",
-            "ambient capabilities outside the bounding set",
-        ));
-    }
-    Ok((drop_all, bounding.into_iter().collect()))
+    Ok((drop_all, permitted.into_iter().collect()))
 }
 
 fn join(set: &BTreeSet<String>) -> String {

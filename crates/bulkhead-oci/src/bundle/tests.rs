@@ -144,19 +144,44 @@ fn process_fields() {
 }
 
 #[test]
-fn capabilities_the_runtime_cannot_express() {
-    let mut config = base();
-    config["process"]["capabilities"]["effective"] = json!(["CAP_KILL"]);
-    let err = error_of(&config);
-    assert!(err.contains("process.capabilities.effective"), "{err}");
-    let mut config = base();
-    config["process"]["capabilities"]["permitted"] = json!([]);
-    assert!(error_of(&config).contains("process.capabilities.permitted"));
+fn capabilities() {
+    // podman's for a non-root user: a bounding set only, nothing to use.
     let mut config = base();
     config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
-    assert!(error_of(&config).contains("process.capabilities.ambient"));
-    config["process"]["capabilities"]["ambient"] = json!([]);
-    assert_eq!(translate(&config).unwrap().security.cap_add.len(), 3);
+    config["process"]["capabilities"] = json!({"bounding": ["CAP_KILL", "CAP_CHOWN"]});
+    let w = translate(&config).unwrap();
+    assert_eq!(w.security.cap_drop, ["ALL"]);
+    assert!(w.security.cap_add.is_empty());
+    // Permitted beyond effective: the process could raise them itself.
+    config["process"]["capabilities"] = json!({"bounding": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"]});
+    assert_eq!(
+        translate(&config).unwrap().security.cap_add,
+        ["CHOWN", "KILL"]
+    );
+    for (sets, expected) in [
+        (
+            json!({"bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"], "effective": ["CAP_CHOWN"]}),
+            "process.capabilities.effective: [CHOWN] not in the permitted set",
+        ),
+        (
+            json!({"bounding": ["CAP_KILL"], "permitted": ["CAP_CHOWN"]}),
+            "process.capabilities.permitted",
+        ),
+        (
+            json!({"bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"], "ambient": ["CAP_KILL"]}),
+            "for non-root user 1000",
+        ),
+        (
+            json!({"permitted": [], "ambient": ["CAP_KILL"]}),
+            "process.capabilities.ambient: [KILL] not in the permitted set",
+        ),
+    ] {
+        config["process"]["capabilities"] = sets;
+        let err = error_of(&config);
+        assert!(err.contains(expected), "{err} lacks {expected}");
+    }
+    // Root's ambient set is redundant (runc spec's default).
+    assert_eq!(translate(&base()).unwrap().security.cap_add.len(), 3);
 }
 
 #[test]
@@ -183,11 +208,11 @@ fn namespaces() {
     assert_eq!(w.network, NetworkMode::Host);
     assert_eq!(
         w.join_namespaces[0].path,
-        std::path::Path::new("/proc/1/ns/ipc")
+        std::path::Path::new("/proc/self/ns/ipc")
     );
     assert_eq!(
         w.join_namespaces[1].path,
-        std::path::Path::new("/proc/1/ns/uts")
+        std::path::Path::new("/proc/self/ns/uts")
     );
     for (namespaces, expected) in [
         (

@@ -22,7 +22,7 @@ pub fn start(ctx: &Ctx, id: &str) -> Result<()> {
     let loaded = ctx.load(id)?;
     match loaded.status() {
         Status::Created => {}
-        Status::Running => bail!("cannot start an already running container"),
+        Status::Running | Status::Paused => bail!("cannot start an already running container"),
         Status::Stopped => bail!("cannot start a container that has stopped"),
     }
     if let Some(c) = &loaded.container {
@@ -67,6 +67,7 @@ pub fn kill(ctx: &Ctx, a: &liboci_cli::Kill) -> Result<()> {
         // `--all` reaches the same processes: the others die with the container's init (its own pid
         // namespace), in a VM with the guest.
         (Status::Running, Some(c)) => Ok(ctx.engine()?.kill(c.id(), signal)?),
+        (Status::Paused, _) => bail!("container {} is paused: resume it first", a.container_id),
     }
 }
 
@@ -78,9 +79,9 @@ pub fn delete(ctx: &Ctx, a: &liboci_cli::Delete) -> Result<()> {
         Err(e) => return Err(e),
     };
     let status = loaded.status();
-    if status == Status::Running && !a.force {
+    if matches!(status, Status::Running | Status::Paused) && !a.force {
         bail!(
-            "cannot delete container {} that is not stopped: running",
+            "cannot delete container {} that is not stopped: {status}",
             a.container_id
         );
     }
@@ -120,4 +121,19 @@ pub fn run(ctx: &Ctx, a: &liboci_cli::Run) -> Result<u8> {
         )?;
     }
     Ok(code.clamp(0, 255) as u8)
+}
+
+/// `pause` (freeze) and `resume` (thaw).
+pub fn pause(ctx: &Ctx, id: &str, paused: bool) -> Result<()> {
+    let loaded = ctx.load(id)?;
+    let Some(c) = &loaded.container else {
+        bail!("a pod sandbox cannot be paused: bulkhead holds it without running its image");
+    };
+    let engine = ctx.engine()?;
+    if paused {
+        engine.pause(c.id())?;
+    } else {
+        engine.unpause(c.id())?;
+    }
+    Ok(())
 }

@@ -119,9 +119,8 @@ pub fn run(cli: Cli, vm_default: bool) -> Result<u8> {
             CommonCmd::Update(a) => update::update(&ctx()?, &a).map(|()| 0),
             CommonCmd::Spec(a) => spec::spec(&a).map(|()| 0),
             CommonCmd::Features(_) => spec::features().map(|()| 0),
-            CommonCmd::Pause(_) | CommonCmd::Resume(_) => {
-                bail!("pause and resume are not supported by bulkhead-runc yet (no cgroup freezer use)")
-            }
+            CommonCmd::Pause(a) => lifecycle::pause(&ctx()?, &a.container_id, true).map(|()| 0),
+            CommonCmd::Resume(a) => lifecycle::pause(&ctx()?, &a.container_id, false).map(|()| 0),
             CommonCmd::Events(_) => bail!("events is not supported by bulkhead-runc"),
             CommonCmd::Checkpointt(_) => {
                 bail!("checkpoint is not supported by bulkhead-runc (no CRIU; VM snapshots are not exposed)")
