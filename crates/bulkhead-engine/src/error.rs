@@ -52,6 +52,8 @@ pub enum EngineError {
     #[error(transparent)]
     Vm(#[from] bulkhead_vm::VmError),
     #[error(transparent)]
+    FileBind(#[from] crate::isolation::FileBindError),
+    #[error(transparent)]
     Initramfs(#[from] bulkhead_vm::initramfs::InitramfsError),
     #[error("talking to the monitor of {id}: {source}")]
     Monitor {

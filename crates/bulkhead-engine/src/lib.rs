@@ -39,7 +39,8 @@
 //! networks/<id>/network.json  a bridge network (the default `bridge` is made on first use)
 //! networks/<id>/endpoints/<container-id>.json  a container running on it (name, aliases, address)
 //! ```
-//! Sockets live in `/run/bulkhead/<id prefix>/` because unix socket paths are limited to 108 bytes.
+//! Sockets live in `/run/bulkhead/<id prefix>/` because unix socket paths are limited to 108 bytes; a
+//! VM's run files are there too, with `file-binds/`, the copies of bound files its guest gets.
 //!
 //! Crash safety: every state file is replaced atomically, and any command that reads a container whose
 //! monitor is gone reconciles it (see [`state::reconcile`]), so `kill -9` of any bulkhead process or a host

@@ -22,6 +22,8 @@ pub(crate) enum GuestError {
         #[source]
         source: nix::Error,
     },
+    #[error("bind source {0} is not in a shared directory of the host")]
+    NotShared(PathBuf),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

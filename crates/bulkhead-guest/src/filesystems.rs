@@ -3,7 +3,7 @@
 //! container's root among them.
 
 use crate::error::{io_err, GuestError};
-use bulkhead_proto::vm::{share_path, share_tag, INIT, ROOT_SHARE_TAG};
+use bulkhead_proto::vm::{share_of, share_path, share_tag, INIT, ROOT_SHARE_TAG};
 use bulkhead_runtime::{ContainerSpec, MountSpec};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, chroot};
@@ -116,16 +116,24 @@ pub(crate) fn unmount_root_share() -> Result<(), nix::Error> {
     }
 }
 
-/// Mounts each share the container binds (the host numbered them in the spec's order) at its path:
-/// 9P2000.L over virtio, `access=client` so this kernel checks the container's users against the owners
-/// and modes the host keeps, nosuid and nodev (QEMU serves no device nodes either), read-only when the
-/// bind is (QEMU's server refuses writes to such a share anyway).
+/// Mounts each share the container binds at its path (the host named it in the bind's source: the share
+/// itself, or a copied file in the file-binds share): 9P2000.L over virtio, `access=client` so this kernel
+/// checks the container's users against the owners and modes the host keeps, nosuid and nodev (QEMU
+/// serves no device nodes either), read-only when every bind into it is (QEMU's server refuses writes to
+/// such a share anyway).
 pub(crate) fn mount_shares(spec: &ContainerSpec) -> Result<(), GuestError> {
-    let binds = spec.workload.mounts.iter().filter_map(|m| match m {
-        MountSpec::Bind { readonly, .. } => Some(*readonly),
-        MountSpec::Tmpfs { .. } => None,
-    });
-    for (index, readonly) in binds.enumerate() {
+    let mut binds = std::collections::BTreeMap::new();
+    for mount in &spec.workload.mounts {
+        if let MountSpec::Bind {
+            source, readonly, ..
+        } = mount
+        {
+            let index = share_of(source).ok_or_else(|| GuestError::NotShared(source.clone()))?;
+            let all_readonly = binds.entry(index).or_insert(true);
+            *all_readonly &= *readonly;
+        }
+    }
+    for (index, readonly) in binds {
         let (tag, target) = (share_tag(index), share_path(index));
         fs::create_dir_all(&target).map_err(io_err("creating", Path::new(&target)))?;
         let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;

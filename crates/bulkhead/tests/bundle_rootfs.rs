@@ -2,7 +2,8 @@
 //! (an OCI bundle's rootfs: here the demo image's busybox unpacked into a temp dir), created through the
 //! engine's `create_bundle` as the OCI runtime front end does, then started, updated and removed with the
 //! real `bulkhead` binary. In both modes the container's writes land in the caller's directory, and `rm`
-//! leaves the directory as it is.
+//! leaves the directory as it is. VM mode also takes binds of single files (as OCI callers send them),
+//! as copies.
 
 mod common;
 
@@ -349,4 +350,66 @@ fn vm_a_directory_rootfs_is_the_guests_root_share() {
     assert!(!guest.is_empty(), "{out}");
     assert_ne!(guest, host_kernel(), "the VM must run the guest kernel");
     assert!(out.contains("bulkhead"), "the image's motd: {out}");
+}
+
+/// VM mode: bound files reach the guest as copies taken at start (a read-only one refuses writes, a
+/// writable one takes them without changing the host's file), next to a bound directory (a share,
+/// whose writes do reach the host). The root is read-only and lacks the working directory and the
+/// mount points: the host makes them before the VM starts, as the guest cannot. One VM boot.
+#[test]
+fn vm_bound_files_are_copies_and_a_read_only_root_gets_its_mount_points() {
+    let _vm = vm_lock();
+    let root = Root::empty();
+    let dir = unpacked_rootfs();
+    let host = tempfile::tempdir().expect("temp dir");
+    let (files, shared) = (host.path().join("files"), host.path().join("shared"));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(files.join("ro.txt"), "ro content\n").unwrap();
+    std::fs::write(files.join("rw.txt"), "rw content\n").unwrap();
+    std::fs::write(shared.join("inside"), "dir content\n").unwrap();
+    let script = "pwd; cat /ro-file /rw-file /dir/inside; \
+                  echo guest >> /rw-file && cat /rw-file; \
+                  echo x 2>/dev/null > /ro-file || echo ro refused; \
+                  echo from the guest > /dir/written";
+    let mut workload = workload(script, true);
+    workload.process.cwd = "/work/sub".into();
+    let bind = |source: &Path, target: &str, readonly| bulkhead_engine::MountSpec::Bind {
+        source: source.to_path_buf(),
+        target: target.into(),
+        readonly,
+    };
+    workload.mounts = vec![
+        bind(&files.join("ro.txt"), "/ro-file", true),
+        bind(&shared, "/dir", false),
+        bind(&files.join("rw.txt"), "/rw-file", false),
+    ];
+    let c = engine(&root)
+        .create_bundle(&bundle("bundle-files", dir.path(), workload, Isolation::Vm))
+        .expect("create_bundle");
+    let out = root.ok(&["start", "-a", "bundle-files"]);
+    assert_eq!(
+        out,
+        "/work/sub\nro content\nrw content\ndir content\nrw content\nguest\nro refused\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("rw.txt")).unwrap(),
+        "rw content\n",
+        "the guest wrote a copy"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join("written")).unwrap(),
+        "from the guest\n"
+    );
+    // The copies go with the run.
+    let staging = c.paths.run.join("file-binds");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while staging.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!staging.exists(), "{} stayed", staging.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(staging.to_str().unwrap()), "{mounts}");
+    root.ok(&["rm", "bundle-files"]);
+    assert!(dir.path().join("work/sub").is_dir());
 }

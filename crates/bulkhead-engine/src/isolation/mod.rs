@@ -5,6 +5,8 @@
 //! module.
 
 mod disk_export;
+mod file_binds;
+mod mount_points;
 mod process;
 mod vm;
 
@@ -18,6 +20,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 pub use disk_export::ExportError;
+pub use file_binds::FileBindError;
 pub use vm::VmSizing;
 
 /// Where a run's root filesystem comes from.

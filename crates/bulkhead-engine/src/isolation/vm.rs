@@ -1,22 +1,25 @@
 //! VM isolation: the container runs in its own QEMU microVM with its own guest kernel. The VM gets the
 //! image's erofs artifact (read-only) and the container's writable disk as virtio-blk disks (a bundle
-//! container: its root directory as a virtio-9p share instead), each bind
-//! and volume as a virtio-9p share, and the agent (the guest's PID 1) is reached over virtio-serial. Given a network namespace, the VM
-//! takes its interfaces over (`bulkhead_vm::network`: a tap per interface, mirrored with tc) and the
-//! guest gives its NICs their names, addresses, MTU and route, which the container shares.
+//! container: its root directory as a virtio-9p share instead), each directory bind and volume as a
+//! virtio-9p share, and one more share for all the binds of single files: a copy of each, taken at
+//! every start (`file_binds`), so writes in the guest never reach the host's file. The agent, the
+//! guest's PID 1, is reached over virtio-serial. Given a network namespace, the VM takes its
+//! interfaces over (`bulkhead_vm::network`: a tap per interface, mirrored with tc) and the guest gives
+//! its NICs their names, addresses, MTU and route, which the container shares.
 
+use super::file_binds::{self, BindPlan};
+use super::mount_points;
 use super::{Endpoint, Mode, RootSource};
 use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::EngineError;
-use bulkhead_proto::vm::share_path;
 use bulkhead_runtime::{ContainerSpec, MountSpec, NetworkMode, Resources, SeccompPolicy};
 use bulkhead_vm::host::Share;
 use bulkhead_vm::{AccelChoice, Vm, VmConfig, VmRoot};
 use serde::Serialize;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_MEMORY_MIB: u64 = 256;
 const MIN_MEMORY_MIB: u64 = 64;
@@ -26,7 +29,7 @@ const EXIT_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(
 
 /// Shared directories (virtio-9p devices) one VM takes: microvm's 8 virtio-mmio transports less the two
 /// disks, the agent's serial device and a network device. A bundle container's root share takes the
-/// disks' place: one slot instead of two.
+/// disks' place: one slot instead of two. The binds of single files take one share together.
 const MAX_SHARES: usize = 4;
 
 pub(crate) struct VmMode;
@@ -56,20 +59,13 @@ impl VmSizing {
 
 impl Mode for VmMode {
     fn check(&self, config: &ContainerConfig) -> Result<(), EngineError> {
-        let shared = shares(config);
-        if let Some(file) = shared.iter().find(|s| s.host.exists() && !s.host.is_dir()) {
-            return Err(EngineError::InvalidOption(format!(
-                "{} is not a directory: a VM reaches host paths through 9p shares, which are \
-                 directories (bind the directory that holds it)",
-                file.host.display()
-            )));
-        }
-        let shared = shared.len();
+        let shared = BindPlan::of(&config.workload.mounts).share_count();
         let most = MAX_SHARES + usize::from(config.rootfs_dir.is_some());
         if shared > most {
             return Err(EngineError::InvalidOption(format!(
-                "{shared} volumes and binds are more than a VM takes ({most}): QEMU's microvm \
-                 has 8 virtio-mmio slots, and the root, the agent's port and the network use the rest"
+                "the volumes and binds take {shared} shared directories (one each, and one for all \
+                 the binds of single files), more than a VM takes ({most}): QEMU's microvm has 8 \
+                 virtio-mmio slots, and the root, the agent's port and the network use the rest"
             )));
         }
         if config.network_mode.starts_with("container:") {
@@ -100,14 +96,16 @@ impl Mode for VmMode {
         // The guest's only tenant gets one cgroup level under the root: every level is a cgroup the guest
         // kernel creates at each start.
         spec.cgroup_name = "container".to_string();
-        // Each bind (a volume's data or a host directory) reaches the guest as a 9p share, which its
-        // PID 1 mounts at the share's path; the runtime binds that to the target as it would a host path.
-        let mut index = 0;
-        for mount in &mut spec.workload.mounts {
-            if let MountSpec::Bind { source, .. } = mount {
-                *source = share_path(index).into();
-                index += 1;
-            }
+        // Each directory bind (a volume's data or a host directory) reaches the guest as a 9p share,
+        // which its PID 1 mounts at the share's path, and each bound file as a copy in one more share;
+        // the runtime binds those to the targets as it would host paths.
+        let sources = BindPlan::of(&spec.workload.mounts).guest_sources();
+        let binds = spec.workload.mounts.iter_mut().filter_map(|m| match m {
+            MountSpec::Bind { source, .. } => Some(source),
+            MountSpec::Tmpfs { .. } => None,
+        });
+        for (source, guest) in binds.zip(sources) {
+            *source = guest;
         }
     }
 
@@ -143,19 +141,31 @@ impl Mode for VmMode {
             },
             // Read-only in QEMU's server too, so not even a compromised guest kernel writes it.
             RootSource::Directory(dir) => {
-                ensure_etc_mount_points(dir)?;
+                mount_points::ensure(dir, &config.workload)?;
                 VmRoot::Share(Share {
                     host: dir.clone(),
                     readonly: config.workload.readonly_rootfs,
                 })
             }
         };
-        let vm = boot(config, &paths.run, root, shares(config), netns)?;
-        let stream = vm
-            .stream()
-            .try_clone()
-            .map_err(EngineError::io("agent socket"))?;
-        Ok((Box::new(RunningVm(vm)), stream))
+        let plan = BindPlan::of(&config.workload.mounts);
+        let staging = file_binds::stage(&paths.run, &plan)?;
+        let booted = boot(config, &paths.run, root, plan.shares(staging), netns).and_then(|vm| {
+            let stream = vm
+                .stream()
+                .try_clone()
+                .map_err(EngineError::io("agent socket"))?;
+            Ok((vm, stream))
+        });
+        match booted {
+            Ok((vm, stream)) => Ok((Box::new(RunningVm(vm, paths.run.clone())), stream)),
+            Err(e) => {
+                if let Err(e) = file_binds::remove(&paths.run) {
+                    tracing::warn!("{e}");
+                }
+                Err(e)
+            }
+        }
     }
 
     fn confined_privileges(&self, config: &ContainerConfig) -> Vec<String> {
@@ -202,14 +212,16 @@ impl Mode for VmMode {
         false
     }
 
-    /// QEMU's run files live in the container's run directory, which removal deletes; its cgroup is left
-    /// behind only when the monitor died (QEMU died with it), and so are the tc mirrors in a namespace
-    /// the container joined (its taps died with QEMU). A namespace the engine made goes with them.
+    /// QEMU's run files live in the container's run directory, which removal deletes (the copies of
+    /// bound files first); its cgroup is left behind only when the monitor died (QEMU died with it), and
+    /// so are the tc mirrors in a namespace the container joined (its taps died with QEMU). A namespace
+    /// the engine made goes with them.
     fn remove_leftovers(
         &self,
         config: &ContainerConfig,
-        _: &ContainerPaths,
+        paths: &ContainerPaths,
     ) -> Result<(), EngineError> {
+        file_binds::remove(&paths.run)?;
         bulkhead_vm::jail::remove_leftovers(&cgroup_name(&config.id))
             .map_err(|e| EngineError::Vm(e.into()))?;
         if let NetworkMode::Namespace(netns) = &config.workload.network {
@@ -217,24 +229,6 @@ impl Mode for VmMode {
         }
         Ok(())
     }
-}
-
-/// The host directories `config` binds, as 9p shares in the order `adapt_spec` numbers them.
-fn shares(config: &ContainerConfig) -> Vec<Share> {
-    config
-        .workload
-        .mounts
-        .iter()
-        .filter_map(|m| match m {
-            MountSpec::Bind {
-                source, readonly, ..
-            } => Some(Share {
-                host: source.clone(),
-                readonly: *readonly,
-            }),
-            MountSpec::Tmpfs { .. } => None,
-        })
-        .collect()
 }
 
 /// Boots `config`'s VM on `root`, with `shares` as 9p shares, the interfaces of `netns` and its run
@@ -268,45 +262,6 @@ pub(super) fn boot(
     })?)
 }
 
-/// The files the runtime binds the generated /etc files over (as docker's init layer has them).
-const ETC_MOUNT_POINTS: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
-
-/// Makes the missing [`ETC_MOUNT_POINTS`] (empty) in a bundle's root directory before its VM starts, on
-/// the host, as process mode's runtime does: a guest cannot make them in a read-only root, which QEMU
-/// serves read-only. Paths resolve inside the directory (a symlinked `/etc` stays in it) and nothing
-/// existing is replaced or followed out.
-fn ensure_etc_mount_points(dir: &Path) -> Result<(), EngineError> {
-    use bulkhead_runtime::open_in_root;
-    use nix::errno::Errno;
-    use std::os::fd::AsFd;
-    let root = std::fs::File::open(dir).map_err(EngineError::io(dir))?;
-    let failed = |what: &str, name: &str| {
-        let what = format!("{what} {} in the bundle's root", dir.join(name).display());
-        move |source| EngineError::Sys { what, source }
-    };
-    match nix::sys::stat::mkdirat(
-        Some(std::os::fd::AsRawFd::as_raw_fd(&root)),
-        "etc",
-        nix::sys::stat::Mode::from_bits_truncate(0o755),
-    ) {
-        Ok(()) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(failed("creating", "etc")(e)),
-    }
-    for name in ETC_MOUNT_POINTS {
-        match open_in_root(root.as_fd(), name, libc::O_PATH, 0) {
-            Ok(_) => continue,
-            Err(Errno::ENOENT) => {}
-            Err(e) => return Err(failed("opening", name)(e)),
-        }
-        let create = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW;
-        match open_in_root(root.as_fd(), name, create, 0o644) {
-            Ok(_) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(failed("creating", name)(e)),
-        }
-    }
-    Ok(())
-}
-
 /// QEMU's cgroup: one per container, next to the process mode's `bulkhead/<id>`.
 fn cgroup_name(id: &str) -> String {
     format!("bulkhead-vm/{id}")
@@ -327,7 +282,8 @@ fn guest_memory_mib(sizing: &VmSizing) -> Result<u32, EngineError> {
         .map_err(|_| EngineError::InvalidOption("the memory limit is too large for a VM".into()))
 }
 
-struct RunningVm(Vm);
+/// The VM and the container's run directory (which holds the copies of bound files).
+struct RunningVm(Vm, PathBuf);
 
 impl Endpoint for RunningVm {
     fn host_pid(&self) -> i32 {
@@ -359,7 +315,7 @@ impl Endpoint for RunningVm {
 
     fn teardown(mut self: Box<Self>) -> Result<(), EngineError> {
         let _ = self.0.wait();
-        Ok(())
+        Ok(file_binds::remove(&self.1)?)
     }
 }
 
