@@ -163,3 +163,50 @@ fn vm_cri_pod() {
     );
     tear_down(&mut cri, &pod.id);
 }
+
+/// A `bulkhead-vm` pod runs one container: each container is its own VM, and a pod's network namespace
+/// serves one VM, so a second container fails to start, with the reason in its CRI log rather than a
+/// half-working network (docs/KUBERNETES.md, "Not supported"). When a pod's containers share one VM,
+/// this becomes the localhost test of `cri_process_pod`.
+#[test]
+fn vm_cri_pod_second_container_fails_clearly() {
+    let _vm = vm_lock();
+    let links = links();
+    if !links.is_bulkhead() {
+        return;
+    }
+    let containerd = Containerd::start(&links);
+    let mut cri = containerd.cri();
+    let image = containerd.busybox();
+    cri.pull(&image).expect("PullImage");
+    let pod = cri
+        .run_pod(&PodSpec {
+            name: "guests",
+            handler: "bulkhead-vm",
+            annotations: &[],
+        })
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log_tail()));
+    let first = cri
+        .create_container(&pod, "first", &image, &["sleep", "1000"])
+        .expect("CreateContainer");
+    cri.start_container(&first).expect("StartContainer");
+    let second = cri
+        .create_container(&pod, "second", &image, &["sleep", "1000"])
+        .expect("CreateContainer");
+    cri.start_container(&second).expect("StartContainer");
+    let status = cri.wait_exited(&second);
+    assert_eq!(status.exit_code, 125, "{status:?}");
+    let lines = Cri::log_lines(&status);
+    assert!(
+        lines
+            .iter()
+            .any(|(_, text)| text.contains("the namespace already serves another VM")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        cri.status(&first).expect("ContainerStatus").state,
+        ContainerState::ContainerRunning as i32,
+        "the first container keeps running"
+    );
+    tear_down(&mut cri, &pod.id);
+}
