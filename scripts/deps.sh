@@ -17,8 +17,9 @@ packages=(
   # Docker Engine API tests: Debian's docker SDK 5.0.3 (run with /usr/bin/python3) and docker-compose 1.29
   python3-docker docker-compose
   # OCI runtime tests and benchmarks: the callers (podman, containerd with its CRI plugin), runc as the
-  # peer, protoc for the CRI protobufs of the test client (k8s-cri's build script)
-  runc podman containerd protobuf-compiler hyperfine
+  # peer, protoc for the CRI protobufs of the test client (k8s-cri's build script), the CNI plugins
+  # (bridge, host-local, loopback) that the CRI plugin sets pod networks up with
+  runc podman containerd protobuf-compiler hyperfine containernetworking-plugins
 )
 missing=()
 for p in "${packages[@]}"; do

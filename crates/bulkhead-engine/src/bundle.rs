@@ -38,7 +38,11 @@ impl Engine {
     /// given (a namespace path, none, or the host's): a bundle container joins no bridge and publishes
     /// no ports.
     pub fn create_bundle(&self, b: &BundleCreate) -> Result<Container, EngineError> {
-        crate::lifecycle::validate_name(&b.name)?;
+        // Callers name containers by 64-hex ids (podman, containerd's CRI); `find` tries a full engine
+        // id before an exact name, so such a name stays unambiguous.
+        if !crate::docker_names::is_valid(&b.name, 128) {
+            crate::lifecycle::validate_name(&b.name)?;
+        }
         let rootfs = checked_rootfs(&b.rootfs)?;
         let process = &b.workload.process;
         if process.args.is_empty() {

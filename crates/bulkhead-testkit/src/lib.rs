@@ -1,6 +1,7 @@
 //! The one shared test kit of the workspace (a dev-dependency only): the busybox demo image, layer tars
 //! (hostile ones too), OCI image layouts, a real `docker-registry` on a free loopback port, and scratch
-//! bulkhead roots driven through the real binary. Everything it makes lives in temporary directories and
+//! bulkhead roots driven through the real binary, and the real callers of its OCI runtime (podman,
+//! containerd, a CRI client). Everything it makes lives in temporary directories and
 //! is cleaned up on drop, so a failing test leaks no mounts, processes or servers.
 
 pub mod api;
@@ -9,6 +10,7 @@ pub mod http;
 pub mod isolation;
 pub mod layer;
 pub mod oci;
+pub mod oci_runtime;
 pub mod output;
 pub mod pty;
 pub mod registry;

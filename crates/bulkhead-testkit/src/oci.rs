@@ -67,6 +67,8 @@ pub struct Platform<'a> {
     pub exposed_ports: &'a [&'a str],
     /// The config's `Labels`.
     pub labels: &'a [(&'a str, &'a str)],
+    /// The config's `Cmd`.
+    pub cmd: &'a [&'a str],
 }
 
 impl<'a> Platform<'a> {
@@ -77,17 +79,18 @@ impl<'a> Platform<'a> {
             volumes: &[],
             exposed_ports: &[],
             labels: &[],
+            cmd: &["/bin/sh"],
         }
     }
 
-    /// The image config: PATH=/bin, `/bin/sh` as command, the volumes, ports and labels, one history
+    /// The image config: PATH=/bin, the command (`/bin/sh` unless set), the volumes, ports and labels, one history
     /// entry per layer.
     pub fn config_json(&self) -> Vec<u8> {
         let diff_ids: Vec<&str> = self.layers.iter().map(|l| l.diff_id.as_str()).collect();
         let history: Vec<_> = (0..self.layers.len())
             .map(|i| json!({ "created_by": format!("layer {i}") }))
             .collect();
-        let mut config = json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" });
+        let mut config = json!({ "Env": ["PATH=/bin"], "Cmd": self.cmd, "WorkingDir": "/" });
         if !self.volumes.is_empty() {
             let volumes: serde_json::Map<_, _> = self
                 .volumes

@@ -88,10 +88,11 @@ fn from_process_file(path: &std::path::Path) -> Result<ExecOptions> {
     let p: Process = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a runtime-spec process", path.display()))?;
     let user = p.user();
+    // containerd lists the primary group among the additional ones: only others are unsupported.
     if user
         .additional_gids()
         .as_ref()
-        .is_some_and(|g| !g.is_empty())
+        .is_some_and(|g| g.iter().any(|&g| g != user.gid()))
     {
         bail!("process.user.additionalGids of an exec is not supported by bulkhead-runc");
     }
