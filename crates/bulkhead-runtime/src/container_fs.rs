@@ -147,6 +147,12 @@ pub(crate) fn build(
         mask_paths(&root, &masked, &readonly)?;
     }
     if spec.workload.readonly_rootfs {
+        // A missing working directory is made while the root is still writable (as runc does: root's,
+        // 0755); later it could not be.
+        let cwd = &spec.workload.process.cwd;
+        if cwd.starts_with('/') && cwd != "/" {
+            mkdir_all(root.as_fd(), cwd)?;
+        }
         let current_root = open_in_root(root.as_fd(), "/", libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(|e| RuntimeError::sys("reopening the root", e))?;
         // The root only: /dev, /proc, tmpfs and volumes keep their own modes, as under docker.

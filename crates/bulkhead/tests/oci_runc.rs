@@ -451,3 +451,22 @@ fn hooks_get_the_state_and_features_describe_the_runtime() {
     rt.fails(&["spec", "--bundle", bundle.to_str().unwrap()], "exists");
     rt.fails(&["checkpoint", "hooked"], "not supported");
 }
+
+#[test]
+fn a_read_only_root_gets_its_missing_working_directory() {
+    let rt = Runtime::new();
+    let bundle = rt.bundle("ro", "pwd; touch /x 2>/dev/null || echo read-only", |s| {
+        s["root"]["readonly"] = Value::Bool(true);
+        s["process"]["cwd"] = "/work/sub".into();
+    });
+    let out = rt.run(&["run", "--bundle", bundle.to_str().unwrap(), "ro"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/work/sub\nread-only\n"
+    );
+}
