@@ -8,6 +8,11 @@ echo "==> building bulkhead (release, static)"
 cargo build --release -p bulkhead
 bulkhead=target/x86_64-unknown-linux-gnu/release/bulkhead
 mkdir -p target/release && ln -sf ../x86_64-unknown-linux-gnu/release/bulkhead target/release/bulkhead
+# The OCI runtime is the same binary called by these names (podman --runtime, containerd's BinaryName).
+for name in bulkhead-runc bulkhead-runc-vm; do
+  ln -sf bulkhead "target/x86_64-unknown-linux-gnu/release/$name"
+  ln -sf "../x86_64-unknown-linux-gnu/release/$name" "target/release/$name"
+done
 echo "==> guest kernel (built once, cached)"
 "$bulkhead" kernel build
 echo "==> demo image from busybox-static"
@@ -34,3 +39,13 @@ if command -v docker >/dev/null; then
 else
   echo "(no docker CLI on this machine: skipped)"
 fi
+echo "==> the same image through podman, with bulkhead as its OCI runtime (bulkhead-runc)"
+podman_image=localhost/bulkhead-demo:latest
+podman import "$tarball" "$podman_image" >/dev/null
+runc_link=$PWD/target/x86_64-unknown-linux-gnu/release/bulkhead-runc
+podman_run=(podman run --rm --network none --runtime "$runc_link"
+            --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+"${podman_run[@]}" "$podman_image" sh -c 'echo "podman, process: kernel $(uname -r)"'
+"${podman_run[@]}" --annotation io.bulkhead.isolation=vm "$podman_image" \
+  sh -c 'echo "podman, vm: kernel $(uname -r)"'
+podman rmi "$podman_image" >/dev/null
