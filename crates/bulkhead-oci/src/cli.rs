@@ -14,8 +14,9 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
     /// runc's rootless mode (`true`, `false`, `auto`). Accepted: bulkhead runs as root and makes its own
-    /// cgroups either way.
-    #[arg(long, global = true)]
+    /// cgroups either way. Before the command only, as runc takes it: a global `--rootless` would clash
+    /// with `spec --rootless` (clap panicked on every `spec`).
+    #[arg(long)]
     pub rootless: Option<String>,
     /// The criu binary, for checkpoints: accepted, but `checkpoint` is not supported.
     #[arg(long, global = true)]
