@@ -14,12 +14,11 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
     /// runc's rootless mode (`true`, `false`, `auto`). Accepted: bulkhead runs as root and makes its own
-    /// cgroups either way. Before the command only, as runc takes it: a global `--rootless` would clash
-    /// with `spec --rootless` (clap panicked on every `spec`).
+    /// cgroups either way.
     #[arg(long)]
     pub rootless: Option<String>,
     /// The criu binary, for checkpoints: accepted, but `checkpoint` is not supported.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub criu: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -31,4 +30,6 @@ pub enum Command {
     Standard(Box<StandardCmd>),
     #[command(flatten)]
     Common(Box<CommonCmd>),
+    /// runc's `checkpoint` (liboci-cli spells it `checkpointt`): not supported.
+    Checkpoint(liboci_cli::Checkpoint),
 }

@@ -60,8 +60,9 @@ fn busybox_rootfs(dir: &Path) -> PathBuf {
     root
 }
 
-/// The fixture with its binds' sources in `dir` (files named after their targets, with that name as
-/// content; directories empty), the network namespace path removed and `script` as the command.
+/// The fixture with its binds' sources in `dir` (files under /etc and /run/.containerenv, directories
+/// elsewhere, each holding the target's name), the network namespace path removed and `script` as the
+/// command.
 fn adapted(name: &str, dir: &Path, script: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -85,10 +86,11 @@ fn adapted(name: &str, dir: &Path, script: &str) -> Value {
         }
         let target = m["destination"].as_str().unwrap().to_string();
         let source = dir.join(format!("bind{i}"));
-        if target == "/dev/shm" {
-            fs::create_dir(&source).unwrap();
-        } else {
+        if target.starts_with("/etc/") || target == "/run/.containerenv" {
             fs::write(&source, format!("{target}\n")).unwrap();
+        } else {
+            fs::create_dir(&source).unwrap();
+            fs::write(source.join("content"), format!("{target}\n")).unwrap();
         }
         m["source"] = json!(source);
     }
@@ -114,6 +116,7 @@ fn run(name: &str, script: &str) -> (i32, String, String) {
         cgroup_name: format!("bulkhead-test/{id}"),
         etc_hosts: "generated hosts\n".into(),
         resolv_conf: "generated resolv.conf\n".into(),
+        root_share: false,
     };
     let (out_r, out_w) = nix::unistd::pipe().unwrap();
     let (err_r, err_w) = nix::unistd::pipe().unwrap();
@@ -177,9 +180,40 @@ fn ctr_run_with_seccomp_and_the_host_network() {
     assert_eq!(code, 0);
 }
 
+fn podman_run_as_a_user_with_limits() {
+    let (code, stdout, stderr) = run(
+        "podman-run-user-tty-limits.json",
+        "id -u; id -g; grep CapEff: /proc/self/status; cat /data/content; \
+         echo x > /data/new 2>/dev/null || echo ro",
+    );
+    assert_eq!(
+        stdout, "1000\n1000\nCapEff:\t0000000000000000\n/data\nro\n",
+        "{stderr}"
+    );
+    assert_eq!(code, 0);
+}
+
+fn ctr_run() {
+    let (code, stdout, stderr) = run(
+        "ctr-run.json",
+        "grep -c ' /run ' /proc/self/mountinfo; grep CapEff: /proc/self/status; \
+         grep Seccomp: /proc/self/status",
+    );
+    assert_eq!(
+        stdout, "1\nCapEff:\t00000000a80425fb\nSeccomp:\t0\n",
+        "{stderr}"
+    );
+    assert_eq!(code, 0);
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("podman_run", podman_run),
+        (
+            "podman_run_as_a_user_with_limits",
+            podman_run_as_a_user_with_limits,
+        ),
+        ("ctr_run", ctr_run),
         (
             "ctr_run_with_seccomp_and_the_host_network",
             ctr_run_with_seccomp_and_the_host_network,

@@ -355,11 +355,18 @@ fn mount_dev(root: &OwnedFd, terminal: bool) -> Result<Option<(OwnedFd, OwnedFd)
     Ok(Some((master, slave)))
 }
 
-/// Splits docker `--tmpfs` options into mount flags and filesystem data. The defaults
-/// are docker's: nosuid, nodev, noexec.
-fn tmpfs_options(options: &str) -> (MsFlags, String) {
+/// Docker `--tmpfs` options split into mount flags and filesystem data, and whether to copy the
+/// directory's content up (`tmpcopyup`, podman's). The defaults are docker's: nosuid, nodev, noexec.
+struct TmpfsOptions {
+    flags: MsFlags,
+    data: String,
+    copy_up: bool,
+}
+
+fn tmpfs_options(options: &str) -> TmpfsOptions {
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let mut data = Vec::new();
+    let mut copy_up = false;
     for opt in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         match opt {
             "ro" => flags |= MsFlags::MS_RDONLY,
@@ -374,10 +381,16 @@ fn tmpfs_options(options: &str) -> (MsFlags, String) {
             "noatime" => flags |= MsFlags::MS_NOATIME,
             "relatime" => flags |= MsFlags::MS_RELATIME,
             "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "tmpcopyup" => copy_up = true,
+            "notmpcopyup" => copy_up = false,
             other => data.push(other),
         }
     }
-    (flags, data.join(","))
+    TmpfsOptions {
+        flags,
+        data: data.join(","),
+        copy_up,
+    }
 }
 
 fn mount_user(root: &OwnedFd, m: &MountSpec) -> Result<(), RuntimeError> {
@@ -410,15 +423,40 @@ fn mount_user(root: &OwnedFd, m: &MountSpec) -> Result<(), RuntimeError> {
         }
         MountSpec::Tmpfs { target, options } => {
             let tgt = mkdir_all(root.as_fd(), target)?;
-            let (flags, data) = tmpfs_options(options);
+            let TmpfsOptions {
+                flags,
+                data,
+                copy_up,
+            } = tmpfs_options(options);
+            let what = format!("tmpfs on {target}");
+            let open_dir = || {
+                open_in_root(root.as_fd(), target, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                    .map_err(|e| RuntimeError::sys(format!("opening {target}"), e))
+            };
+            // The directory below the tmpfs, opened before the tmpfs hides it.
+            let lower = if copy_up { Some(open_dir()?) } else { None };
+            // Filled first, made read-only after.
+            let mount_flags = if copy_up {
+                flags - MsFlags::MS_RDONLY
+            } else {
+                flags
+            };
             mount_fd(
                 Some("tmpfs"),
                 &tgt,
                 Some("tmpfs"),
-                flags,
+                mount_flags,
                 Some(&data),
-                &format!("tmpfs on {target}"),
-            )
+                &what,
+            )?;
+            if let Some(lower) = lower {
+                let upper = open_dir()?;
+                crate::copy_up::copy_tree(&lower, &upper)?;
+                if flags.contains(MsFlags::MS_RDONLY) {
+                    mount_api::set_flags(&upper, RDONLY, 0, false, &what)?;
+                }
+            }
+            Ok(())
         }
     }
 }
@@ -516,9 +554,12 @@ mod tests {
 
     #[test]
     fn tmpfs_option_parsing() {
-        let (flags, data) = tmpfs_options("size=64m,exec,mode=1777,ro");
-        assert!(!flags.contains(MsFlags::MS_NOEXEC));
-        assert!(flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
-        assert_eq!(data, "size=64m,mode=1777");
+        let o = tmpfs_options("size=64m,exec,mode=1777,ro");
+        assert!(!o.flags.contains(MsFlags::MS_NOEXEC));
+        assert!(o.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+        assert_eq!(o.data, "size=64m,mode=1777");
+        assert!(!o.copy_up);
+        assert!(tmpfs_options("tmpcopyup,size=1m").copy_up);
+        assert!(!tmpfs_options("tmpcopyup,notmpcopyup").copy_up);
     }
 }

@@ -14,6 +14,7 @@ mod capabilities;
 mod channel;
 mod container;
 mod container_fs;
+mod copy_up;
 mod error;
 mod mount_api;
 mod namespaces;

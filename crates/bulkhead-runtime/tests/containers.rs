@@ -799,6 +799,36 @@ fn oci_user_and_file_binds(image: &Image) {
     assert_eq!(fs::read_to_string(files.join("log")).unwrap(), "x\n");
 }
 
+/// A tmpfs with `tmpcopyup` (podman's) starts with the directory's content, owners and modes kept.
+fn tmpfs_copy_up(image: &Image) {
+    let root = Rootfs::new(image);
+    let mut s = sh(
+        &root,
+        "stat -c '%u %a' /home/user; readlink /bin/cat; cat /etc/passwd | wc -l; \
+         grep -c ' /etc ' /proc/self/mountinfo; touch /home/x 2>/dev/null || echo ro",
+    );
+    s.workload.mounts = vec![
+        MountSpec::Tmpfs {
+            target: "/home".into(),
+            options: "tmpcopyup,ro".into(),
+        },
+        MountSpec::Tmpfs {
+            target: "/bin".into(),
+            options: "tmpcopyup,exec".into(),
+        },
+        MountSpec::Tmpfs {
+            target: "/etc".into(),
+            options: "tmpcopyup,size=1m".into(),
+        },
+    ];
+    let out = run_ok(&s);
+    assert_eq!(
+        out.stdout, "1000 755\nbusybox\n2\n1\nro\n",
+        "{}",
+        out.stderr
+    );
+}
+
 type Test = fn(&Image);
 
 fn main() {
@@ -823,6 +853,7 @@ fn main() {
         ("joined_namespaces", joined_namespaces),
         ("masked_and_readonly_paths", masked_and_readonly_paths),
         ("oci_user_and_file_binds", oci_user_and_file_binds),
+        ("tmpfs_copy_up", tmpfs_copy_up),
         ("cleanup_after_everything", cleanup_after_everything),
     ];
     let image = build_image();

@@ -49,8 +49,9 @@ const BIND_ACCEPTED: [&str; 19] = [
     "nodiratime",
 ];
 
-/// Tmpfs flags the runtime's tmpfs options understand; others must be `key=value` filesystem data.
-const TMPFS_FLAGS: [&str; 12] = [
+/// Tmpfs flags the runtime's tmpfs options understand (`tmpcopyup`, podman's, fills the tmpfs with
+/// the directory it covers); others must be `key=value` filesystem data.
+const TMPFS_FLAGS: [&str; 14] = [
     "ro",
     "rw",
     "nosuid",
@@ -63,6 +64,8 @@ const TMPFS_FLAGS: [&str; 12] = [
     "noatime",
     "relatime",
     "strictatime",
+    "tmpcopyup",
+    "notmpcopyup",
 ];
 
 pub(super) fn mounts(list: Option<&Vec<Mount>>) -> Result<Vec<MountSpec>, BundleError> {

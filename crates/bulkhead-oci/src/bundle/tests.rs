@@ -296,6 +296,8 @@ fn mounts() {
         {"destination": "/etc/hosts", "type": "bind", "source": "/var/lib/x/hosts", "options": ["rbind", "rprivate", "ro"]},
         {"destination": "/data", "source": "/srv/data", "options": ["rbind", "rw", "nosuid", "nodev", "rslave"]},
         {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=64m", "mode=1777"]}
+    ,
+        {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]}
     ]);
     let w = translate(&with("/mounts", mounts)).unwrap();
     assert_eq!(
@@ -314,6 +316,10 @@ fn mounts() {
             MountSpec::Tmpfs {
                 target: "/tmp".into(),
                 options: "nosuid,size=64m,mode=1777,dev,exec".into()
+            },
+            MountSpec::Tmpfs {
+                target: "/run".into(),
+                options: "rw,nosuid,nodev,tmpcopyup,exec".into()
             },
         ]
     );
@@ -347,8 +353,8 @@ fn mounts() {
             "bind option \"idmap\"",
         ),
         (
-            json!({"destination": "/x", "type": "tmpfs", "options": ["tmpcopyup"]}),
-            "tmpfs option \"tmpcopyup\"",
+            json!({"destination": "/x", "type": "tmpfs", "options": ["copy-symlink"]}),
+            "tmpfs option \"copy-symlink\"",
         ),
     ] {
         let err = error_of(&with("/mounts", json!([mount])));

@@ -100,6 +100,10 @@ impl Loaded {
     }
 }
 
+fn checkpoint() -> Result<u8> {
+    bail!("checkpoint is not supported by bulkhead-runc (no CRIU; VM snapshots are not exposed)")
+}
+
 /// Runs the command; returns the process's exit code.
 pub fn run(cli: Cli, vm_default: bool) -> Result<u8> {
     let ctx = || Ctx::new(cli.global.root.as_deref(), vm_default);
@@ -122,9 +126,8 @@ pub fn run(cli: Cli, vm_default: bool) -> Result<u8> {
             CommonCmd::Pause(a) => lifecycle::pause(&ctx()?, &a.container_id, true).map(|()| 0),
             CommonCmd::Resume(a) => lifecycle::pause(&ctx()?, &a.container_id, false).map(|()| 0),
             CommonCmd::Events(_) => bail!("events is not supported by bulkhead-runc"),
-            CommonCmd::Checkpointt(_) => {
-                bail!("checkpoint is not supported by bulkhead-runc (no CRIU; VM snapshots are not exposed)")
-            }
+            CommonCmd::Checkpointt(_) => checkpoint(),
         },
+        Command::Checkpoint(_) => checkpoint(),
     }
 }
