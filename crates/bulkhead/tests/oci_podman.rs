@@ -94,6 +94,29 @@ fn detached_lifecycle(podman: &Podman, extra: &[&str]) -> String {
     kernel
 }
 
+/// `run --rm -it` on a 40x100 terminal resized to 50x120: the container sees a terminal of each size in
+/// turn and its exit code comes back. `extra` are run flags; returns what the terminal showed.
+fn run_on_terminal(podman: &Podman, extra: &[&str]) -> String {
+    // The terminal gets the client's size through conmon once the container runs: wait for it.
+    let script = "test -t 0 && echo IS-TTY; uname -r; \
+                  while [ \"$(stty size 2>/dev/null)\" != '40 100' ]; do sleep 0.05; done; \
+                  echo \"first $(stty size)\"; \
+                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size; exit 4";
+    let mut args = vec!["--rm", "-it"];
+    args.extend(extra);
+    args.extend([BUSYBOX, "sh", "-c", script]);
+    let mut term = Terminal::spawn(podman.run_cmd(&args), 40, 100);
+    term.wait_for("first 40 100");
+    term.resize(50, 120);
+    let (code, seen) = term.finish();
+    assert_eq!(code, Some(4), "{seen:?}");
+    assert!(
+        seen.contains("IS-TTY") && seen.contains("50 120"),
+        "{seen:?}"
+    );
+    seen
+}
+
 #[test]
 fn podman_run_rm_output_and_exit_codes() {
     let links = links();
@@ -135,24 +158,7 @@ fn podman_detached_logs_exec_stop() {
 fn podman_interactive_terminals() {
     let links = links();
     let podman = Podman::new(&links.process());
-    // The terminal gets the client's size through conmon once the container runs: wait for it.
-    let script = "test -t 0 && echo IS-TTY; \
-                  while [ \"$(stty size 2>/dev/null)\" != '40 100' ]; do sleep 0.05; done; \
-                  echo \"first $(stty size)\"; \
-                  while [ \"$(stty size)\" = '40 100' ]; do sleep 0.05; done; stty size; exit 4";
-    let mut term = Terminal::spawn(
-        podman.run_cmd(&["--rm", "-it", BUSYBOX, "sh", "-c", script]),
-        40,
-        100,
-    );
-    term.wait_for("first 40 100");
-    term.resize(50, 120);
-    let (code, seen) = term.finish();
-    assert_eq!(code, Some(4), "{seen:?}");
-    assert!(
-        seen.contains("IS-TTY") && seen.contains("50 120"),
-        "{seen:?}"
-    );
+    run_on_terminal(&podman, &[]);
 
     let out = podman.run(&["-d", "--name", "box", BUSYBOX, "sleep", "1000"]);
     assert!(out.status.success(), "run -d: {}", stderr(&out));
@@ -174,8 +180,8 @@ fn podman_interactive_terminals() {
     podman.ok(&["rm", "-f", "-t", "0", "box"]);
 }
 
-/// VM isolation asked for with the annotation: the same lifecycle on the guest's kernel (one boot), and
-/// a `run --rm` whose exit code comes back from the guest (a second).
+/// VM isolation asked for with the annotation: the same lifecycle on the guest's kernel (one boot), a
+/// `run --rm` whose exit code comes back from the guest (a second), and `run --rm -it` (a third).
 #[test]
 fn vm_podman_annotation() {
     let _vm = vm_lock();
@@ -193,8 +199,10 @@ fn vm_podman_annotation() {
         "uname -r; exit 9",
     ]);
     assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    let on_terminal = run_on_terminal(&podman, &["--annotation", &annotation]);
     if links.is_bulkhead() {
         assert_ne!(kernel, host_kernel(), "the VM runs the guest's kernel");
         assert_eq!(stdout(&out).trim(), kernel);
+        assert!(on_terminal.contains(&kernel), "{on_terminal:?}");
     }
 }
