@@ -57,6 +57,13 @@ tmp=$(mktemp)
   echo "<= 0.3x podman's Docker-compatible service. Paths interleaved in rotating order."
   echo
   bench/api.sh
+  echo
+  echo "## The OCI runtime through its callers (bench/oci.sh)"
+  echo
+  echo "Goals (issue 12): process mode <= 1.1x runc through podman and through containerd's ctr; VM mode"
+  echo "set against Kata's published 0.39-0.71 s to workload (with KVM; TCG here)."
+  echo
+  bench/oci.sh
   if [ -n "${BASELINE:-}" ]; then
     echo
     echo "## Before/after (bench/compare.sh)"
