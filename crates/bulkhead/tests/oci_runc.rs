@@ -420,6 +420,16 @@ fn bad_bundles_fail_with_runcs_error_contract_and_leave_nothing() {
         "invalid container id",
     );
     rt.fails(&["kill", "nothing-here", "KILL"], "does not exist");
+    // What a create killed half-way leaves (a record without its relay.json) holds the id until a
+    // forced delete clears it.
+    std::fs::create_dir_all(rt.root().join("oci").join("half")).unwrap();
+    let good = rt.bundle("good", "true", |_| {});
+    rt.fails(
+        &["create", "--bundle", good.to_str().unwrap(), "half"],
+        "exists",
+    );
+    rt.ok(&["delete", "--force", "half"]);
+    rt.ok(&["run", "--bundle", good.to_str().unwrap(), "half"]);
     assert!(
         std::fs::read_dir(rt.root().join("oci"))
             .map(|d| d.count())

@@ -74,8 +74,14 @@ pub fn kill(ctx: &Ctx, a: &liboci_cli::Kill) -> Result<()> {
 pub fn delete(ctx: &Ctx, a: &liboci_cli::Delete) -> Result<()> {
     let loaded = match ctx.load(&a.container_id) {
         Ok(l) => l,
-        // runc: deleting a container that does not exist succeeds with --force.
-        Err(_) if a.force && ctx.record(&a.container_id)?.load().is_err() => return Ok(()),
+        // runc: deleting a container that does not exist succeeds with --force, which also clears
+        // what a create killed half-way left (a record without relay.json, an engine container).
+        Err(_) if a.force && ctx.record(&a.container_id)?.load().is_err() => {
+            if let Ok(engine) = ctx.engine() {
+                let _ = engine.remove(&a.container_id, true, false);
+            }
+            return ctx.record(&a.container_id)?.remove();
+        }
         Err(e) => return Err(e),
     };
     let status = loaded.status();
