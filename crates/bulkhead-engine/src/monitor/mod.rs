@@ -347,6 +347,9 @@ impl<'a> Monitor<'a> {
         agent: &mut UnixStream,
         report: &mut dyn FnMut(&str),
     ) -> (Option<ExitStatus>, Option<String>) {
+        // A write to an agent that has just ended (its process exited as a client's stdin closed)
+        // fails; what it sent before ending, its exit status among it, is still to be read.
+        let mut write_failed: Option<String> = None;
         loop {
             let mut fds = vec![
                 PollFd::new(agent.as_fd(), PollFlags::POLLIN),
@@ -379,7 +382,8 @@ impl<'a> Monitor<'a> {
                         Err(reason) => return (None, Some(reason)),
                     },
                     Err(ProtoError::Closed) => {
-                        return (None, Some(self.agent_gone("closed the connection")));
+                        let why = write_failed.as_deref().unwrap_or("closed the connection");
+                        return (None, Some(self.agent_gone(why)));
                     }
                     Err(e) => {
                         return (
@@ -394,11 +398,11 @@ impl<'a> Monitor<'a> {
             }
             for key in ready_clients {
                 for msg in self.clients.read(key) {
+                    if write_failed.is_some() {
+                        continue;
+                    }
                     if let Err(e) = msg.send(agent) {
-                        return (
-                            None,
-                            Some(self.agent_gone(&format!("stopped accepting frames ({e})"))),
-                        );
+                        write_failed = Some(format!("stopped accepting frames ({e})"));
                     }
                 }
             }
