@@ -40,6 +40,7 @@ else
   echo "(no docker CLI on this machine: skipped)"
 fi
 echo "==> the same image through podman, with bulkhead as its OCI runtime (bulkhead-runc)"
+unset DOCKER_HOST DOCKER_CONFIG   # podman reads them too
 podman_image=localhost/bulkhead-demo:latest
 podman import "$tarball" "$podman_image" >/dev/null
 runc_link=$PWD/target/x86_64-unknown-linux-gnu/release/bulkhead-runc

@@ -17,8 +17,9 @@ pub fn container(d: &ContainerDetails) -> Value {
         "Path": cfg.workload.process.args.first(),
         "Args": cfg.workload.process.args.get(1..).unwrap_or_default(),
         "State": {
-            "Status": st.status.to_string(),
+            "Status": if st.paused { "paused".to_string() } else { st.status.to_string() },
             "Running": st.status == Status::Running,
+            "Paused": st.paused,
             "Pid": if st.status == Status::Running { st.pid.unwrap_or(0) } else { 0 },
             "ExitCode": st.exit_code.unwrap_or(0),
             "OOMKilled": st.oom_killed,

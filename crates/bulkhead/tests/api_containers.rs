@@ -235,9 +235,13 @@ fn bad_isolation_unsupported_fields_and_bad_bodies_are_named_400s() {
     assert_eq!(status, 400);
     let (status, _) = server.request("GET", "/v1.47/containers/nothere/json", b"");
     assert_eq!(status, 404);
+    // Only a running container can be paused.
     let (status, body) = server.request("POST", "/v1.47/containers/upper/pause", b"");
+    assert_eq!(status, 409);
+    assert!(String::from_utf8_lossy(&body).contains("paused"));
+    let (status, body) = server.request("GET", "/v1.47/containers/upper/changes", b"");
     assert_eq!(status, 501);
-    assert!(String::from_utf8_lossy(&body).contains("pause"));
+    assert!(String::from_utf8_lossy(&body).contains("changes"));
 }
 
 #[test]

@@ -259,6 +259,26 @@ fn stop_and_kill(iso: Isolation) {
         ],
     );
     wait_for_log(&r, &handled, "up");
+    // Paused (its cgroup, or its VM's, frozen: `pause` returns once the kernel says so), it refuses
+    // signals as docker does; unpaused, it takes them again.
+    r.ok(&["pause", &handled]);
+    let v = r.inspect(&handled);
+    assert_eq!(v["State"]["Status"], "paused");
+    assert_eq!(v["State"]["Paused"], true);
+    for refused in [
+        &["kill", "-s", "USR1", &handled][..],
+        &["stop", &handled][..],
+    ] {
+        let out = r.bh(refused);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{refused:?} of a paused container"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("paused"));
+    }
+    r.ok(&["unpause", &handled]);
+    assert_eq!(r.inspect(&handled)["State"]["Paused"], false);
     r.ok(&["kill", "-s", "USR1", &handled]);
     wait_for_log(&r, &handled, "got-usr1");
     r.ok(&["stop", &handled]);
