@@ -58,6 +58,7 @@ mod env;
 mod error;
 mod etc_files;
 mod events;
+mod fds;
 mod fsutil;
 mod images;
 mod introspect;
@@ -87,6 +88,7 @@ pub use docker_time::parse_time;
 pub use engine::{build_guest_kernel, guest_kernel, policy_path, Engine, EngineConfig, EngineInfo};
 pub use error::EngineError;
 pub use events::{Event, EventKind};
+pub use fds::close_all_but;
 pub use images::{PullEvent, PullEvents, PullSettings, PulledImage};
 pub use isolation::VmSizing;
 pub use lifecycle::{

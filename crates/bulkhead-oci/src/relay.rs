@@ -17,7 +17,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use std::io::{BufRead, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 /// How the relay gets one kind of namespace.
@@ -90,7 +90,9 @@ pub fn spawn(spec: &RelaySpec) -> Result<Pid> {
 
 /// The relay's life; returns its exit code.
 fn child(spec: &RelaySpec, ready: OwnedFd) -> i32 {
-    close_others(ready.as_raw_fd());
+    // The relay outlives `create` and must hold nothing of it (the engine's locks, the caller's pid
+    // file or log), only the container's stdio.
+    bulkhead_engine::close_all_but(ready.as_raw_fd());
     let mut ready = std::fs::File::from(ready);
     let setup = set_up(spec);
     let setup = setup.and_then(|()| match &spec.job {
@@ -216,16 +218,4 @@ fn hold(spec: &RelaySpec) -> i32 {
     }
     let _ = set.wait();
     0
-}
-
-/// Closes every fd above stderr but `keep`: the relay outlives `create` and must hold nothing of it
-/// (the engine's locks, the caller's pid-file or log), only the container's stdio.
-fn close_others(keep: RawFd) {
-    // SAFETY: close_range on fd ranges of our own process; `keep` stays open.
-    unsafe {
-        if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
-        }
-        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
-    }
 }

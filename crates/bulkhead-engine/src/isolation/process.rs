@@ -15,7 +15,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -88,7 +88,9 @@ impl Mode for ProcessMode {
                         unsafe { libc::_exit(1) }
                     }
                 }
-                close_all_but(theirs.as_raw_fd());
+                // The agent must not hold the monitor's listening socket or the CLI's ready pipe: if the
+                // monitor dies, clients must see it gone, not a socket nobody serves.
+                crate::fds::close_all_but(theirs.as_raw_fd());
                 let code = match bulkhead_agent::serve(OwnedFd::from(theirs), &root) {
                     Ok(_) => 0,
                     Err(e) => {
@@ -195,18 +197,6 @@ fn release_root(mnt: &Path) -> Result<(), EngineError> {
         _ => {}
     }
     Ok(rootfs::disassemble(mnt)?)
-}
-
-/// Closes every fd above stderr except `keep`. The agent must not hold the monitor's listening socket or
-/// the CLI's ready pipe: if the monitor dies, clients must see it gone, not a socket nobody serves.
-fn close_all_but(keep: RawFd) {
-    // SAFETY: close_range on fd ranges of our own process; `keep` stays open.
-    unsafe {
-        if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
-        }
-        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
-    }
 }
 
 fn assemble(artifact: &Path, disk: &Path, mnt: &Path) -> Result<PathBuf, EngineError> {

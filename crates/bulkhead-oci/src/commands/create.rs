@@ -178,7 +178,7 @@ fn relay_namespaces(spec: &Spec) -> Result<Namespaces> {
 }
 
 /// Written through a temporary file and renamed, so a caller never reads half a pid.
-fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
+pub(super) fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
     let tmp = path.with_extension("bulkhead-tmp");
     std::fs::write(&tmp, pid.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))

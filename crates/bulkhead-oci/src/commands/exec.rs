@@ -47,9 +47,7 @@ pub fn exec(ctx: &Ctx, a: &liboci_cli::Exec) -> Result<u8> {
         job: Job::Exec(opts),
     })?;
     if let Some(path) = &a.pid_file {
-        let tmp = path.with_extension("bulkhead-tmp");
-        std::fs::write(&tmp, pid.to_string()).with_context(|| tmp.display().to_string())?;
-        std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
+        super::create::write_pid_file(path, pid)?;
     }
     if a.detach {
         return Ok(0);
