@@ -13,9 +13,10 @@ fn links() -> RuntimeLinks {
     RuntimeLinks::for_tests(Path::new(env!("CARGO_BIN_EXE_bulkhead")))
 }
 
-/// A container that says it started, then exits 7 on SIGTERM.
+/// A container that says it started and on which kernel, in one write (a second line could reach the
+/// log after the first was seen), then exits 7 on SIGTERM.
 const SERVICE: &str =
-    "echo started; uname -r; trap 'echo stopping; exit 7' TERM; while true; do sleep 0.1; done";
+    "echo \"started $(uname -r)\"; trap 'echo stopping; exit 7' TERM; while true; do sleep 0.1; done";
 
 /// Waits until `podman logs NAME` shows `text` (hang-guarded); returns the logs.
 fn wait_logs(podman: &Podman, name: &str, text: &str) -> String {
@@ -60,7 +61,11 @@ fn detached_lifecycle(podman: &Podman, extra: &[&str]) -> String {
     let out = podman.run(&args);
     assert!(out.status.success(), "run -d: {}", stderr(&out));
     let logs = wait_logs(podman, "svc", "started");
-    let kernel = logs.lines().nth(1).unwrap_or_default().to_string();
+    let kernel = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("started "))
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(ps_all(podman).trim(), "svc running 0");
 
     let exec = podman.out(&[
