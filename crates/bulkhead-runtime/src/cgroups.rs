@@ -9,8 +9,9 @@ mod device_program;
 pub(crate) mod devices;
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
@@ -287,6 +288,31 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Opens what a single-threaded child needs to join this cgroup by itself ([`SelfJoin`]), on v1;
+    /// `None` on v2, where the caller moves the child with [`Cgroup::add_process`].
+    pub(crate) fn self_join(&self) -> Result<Option<SelfJoin>, RuntimeError> {
+        if self.version == CgroupVersion::V2 {
+            return Ok(None);
+        }
+        let files = self
+            .dirs
+            .iter()
+            .map(|(_, dir)| {
+                let path = dir.join("tasks");
+                fs::File::options()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&path)
+                    .map(|file| (path.clone(), file))
+                    .map_err(|e| RuntimeError::Cgroup {
+                        path,
+                        reason: format!("opening: {e}"),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(SelfJoin(files)))
+    }
+
     /// Freezes (pause) or thaws (resume) every process in the cgroup, and waits until the kernel says
     /// it is done (v1 passes through FREEZING; v2 reports `frozen` in cgroup.events).
     pub fn freeze(&self, frozen: bool) -> Result<(), RuntimeError> {
@@ -402,6 +428,26 @@ impl Cgroup {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// A v1 cgroup's `tasks` files, opened by the caller (whose credentials the kernel checks) and written
+/// by the child. Moving another process waits for the global threadgroup lock and with it for an RCU
+/// grace period (5 to 14 ms here, the largest part of a container start); a thread that moves itself,
+/// `0` written to `tasks`, skips that lock. A single-threaded process moving its one thread is the
+/// whole process moving.
+pub(crate) struct SelfJoin(Vec<(PathBuf, fs::File)>);
+
+impl SelfJoin {
+    /// Joins the calling thread to every hierarchy; the caller must be single-threaded.
+    pub(crate) fn join(&self) -> Result<(), RuntimeError> {
+        for (path, file) in &self.0 {
+            (&*file).write_all(b"0").map_err(|e| RuntimeError::Cgroup {
+                path: path.clone(),
+                reason: format!("joining: {e}"),
+            })?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The setup channel between the caller and a container process being set up: a
-//! close-on-exec `SOCK_SEQPACKET` pair. The caller sends a go-ahead once it has placed
-//! the child in its cgroup (and written id maps); the child reports a pty master, a
+//! close-on-exec `SOCK_SEQPACKET` pair. The caller sends a go-ahead once the child is in
+//! its cgroup (placed there by the caller on v2; on v1 it joins by itself) and the id maps are written; the child reports a pty master, a
 //! grandchild pid, or a failure. A successful execve closes the child's end, so EOF
 //! without a failure means the user's command is running.
 

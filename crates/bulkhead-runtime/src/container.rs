@@ -22,7 +22,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
 use crate::capabilities;
-use crate::cgroups::{devices, Cgroup};
+use crate::cgroups::{devices, Cgroup, SelfJoin};
 use crate::channel::{self, Channel, Message};
 use crate::container_fs;
 use crate::error::RuntimeError;
@@ -276,6 +276,13 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         let _ = cgroup.destroy();
         return Err(e);
     }
+    let mut self_join = match cgroup.self_join() {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = cgroup.destroy();
+            return Err(e);
+        }
+    };
     let (parent_chan, child_chan) = channel::pair()?;
     let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
     if !joins.joins(NamespaceKind::Uts) {
@@ -301,7 +308,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         Ok(None) => {
             drop(parent_chan);
             run_child(&child_chan, || {
-                init_process(spec, &stdio, &confinement, &child_chan)
+                init_process(spec, &stdio, &confinement, self_join.as_ref(), &child_chan)
             })
         }
         // The caller goes back to its own namespaces whatever happened.
@@ -323,6 +330,8 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
     };
     drop(child_chan);
     drop(stdio);
+    // The child has its own copies; ours would only keep the cgroup files open.
+    let joins_itself = self_join.take().is_some();
     // Best effort: without it the namespace only goes away earlier.
     let mount_ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
         .ok()
@@ -332,7 +341,12 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         if let Some(map) = &spec.workload.userns {
             write_id_maps(pid, map)?;
         }
-        let joined = cgroup.add_process(pid).and_then(|()| parent_chan.send_go());
+        let joined = if joins_itself {
+            Ok(())
+        } else {
+            cgroup.add_process(pid)
+        };
+        let joined = joined.and_then(|()| parent_chan.send_go());
         if let Err(join_error) = joined {
             // The child builds its filesystem while we join it to the cgroup; if that failed first, the
             // child has exited with its reason already queued, and that reason is the one to report.
@@ -362,10 +376,15 @@ fn init_process(
     spec: &ContainerSpec,
     stdio: &PreparedStdio,
     confinement: &Confinement,
+    self_join: Option<&SelfJoin>,
     chan: &Channel,
 ) -> Result<Infallible, RuntimeError> {
     process_setup::reset_signals()?;
     process_setup::set_non_dumpable()?;
+    // First, so that everything the setup uses is the container's.
+    if let Some(join) = self_join {
+        join.join()?;
+    }
     let root = container_fs::bind_rootfs(spec)?;
     if spec.workload.userns.is_some() {
         // The id maps must be written before we act as root in the new user namespace.
@@ -393,8 +412,8 @@ fn init_process(
         network::bring_loopback_up()?;
     }
     if spec.workload.userns.is_none() {
-        // Joining a cgroup waits for an RCU grace period on v1 (about 10 ms here): the parent does it
-        // while we build the filesystem above, and nothing of the user's runs before this point.
+        // Where the parent moves us into the cgroup (v2), it does so while we build the filesystem
+        // above, and nothing of the user's runs before this point.
         chan.wait_go()?;
     }
     // Only now, inside its cgroup, so the namespace is rooted there.
@@ -449,6 +468,7 @@ impl Container {
         let confinement = confinement(spec)?;
         let namespaces = open_namespaces(self.pid)?;
         let stdio = prepare_stdio(stdio)?;
+        let mut self_join = self.cgroup.self_join()?;
         let (parent_chan, child_chan) = channel::pair()?;
         // SAFETY: the caller is single-threaded (module requirement).
         let intermediate = match unsafe { nix::unistd::fork() } {
@@ -456,17 +476,27 @@ impl Container {
             Ok(ForkResult::Child) => {
                 drop(parent_chan);
                 run_child(&child_chan, || {
-                    exec_intermediate(&namespaces, process, &stdio, &confinement, &child_chan)
+                    let join = self_join.as_ref();
+                    exec_intermediate(
+                        &namespaces,
+                        process,
+                        &stdio,
+                        &confinement,
+                        join,
+                        &child_chan,
+                    )
                 })
             }
             Err(e) => return Err(RuntimeError::sys("fork", e)),
         };
         drop(child_chan);
         drop(stdio);
+        let joined = match self_join.take() {
+            Some(_) => Ok(()),
+            None => self.cgroup.add_process(intermediate),
+        };
         let mut reported = Reported::default();
-        let started = self
-            .cgroup
-            .add_process(intermediate)
+        let started = joined
             .and_then(|()| parent_chan.send_go())
             .and_then(|()| collect(&parent_chan, "exec", &mut reported));
         if started.is_err() {
@@ -529,10 +559,15 @@ fn exec_intermediate(
     process: &ProcessSpec,
     stdio: &PreparedStdio,
     confinement: &Confinement,
+    self_join: Option<&SelfJoin>,
     chan: &Channel,
 ) -> Result<Infallible, RuntimeError> {
     process_setup::reset_signals()?;
     process_setup::set_non_dumpable()?;
+    // Before the namespaces: the cgroup files are the host's.
+    if let Some(join) = self_join {
+        join.join()?;
+    }
     chan.wait_go()?;
     for (fd, flag) in namespaces {
         setns(fd, *flag).map_err(|e| RuntimeError::sys(format!("setns {flag:?}"), e))?;
