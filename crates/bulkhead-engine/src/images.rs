@@ -122,7 +122,13 @@ impl Engine {
         for deletion in &deletions {
             let (action, name) = match deletion {
                 ImageDeletion::Untagged(name) => ("untag", name.clone()),
-                ImageDeletion::Deleted(deleted) => ("delete", deleted.to_string()),
+                ImageDeletion::Deleted(deleted) => {
+                    // Process mode's shared mount of its artifact goes with it (`rmi -f` of an image
+                    // running containers use: their overlays keep their own reference).
+                    let lower = self.layout.lowers().join(deleted.0.hex());
+                    bulkhead_runtime::rootfs::shared_lower::remove(&lower)?;
+                    ("delete", deleted.to_string())
+                }
             };
             events::named(&self.layout, EventKind::Image, action, &id, &name);
         }

@@ -62,10 +62,17 @@ impl Layout {
         self.volume(name).join("_data")
     }
 
+    /// The shared read-only mounts of image artifacts that process-mode containers use as their lower
+    /// layer (`bulkhead_runtime::rootfs::shared_lower`), one directory per image.
+    pub fn lowers(&self) -> PathBuf {
+        self.root.join("lowers")
+    }
+
     pub fn container(&self, id: &str) -> ContainerPaths {
         ContainerPaths {
             dir: self.containers().join(id),
             run: PathBuf::from("/run/bulkhead").join(&id[..id.len().min(16)]),
+            lowers: self.lowers(),
         }
     }
 }
@@ -76,6 +83,8 @@ pub struct ContainerPaths {
     pub dir: PathBuf,
     /// Sockets and VM runtime files (short path for the 108-byte socket limit).
     pub run: PathBuf,
+    /// [`Layout::lowers`], where the lower layer of the container's image is mounted.
+    pub lowers: PathBuf,
 }
 
 impl ContainerPaths {

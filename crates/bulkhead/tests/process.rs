@@ -240,8 +240,11 @@ fn survives_a_killed_monitor() {
     let v = r.wait_status(&id, "exited");
     assert_ne!(v["State"]["ExitCode"], 0);
     assert!(!r.ok(&["ps", "-q"]).contains(&id[..12]));
+    // Nobody released the image's shared mount: the removal does.
+    assert_eq!(erofs_mounts(&r).len(), 1);
     r.ok(&["rm", "-f", &id]);
     assert_nothing_left(&r, &id);
+    assert_eq!(loop_devices_backed_by(r.path()), 0);
 }
 
 // ---- rm leaves nothing behind ----
@@ -329,4 +332,99 @@ fn rm_leaves_nothing_after_many_cycles() {
     assert_eq!(our_fds(), fds_before);
     assert_eq!(files_under(&containers), files_before);
     assert!(r.all_ids().is_empty());
+}
+
+// ---- one shared erofs mount per image ----
+
+/// The host's erofs mounts below the root (the shared lower layers of its images).
+fn erofs_mounts(r: &Root) -> Vec<String> {
+    host_mounts_mentioning(r.path())
+        .into_iter()
+        .filter(|l| l.contains(" - erofs "))
+        .collect()
+}
+
+#[test]
+fn containers_of_one_image_share_one_erofs_mount() {
+    let r = Root::new();
+    let a = r.detached(&["--network", "none", IMAGE, "sleep", "1000"]);
+    let b = r.detached(&["--network", "none", IMAGE, "sleep", "1000"]);
+    let mounts = erofs_mounts(&r);
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert!(
+        mounts[0].contains("nosuid") && mounts[0].contains("nodev") && mounts[0].contains(" ro,"),
+        "{}",
+        mounts[0]
+    );
+    // One loop device for the image, one per container's disk.
+    assert_eq!(loop_devices_backed_by(r.path()), 3);
+    // What one container writes stays its own; the image's files are both's.
+    r.ok(&["exec", &a, "sh", "-c", "echo mine > /etc/hostname.a"]);
+    let out = r.bh(&["exec", &b, "cat", "/etc/hostname.a"]);
+    assert_ne!(out.status.code(), Some(0), "b sees a's file");
+
+    r.ok(&["rm", "-f", &a]);
+    assert_eq!(erofs_mounts(&r).len(), 1, "b still uses the image's mount");
+    assert_eq!(
+        r.ok(&["exec", &b, "ls", "/bin/busybox"]).trim(),
+        "/bin/busybox"
+    );
+    r.ok(&["rm", "-f", &b]);
+    assert_eq!(erofs_mounts(&r), Vec::<String>::new());
+    assert_eq!(loop_devices_backed_by(r.path()), 0);
+}
+
+#[test]
+fn concurrent_runs_of_one_image_share_its_mount_and_leave_nothing() {
+    let r = Root::new();
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            r.cmd(&[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                IMAGE,
+                "echo",
+                &format!("run {i}"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "run {i}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), format!("run {i}"));
+    }
+    assert_eq!(host_mounts_mentioning(r.path()), Vec::<String>::new());
+    assert_eq!(loop_devices_backed_by(r.path()), 0);
+}
+
+#[test]
+fn image_removal_unmounts_its_shared_mount() {
+    let r = Root::new();
+    let lowers = r.path().join("lowers");
+    // Removed after its containers: nothing of the image's mount is left.
+    let id = r.detached(&["--network", "none", IMAGE, "sleep", "1000"]);
+    r.ok(&["rm", "-f", &id]);
+    r.ok(&["image", "rm", IMAGE]);
+    assert_eq!(host_mounts_mentioning(r.path()), Vec::<String>::new());
+    assert_eq!(files_under(&lowers), Vec::<PathBuf>::new());
+
+    // Forced while a container runs on it: the mount goes, the container keeps its files.
+    let r = Root::new();
+    let id = r.detached(&["--network", "none", IMAGE, "sleep", "1000"]);
+    assert_eq!(erofs_mounts(&r).len(), 1);
+    r.ok(&["image", "rm", "-f", IMAGE]);
+    assert_eq!(erofs_mounts(&r), Vec::<String>::new());
+    assert_eq!(
+        r.ok(&["exec", &id, "echo", "still here"]).trim(),
+        "still here"
+    );
+    r.ok(&["rm", "-f", &id]);
+    assert_nothing_left(&r, &id);
+    assert_eq!(loop_devices_backed_by(r.path()), 0);
 }

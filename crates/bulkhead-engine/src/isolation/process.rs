@@ -1,6 +1,6 @@
 //! Process isolation: the container shares the host kernel. The monitor assembles the root filesystem on
-//! the host (erofs image artifact + ext4 writable disk + overlay, on loop devices; or a bind of a bundle
-//! container's directory) and forks the agent, which runs the container in new namespaces under a host
+//! the host (the image's erofs artifact, mounted once for all its containers, + the ext4 writable disk
+//! on a loop device + overlay; or a bind of a bundle container's directory) and forks the agent, which runs the container in new namespaces under a host
 //! cgroup.
 
 use super::{disk_export, Endpoint, Mode, RootSource, VmSizing};
@@ -8,7 +8,8 @@ use crate::config::ContainerConfig;
 use crate::containers::Container;
 use crate::layout::ContainerPaths;
 use crate::EngineError;
-use bulkhead_runtime::{rootfs, ContainerSpec, NetworkMode};
+use bulkhead_runtime::rootfs::{self, shared_lower};
+use bulkhead_runtime::{ContainerSpec, NetworkMode};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, CloneFlags};
@@ -69,11 +70,11 @@ impl Mode for ProcessMode {
             .transpose()?;
         let mnt = paths.mnt();
         let root = match root {
-            RootSource::Image(artifact) => assemble(artifact, &paths.disk(), &mnt),
+            RootSource::Image(artifact) => assemble(artifact, &config.id, paths),
             RootSource::Directory(dir) => bind_directory(dir, &mnt),
         }
         .inspect_err(|_| {
-            let _ = release_root(&mnt);
+            let _ = release_root(&config.id, paths);
         })?;
         let (ours, theirs) = UnixStream::pair().map_err(EngineError::io("socketpair"))?;
         // SAFETY: the monitor is single-threaded here (see `Mode::launch`); the child only runs the agent
@@ -105,7 +106,8 @@ impl Mode for ProcessMode {
                 drop(theirs);
                 let agent = ForkedAgent {
                     pid: child,
-                    mnt,
+                    id: config.id.clone(),
+                    paths: paths.clone(),
                     cgroup: host_cgroup_name(&config.id),
                 };
                 Ok((Box::new(agent), ours))
@@ -135,7 +137,7 @@ impl Mode for ProcessMode {
         config: &ContainerConfig,
         paths: &ContainerPaths,
     ) -> Result<(), EngineError> {
-        release_root(&paths.mnt())?;
+        release_root(&config.id, paths)?;
         let _ = bulkhead_runtime::cgroups::cleanup(&host_cgroup_name(&config.id));
         Ok(())
     }
@@ -171,10 +173,12 @@ fn bind_directory(dir: &Path, mnt: &Path) -> Result<PathBuf, EngineError> {
     Ok(target)
 }
 
-/// Unmounts whatever [`ProcessMode::launch`] mounted below `mnt`: a bundle's bind (detached, with the
-/// caller's mounts below it; never a removal of what is in it, which is the caller's) and an image
-/// root's overlay and disks. Idempotent, and a no-op for what was never mounted.
-fn release_root(mnt: &Path) -> Result<(), EngineError> {
+/// Unmounts whatever [`ProcessMode::launch`] mounted for container `id`: below its `mnt`, a bundle's
+/// bind (detached, with the caller's mounts below it; never a removal of what is in it, which is the
+/// caller's) and an image root's overlay and disk; and its use of its image's shared lower mount,
+/// which the last user unmounts. Idempotent, and a no-op for what was never mounted.
+fn release_root(id: &str, paths: &ContainerPaths) -> Result<(), EngineError> {
+    let mnt = paths.mnt();
     let bundle = mnt.join(BUNDLE_ROOT);
     loop {
         match umount2(&bundle, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
@@ -196,19 +200,53 @@ fn release_root(mnt: &Path) -> Result<(), EngineError> {
         }
         _ => {}
     }
-    Ok(rootfs::disassemble(mnt)?)
+    rootfs::disassemble(&mnt)?;
+    release_lowers(id, &paths.lowers)
 }
 
-fn assemble(artifact: &Path, disk: &Path, mnt: &Path) -> Result<PathBuf, EngineError> {
-    let lower = rootfs::attach_loop(artifact, true)?;
-    let upper = rootfs::attach_loop(disk, false)?;
-    Ok(rootfs::assemble(lower.path(), upper.path(), mnt)?)
+/// The container's root: its disk over the shared read-only mount of its image's artifact.
+fn assemble(artifact: &Path, id: &str, paths: &ContainerPaths) -> Result<PathBuf, EngineError> {
+    let lower = shared_lower::acquire(artifact, &image_lower(artifact, &paths.lowers)?, id)?;
+    let upper = rootfs::attach_loop(&paths.disk(), false)?;
+    Ok(rootfs::assemble_on_lower(
+        &lower,
+        upper.path(),
+        &paths.mnt(),
+    )?)
+}
+
+/// The shared lower mount's directory of the image whose artifact is `artifact` (named by the image).
+fn image_lower(artifact: &Path, lowers: &Path) -> Result<PathBuf, EngineError> {
+    bulkhead_fs::private_dir(lowers).map_err(EngineError::io(lowers))?;
+    let name = artifact.file_stem().ok_or_else(|| EngineError::Io {
+        path: artifact.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
+    })?;
+    Ok(lowers.join(name))
+}
+
+/// Releases container `id`'s use of whichever image's lower mount it holds: found by its entry, since
+/// the container's image may have been removed (`rmi -f`) or its record lost in a crash.
+fn release_lowers(id: &str, lowers: &Path) -> Result<(), EngineError> {
+    let images = match std::fs::read_dir(lowers) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(EngineError::io(lowers)(e)),
+    };
+    for image in images {
+        let dir = image.map_err(EngineError::io(lowers))?.path();
+        if shared_lower::is_user(&dir, id) {
+            shared_lower::release(&dir, id)?;
+        }
+    }
+    Ok(())
 }
 
 /// The agent forked on the host, and the mounts and cgroup it runs the container in.
 struct ForkedAgent {
     pid: Pid,
-    mnt: PathBuf,
+    id: String,
+    paths: ContainerPaths,
     cgroup: String,
 }
 
@@ -228,7 +266,7 @@ impl Endpoint for ForkedAgent {
         let _ = waitpid(self.pid, None);
         // The agent destroys the cgroup itself; a killed agent leaves it to us.
         let _ = bulkhead_runtime::cgroups::cleanup(&self.cgroup);
-        release_root(&self.mnt)?;
+        release_root(&self.id, &self.paths)?;
         Ok(())
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! The writable layer is a disk image (not a host directory) so that the same file is a
 //! loop device in process mode and a virtio-blk disk in VM mode: switching isolation
-//! moves no files. Both the host monitor and the VM agent use [`assemble`].
+//! moves no files. The VM agent uses [`assemble`]; the host monitor [`assemble_on_lower`] over the
+//! image's [`shared_lower`] mount.
 
 mod loop_device;
+pub mod shared_lower;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -22,6 +24,8 @@ pub use loop_device::{attach_loop, LoopDevice};
 const LOWER: &str = "lower";
 const RW: &str = "rw";
 const ROOTFS: &str = "rootfs";
+/// What every host-side mount of container content gets (see [`assemble`]).
+const HOST_SIDE: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
 
 /// Creates a sparse ext4 image of `size_bytes` at `path` whose root holds the overlay
 /// `upper` and `work` directories, and in `upper` empty mount points for the generated
@@ -127,33 +131,49 @@ fn mkdir(path: &Path) -> Result<(), RuntimeError> {
 /// (`container_fs::bind_rootfs`).
 pub fn assemble(lower_dev: &Path, upper_dev: &Path, dir: &Path) -> Result<PathBuf, RuntimeError> {
     let lower = dir.join(LOWER);
+    mkdir(&lower)?;
+    let result = mount(
+        Some(lower_dev),
+        &lower,
+        Some("erofs"),
+        MsFlags::MS_RDONLY | HOST_SIDE,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        RuntimeError::sys(
+            format!("mount erofs {} on {}", lower_dev.display(), lower.display()),
+            e,
+        )
+    })
+    .and_then(|()| assemble_on_lower(&lower, upper_dev, dir));
+    if result.is_err() {
+        // Best effort: the original error is the one worth reporting.
+        let _ = disassemble(dir);
+    }
+    result
+}
+
+/// As [`assemble`], on a lower layer mounted already (a [`shared_lower`] mount of the image, which
+/// stays as it is): the ext4 `upper_dev` at `<dir>/rw` and the overlay at `<dir>/rootfs`, both
+/// `nosuid,nodev`. On failure what this mounted is unmounted again.
+pub fn assemble_on_lower(
+    lower: &Path,
+    upper_dev: &Path,
+    dir: &Path,
+) -> Result<PathBuf, RuntimeError> {
     let rw = dir.join(RW);
     let rootfs = dir.join(ROOTFS);
-    for d in [&lower, &rw, &rootfs] {
+    for d in [&rw, &rootfs] {
         mkdir(d)?;
     }
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
-        check_option_path(&lower)?,
+        check_option_path(lower)?,
         check_option_path(&rw.join("upper"))?,
         check_option_path(&rw.join("work"))?
     );
-    let host_side = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let result = (|| {
-        mount(
-            Some(lower_dev),
-            &lower,
-            Some("erofs"),
-            MsFlags::MS_RDONLY | host_side,
-            None::<&str>,
-        )
-        .map_err(|e| {
-            RuntimeError::sys(
-                format!("mount erofs {} on {}", lower_dev.display(), lower.display()),
-                e,
-            )
-        })?;
-        mount(Some(upper_dev), &rw, Some("ext4"), host_side, None::<&str>).map_err(|e| {
+        mount(Some(upper_dev), &rw, Some("ext4"), HOST_SIDE, None::<&str>).map_err(|e| {
             RuntimeError::sys(
                 format!("mount ext4 {} on {}", upper_dev.display(), rw.display()),
                 e,
@@ -163,7 +183,7 @@ pub fn assemble(lower_dev: &Path, upper_dev: &Path, dir: &Path) -> Result<PathBu
             Some("overlay"),
             &rootfs,
             Some("overlay"),
-            host_side,
+            HOST_SIDE,
             Some(options.as_str()),
         )
         .map_err(|e| RuntimeError::sys(format!("mount overlay on {}", rootfs.display()), e))
