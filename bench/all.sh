@@ -27,7 +27,8 @@ tmp=$(mktemp)
   echo
   echo "## Container start, process isolation (bench/run.sh)"
   echo
-  echo "Goals (issue 3): <= 0.3x podman, <= 1.0x runc. Tools interleaved in rotating order."
+  echo "Goals (issues 3 and 13): <= 1.0x runc and <= 0.25x podman without a network, <= 0.25x podman on"
+  echo "the bridge; start time with 0, 100 and 500 other containers running. Tools interleaved in rotating order."
   echo
   bench/run.sh
   echo
