@@ -2,21 +2,113 @@
 //! start, so each root keeps one formatted template per disk size (`<root>/templates/rw-<size>.img`,
 //! made once under a lock) and every container gets a sparse clone of it: a reflink where the host
 //! filesystem supports one, otherwise a copy of the template's few data extents.
+//!
+//! Even a clone costs a few milliseconds (mostly syncing its data), so a small pool of ready clones per
+//! size (`<root>/templates/pool-<size>/`) makes `create` a rename; the monitor of the container that
+//! took one makes the next while the container runs ([`refill_pool`]).
 
 use crate::{fsutil, EngineError};
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+/// Ready disks kept per size: enough for a few starts in a row between refills.
+const POOL_TARGET: usize = 2;
 
 /// Creates `dest` as a fresh, empty writable-layer disk of `size` bytes.
 pub fn create(root: &Path, dest: &Path, size: u64) -> Result<(), EngineError> {
+    if take_from_pool(&pool_dir(root, size), dest)? {
+        return Ok(());
+    }
     let template = template(root, size)?;
-    let result = clone_sparse(&template, dest);
+    let result = File::open(&template)
+        .map_err(EngineError::io(&template))
+        .and_then(|from| {
+            let to = File::options()
+                .write(true)
+                .create_new(true)
+                .open(dest)
+                .map_err(EngineError::io(dest))?;
+            clone_sparse(from, &template, &to, dest)
+        });
     if result.is_err() {
         let _ = fs::remove_file(dest);
     }
     result
+}
+
+fn pool_dir(root: &Path, size: u64) -> PathBuf {
+    root.join("templates").join(format!("pool-{size}"))
+}
+
+/// Moves a ready disk from `pool` to `dest` (which must not exist); `false` if there is none.
+fn take_from_pool(pool: &Path, dest: &Path) -> Result<bool, EngineError> {
+    let entries = match fs::read_dir(pool) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(EngineError::io(pool)(e)),
+    };
+    for entry in entries {
+        let disk = entry.map_err(EngineError::io(pool))?.path();
+        match rename_noreplace(&disk, dest) {
+            Ok(()) => return Ok(true),
+            // Another create took this one first.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            // A filesystem without RENAME_NOREPLACE: clone instead.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
+            Err(e) => return Err(EngineError::io(dest)(e)),
+        }
+    }
+    Ok(false)
+}
+
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    Ok(renameat2(
+        None,
+        from,
+        None,
+        to,
+        RenameFlags::RENAME_NOREPLACE,
+    )?)
+}
+
+/// Tops the pool of `size` up to [`POOL_TARGET`] ready disks. Each is cloned into an unnamed file
+/// (`O_TMPFILE`: a crash leaves nothing half-made behind), synced, and only then given a name in the
+/// pool, so a disk taken from it is as durable as a fresh clone.
+pub fn refill_pool(root: &Path, size: u64) -> Result<(), EngineError> {
+    let pool = pool_dir(root, size);
+    bulkhead_fs::private_dir(&pool).map_err(EngineError::io(&pool))?;
+    let have = fs::read_dir(&pool).map_err(EngineError::io(&pool))?.count();
+    let template = template(root, size)?;
+    for _ in have..POOL_TARGET {
+        let from = File::open(&template).map_err(EngineError::io(&template))?;
+        let to = File::options()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o600)
+            .open(&pool)
+            .map_err(EngineError::io(&pool))?;
+        clone_sparse(from, &template, &to, &pool)?;
+        let name = pool.join(bulkhead_fs::unique_name("rw"));
+        link_unnamed(&to, &name).map_err(EngineError::io(&name))?;
+    }
+    Ok(())
+}
+
+/// Gives the `O_TMPFILE` file `file` the name `path`.
+fn link_unnamed(file: &File, path: &Path) -> std::io::Result<()> {
+    use nix::fcntl::AtFlags;
+    let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Ok(nix::unistd::linkat(
+        None,
+        fd_path.as_path(),
+        None,
+        path,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    )?)
 }
 
 /// The formatted template for `size`, made on first use.
@@ -41,17 +133,12 @@ fn template(root: &Path, size: u64) -> Result<PathBuf, EngineError> {
     Ok(path)
 }
 
-/// Copies `src` to a new file `dest` keeping holes: FICLONE if the filesystem can, else data extents only.
-fn clone_sparse(src: &Path, dest: &Path) -> Result<(), EngineError> {
-    let mut from = File::open(src).map_err(EngineError::io(src))?;
-    let to = File::options()
-        .write(true)
-        .create_new(true)
-        .open(dest)
-        .map_err(EngineError::io(dest))?;
+/// Copies `from` (the file at `src`) into the empty file `to` (at `dest`, for messages) keeping holes:
+/// FICLONE if the filesystem can, else data extents only, then syncs it.
+fn clone_sparse(mut from: File, src: &Path, to: &File, dest: &Path) -> Result<(), EngineError> {
     // SAFETY: FICLONE takes the source fd as its argument; both fds are open for the call.
     if unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0 {
-        return Ok(());
+        return to.sync_all().map_err(EngineError::io(dest));
     }
     let len = from.metadata().map_err(EngineError::io(src))?.len();
     to.set_len(len).map_err(EngineError::io(dest))?;
@@ -61,7 +148,7 @@ fn clone_sparse(src: &Path, dest: &Path) -> Result<(), EngineError> {
             break;
         };
         let end = seek(&mut from, start, libc::SEEK_HOLE, src)?.unwrap_or(len);
-        copy_range(&from, &to, start, end - start, dest)?;
+        copy_range(&from, to, start, end - start, dest)?;
         pos = end;
     }
     to.sync_all().map_err(EngineError::io(dest))
@@ -120,6 +207,31 @@ mod tests {
     use std::io::Write;
 
     #[test]
+    fn pool_disks_are_template_clones_each_taken_once() {
+        const SIZE: u64 = 64 << 20;
+        let root = tempfile::tempdir().unwrap();
+        let pool = pool_dir(root.path(), SIZE);
+        refill_pool(root.path(), SIZE).unwrap();
+        assert_eq!(fs::read_dir(&pool).unwrap().count(), POOL_TARGET);
+        let template = fs::read(template(root.path(), SIZE).unwrap()).unwrap();
+        // A disk in the way is never replaced, and the pool keeps its disk.
+        let taken = root.path().join("taken");
+        fs::write(&taken, "mine").unwrap();
+        assert!(create(root.path(), &taken, SIZE).is_err());
+        assert_eq!(fs::read(&taken).unwrap(), b"mine");
+        assert_eq!(fs::read_dir(&pool).unwrap().count(), POOL_TARGET);
+        // The pool serves the first ones, a clone the one after.
+        for i in 0..=POOL_TARGET {
+            let disk = root.path().join(format!("disk{i}"));
+            create(root.path(), &disk, SIZE).unwrap();
+            assert!(fs::read(&disk).unwrap() == template, "disk {i}");
+        }
+        assert_eq!(fs::read_dir(&pool).unwrap().count(), 0);
+        refill_pool(root.path(), SIZE).unwrap();
+        assert_eq!(fs::read_dir(&pool).unwrap().count(), POOL_TARGET);
+    }
+
+    #[test]
     fn clone_keeps_data_and_holes() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
@@ -131,7 +243,8 @@ mod tests {
         f.write_all(b"start").unwrap();
         drop(f);
         let dest = dir.path().join("dest");
-        clone_sparse(&src, &dest).unwrap();
+        let to = File::create(&dest).unwrap();
+        clone_sparse(File::open(&src).unwrap(), &src, &to, &dest).unwrap();
         assert_eq!(fs::read(&src).unwrap(), fs::read(&dest).unwrap());
         let blocks = std::os::unix::fs::MetadataExt::blocks(&fs::metadata(&dest).unwrap());
         assert!(

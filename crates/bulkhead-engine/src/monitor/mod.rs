@@ -140,6 +140,7 @@ impl<'a> Monitor<'a> {
         let own = self.network.as_ref().and_then(|n| n.state.as_ref());
         let _name_responders =
             network::start_name_responders(self.layout, &self.container.config, own);
+        let refill = self.refill_disk_pool();
         // The monitor lives as long as the container: hand back what starting it took from the heap.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
@@ -170,7 +171,25 @@ impl<'a> Monitor<'a> {
             });
         }
         self.finish(code);
+        // After the clients heard the exit: a refill still running delays nobody.
+        if let Some(Ok(Err(e))) = refill.map(|r| r.join()) {
+            tracing::warn!("refilling the disk pool: {e}");
+        }
         0
+    }
+
+    /// Makes, on a thread, the ready disk that replaces the one this container's `create` may have
+    /// taken from the pool (`disk.rs`), while the container starts and runs.
+    fn refill_disk_pool(&self) -> Option<std::thread::JoinHandle<Result<(), EngineError>>> {
+        let config = &self.container.config;
+        // A bundle container has no disk.
+        if config.rootfs_dir.is_some() {
+            return None;
+        }
+        let (root, size) = (self.layout.root().to_path_buf(), config.disk_size);
+        Some(std::thread::spawn(move || {
+            crate::disk::refill_pool(&root, size)
+        }))
     }
 
     /// Blocks until the CLI that started us attaches (bounded), so no early output is lost. Messages the
