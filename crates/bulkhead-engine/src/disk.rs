@@ -210,10 +210,19 @@ mod tests {
     fn pool_disks_are_template_clones_each_taken_once() {
         const SIZE: u64 = 64 << 20;
         let root = tempfile::tempdir().unwrap();
+        // A template of our own: no mkfs.ext4 is spawned, whose fork could hold a file of another
+        // test's mount open at its unmount.
+        let template_path = root.path().join("templates").join(format!("rw-{SIZE}.img"));
+        fs::create_dir_all(template_path.parent().unwrap()).unwrap();
+        let mut f = File::create(&template_path).unwrap();
+        f.set_len(SIZE).unwrap();
+        f.seek(SeekFrom::Start(SIZE / 2)).unwrap();
+        f.write_all(b"superblock").unwrap();
+        drop(f);
+        let template = fs::read(&template_path).unwrap();
         let pool = pool_dir(root.path(), SIZE);
         refill_pool(root.path(), SIZE).unwrap();
         assert_eq!(fs::read_dir(&pool).unwrap().count(), POOL_TARGET);
-        let template = fs::read(template(root.path(), SIZE).unwrap()).unwrap();
         // A disk in the way is never replaced, and the pool keeps its disk.
         let taken = root.path().join("taken");
         fs::write(&taken, "mine").unwrap();
